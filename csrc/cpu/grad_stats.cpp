@@ -14,9 +14,8 @@
 namespace fastlight {
 namespace {
 
-// Squares summed in double: for float/half/bfloat16 inputs no finite value can overflow the sum, so only
-// real inf/nan make it non-finite. `poison` sums x*0, which is 0 for finite x and nan otherwise; it is
-// needed for float64 inputs whose squares can overflow.
+// Squares summed in double. The non-finite flag comes from `poison`, the sum of x*0: 0 for finite x and nan
+// for inf/nan, so a finite float64 whose square overflows is not mistaken for a non-finite gradient.
 template <typename T>
 void chunk_stats(const T* x, int64_t n, double& sq, double& poison) {
   double s = 0.0, p = 0.0;
@@ -69,7 +68,7 @@ at::Tensor grad_stats_cpu(at::TensorList tensors) {
   }
   float* o = out.data_ptr<float>();
   o[0] = static_cast<float>(total);
-  o[1] = (std::isfinite(total) && !std::isnan(total_poison)) ? 0.0f : 1.0f;
+  o[1] = std::isnan(total_poison) ? 1.0f : 0.0f;
   return out;
 }
 
