@@ -1,0 +1,73 @@
+"""grad_stats (sum of squares + non-finite flag, one read-only pass) vs what torch does for the same answer:
+torch._foreach_norm + isfinite of the total (the work of clip_grad_norm_ and GradScaler's inf check).
+
+Bytes moved: 4 per fp32 element read once. Run alone: python -m benchmarks.bench_grad_stats [--quick].
+"""
+import sys
+
+import torch
+
+import fastlight.ops as ops
+
+try:
+    from .harness import copy_bandwidth_gbps, interleaved, rows_for_case
+except ImportError:  # run as a script
+    from harness import copy_bandwidth_gbps, interleaved, rows_for_case
+
+
+def resnet18_like_sizes():
+    """The 62 parameter tensors of torchvision's ResNet-18 (11.7M), without importing torchvision."""
+    sizes = [64 * 3 * 7 * 7, 64, 64]
+    cin = 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        for block in range(2):
+            c_in = cin if block == 0 else cout
+            sizes += [cout * c_in * 9, cout, cout, cout * cout * 9, cout, cout]
+            if block == 0 and (stride != 1 or c_in != cout):
+                sizes += [cout * c_in, cout, cout]
+        cin = cout
+    sizes += [1000 * 512, 1000]
+    return sizes
+
+
+def cases(quick):
+    yield "resnet18 (62 tensors)", resnet18_like_sizes()
+    yield "10000 x 64", [64] * (2000 if quick else 10000)
+    yield "flat", [(4 if quick else 50) * 1_000_000]
+
+
+def torch_equivalent(ts):
+    # The fastest torch composition with the same answer: clip_grad_norm_'s foreach norm, and the
+    # non-finite flag read off the total (inf/nan propagate into the norm).
+    norms = torch._foreach_norm(ts, 2)
+    total = torch.linalg.vector_norm(torch.stack(norms), 2)
+    return total, ~torch.isfinite(total)
+
+
+def run(quick: bool = False, device: str = "cpu"):
+    bw = copy_bandwidth_gbps(device, nbytes=(64 if quick else 256) << 20)
+    rows = []
+    for name, sizes in cases(quick):
+        g = torch.Generator().manual_seed(0)
+        ts = [torch.randn(n, generator=g).to(device) for n in sizes]
+        n_el = sum(sizes)
+        med = interleaved(
+            {
+                "torch _foreach_norm": lambda: torch_equivalent(ts),
+                f"fastlight ({ops.backend(device)})": lambda: ops.grad_stats(ts),
+            },
+            device=device,
+            repeats=5 if quick else 11,
+            min_time_ms=20 if quick else 100,
+        )
+        rows += rows_for_case(name, med, baseline="torch _foreach_norm",
+                              bytes_moved={k: 4.0 * n_el for k in med}, bandwidth_gbps=bw)
+    rows.append(dict(name="copy bandwidth", candidate="tensor copy (read+write)", median_ms=None, ratio=None,
+                     gbps=bw, pct_of_bw=100.0))
+    return rows
+
+
+if __name__ == "__main__":
+    from harness import format_table
+
+    print(format_table(run(quick="--quick" in sys.argv, device="cuda" if "--cuda" in sys.argv else "cpu")))
