@@ -3,14 +3,13 @@
 FASTLIGHT_CUDA=auto (default) builds CUDA when it can, 0 never, 1 always (and fails loudly if it cannot).
 TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX" so the CUDA sources compile on a machine without a GPU.
 """
-import glob
 import os
 import sys
 
 from setuptools import setup
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastlight"))
-from _build import cuda_toolkit_root, extension_kwargs  # noqa: E402  (shared with the JIT build)
+from _build import CudaBuildError, cuda_toolkit_root, decide_cuda, extension_kwargs  # noqa: E402  (shared with the JIT build)
 
 sys.path.pop(0)
 
@@ -20,33 +19,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def want_cuda():
-    mode = os.environ.get("FASTLIGHT_CUDA", "auto").strip().lower()
-    if mode not in ("auto", "0", "1"):
-        sys.exit(f"setup.py: FASTLIGHT_CUDA must be auto, 0 or 1 (got {mode!r})")
-    if mode == "0":
-        return False
     import torch
 
-    problems = []
-    if torch.version.cuda is None:
-        problems.append("this torch was built without CUDA (torch.version.cuda is None)")
+    mode = os.environ.get("FASTLIGHT_CUDA", "auto")
     root = cuda_toolkit_root()
-    if root is None:
-        problems.append(
-            "no CUDA toolkit found (looked for include/cuda_runtime.h under $CUDA_HOME, $CUDA_PATH, "
-            "torch's guess, the folder of nvcc and /usr/local/cuda*); set CUDA_HOME to the toolkit root"
-        )
-    if problems:
-        msg = "fastlight: building CPU kernels only: " + "; ".join(problems)
-        if mode == "1":
-            sys.exit("setup.py: FASTLIGHT_CUDA=1 but " + "; ".join(problems))
-        print("WARNING: " + msg, file=sys.stderr)
-        return False
-    # torch picks CUDA_HOME once at import; point it (and nvcc) at the real toolkit.
-    cpp_extension.CUDA_HOME = root
-    os.environ["CUDA_HOME"] = root
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
-    return True
+    try:
+        build, message = decide_cuda(mode, torch.version.cuda, root)
+    except CudaBuildError as e:
+        sys.exit(f"setup.py: {e}")
+    if message:
+        print("WARNING: " + message, file=sys.stderr)
+    if build:
+        # torch picks CUDA_HOME once at import, sometimes wrongly; point it (and nvcc) at the real toolkit.
+        cpp_extension.CUDA_HOME = root
+        os.environ["CUDA_HOME"] = root
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
+    return build
 
 
 def make_extension():

@@ -42,6 +42,36 @@ def cuda_toolkit_root():
     return None
 
 
+class CudaBuildError(RuntimeError):
+    pass
+
+
+def decide_cuda(mode, torch_cuda_version, toolkit_root):
+    """Whether to build the CUDA kernels: (build, message). FASTLIGHT_CUDA=`mode` is auto, 0 or 1.
+
+    auto builds CUDA when torch is a CUDA build and a toolkit was found, else warns (message) and builds
+    the CPU kernels only; 1 raises CudaBuildError naming what is missing; 0 never builds CUDA.
+    """
+    mode = str(mode).strip().lower()
+    if mode not in ("auto", "0", "1"):
+        raise CudaBuildError(f"FASTLIGHT_CUDA must be auto, 0 or 1 (got {mode!r})")
+    if mode == "0":
+        return False, ""
+    problems = []
+    if torch_cuda_version is None:
+        problems.append("this torch was built without CUDA (torch.version.cuda is None)")
+    if toolkit_root is None:
+        problems.append(
+            "no CUDA toolkit found (looked for include/cuda_runtime.h under $CUDA_HOME, $CUDA_PATH, torch's "
+            "guess, the real folder of nvcc and /usr/local/cuda*); set CUDA_HOME to the toolkit root"
+        )
+    if not problems:
+        return True, ""
+    if mode == "1":
+        raise CudaBuildError("FASTLIGHT_CUDA=1 but " + "; ".join(problems))
+    return False, "fastlight: building the CPU kernels only: " + "; ".join(problems)
+
+
 def source_root(package_dir=None):
     """The repository root holding csrc/, or None when fastlight was installed without its sources."""
     package_dir = package_dir or os.path.dirname(os.path.abspath(__file__))

@@ -21,13 +21,11 @@ def _jit_build():
     import torch
     from torch.utils import cpp_extension
 
-    with_cuda = False
-    if os.environ.get("FASTLIGHT_CUDA", "auto") != "0" and torch.version.cuda is not None:
-        cuda_root = _build.cuda_toolkit_root()
-        if cuda_root is not None:
-            cpp_extension.CUDA_HOME = cuda_root
-            os.environ["CUDA_HOME"] = cuda_root
-            with_cuda = True
+    cuda_root = _build.cuda_toolkit_root()
+    with_cuda, _ = _build.decide_cuda(os.environ.get("FASTLIGHT_CUDA", "auto"), torch.version.cuda, cuda_root)
+    if with_cuda:
+        cpp_extension.CUDA_HOME = cuda_root
+        os.environ["CUDA_HOME"] = cuda_root
     kw = _build.extension_kwargs(root, with_cuda)
     build_dir = os.path.join(root, ".fastlight_jit", "cuda" if with_cuda else "cpu")
     os.makedirs(build_dir, exist_ok=True)
