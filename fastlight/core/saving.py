@@ -5,8 +5,6 @@ from argparse import Namespace
 from enum import Enum
 from typing import Any, Dict, Union
 
-import yaml
-
 from fastlight.utilities.attribute_dict import AttributeDict
 from fastlight.utilities.rank_zero import rank_zero_warn
 
@@ -25,6 +23,8 @@ def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[di
         hparams = dict(hparams)
     if not isinstance(hparams, dict):
         raise TypeError(f"hparams must be a dictionary or Namespace, got {type(hparams).__name__}")
+
+    import yaml  # here, not at import: `import fastlight` stays light
 
     allowed: Dict[str, Any] = {}
     for key, value in hparams.items():
@@ -48,6 +48,8 @@ def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: 
     if not os.path.exists(config_yaml):
         rank_zero_warn(f"Missing Tags: {config_yaml}.", category=RuntimeWarning)
         return {}
+    import yaml
+
     with open(config_yaml) as fp:
         try:
             hparams = yaml.full_load(fp)
