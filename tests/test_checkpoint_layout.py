@@ -249,3 +249,67 @@ def test_loops_state_dict_layout_is_lightnings(lightning_ckpts):
     _same(progress.state_dict(), loops)
     with pytest.raises(KeyError, match="fit_loop"):
         LoopProgress().load_state_dict({}, "fit")
+
+
+def test_save_checkpoint_writes_atomically_and_loads_in_lightning(tmp_path):
+    from fastlight.trainer.checkpoint_layout import save_checkpoint
+
+    trainer = _trainer_for(tmp_path, tmp_path / "ck")
+    save_checkpoint(trainer, tmp_path / "out" / "model.ckpt")
+    assert os.listdir(tmp_path / "out") == ["model.ckpt"]
+    loaded = Net.load_from_checkpoint(tmp_path / "out" / "model.ckpt")  # Lightning's own loader
+    assert torch.equal(loaded.layer.weight, trainer.lightning_module.layer.weight)
+    save_checkpoint(trainer, tmp_path / "out" / "w.ckpt", weights_only=True)
+    assert "optimizer_states" not in torch.load(tmp_path / "out" / "w.ckpt", weights_only=True)
+    trainer.lightning_module = None
+    with pytest.raises(AttributeError, match="model is attached"):
+        save_checkpoint(trainer, tmp_path / "x.ckpt")
+
+
+def test_load_from_checkpoint_like_lightning(lightning_ckpts, tmp_path):
+    from fastlight.core.saving import _load_from_checkpoint, save_hparams_to_yaml
+
+    path = lightning_ckpts / "ck" / "last.ckpt"
+    ours = _load_from_checkpoint(Net, path)
+    theirs = Net.load_from_checkpoint(path)
+    assert dict(ours.hparams) == dict(theirs.hparams) == {"lr": 0.1, "width": 4}
+    assert torch.equal(ours.layer.weight, theirs.layer.weight)
+    assert _load_from_checkpoint(Net, path, lr=0.5).hparams.lr == 0.5  # overrides
+    save_hparams_to_yaml(tmp_path / "hp.yaml", {"lr": 0.25, "width": 4})
+    assert _load_from_checkpoint(Net, path, hparams_file=tmp_path / "hp.yaml").hparams.lr == 0.25
+    with pytest.raises(ValueError, match="hparams_file"):
+        _load_from_checkpoint(Net, path, hparams_file=tmp_path / "hp.json")
+    # another model's checkpoint: the error names the file and the problem
+    with pytest.raises(RuntimeError, match=r"last.ckpt.*shape mismatch for layer.weight"):
+        _load_from_checkpoint(Net, path, width=8)
+    with pytest.warns(UserWarning, match="not in the model state dict but in the checkpoint"):
+        class Smaller(Net):
+            def __init__(self, lr=0.1, width=4):
+                super().__init__(lr, width)
+                del self.layer
+                self.other = torch.nn.Linear(4, 2)
+
+        _load_from_checkpoint(Smaller, path, strict=False)
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        _load_from_checkpoint(Net, tmp_path / "missing.ckpt")
+
+
+def test_datamodule_load_from_checkpoint(tmp_path):
+    from fastlight.core.saving import _load_from_checkpoint
+
+    class DM(pl.LightningDataModule):
+        def __init__(self, batch_size=4):
+            super().__init__()
+            self.save_hyperparameters()
+            self.seen = 0
+
+        def state_dict(self):
+            return {"seen": self.seen}
+
+        def load_state_dict(self, state):
+            self.seen = state["seen"]
+
+    torch.save({"datamodule_hyper_parameters": {"batch_size": 16}, "datamodule_hparams_name": "kwargs",
+                DM.__qualname__: {"seen": 5}, "state_dict": {}}, tmp_path / "dm.ckpt")
+    dm = _load_from_checkpoint(DM, tmp_path / "dm.ckpt")
+    assert dm.hparams.batch_size == 16 and dm.seen == 5

@@ -513,3 +513,24 @@ def restore_checkpoint(trainer: Any, checkpoint: Dict[str, Any], stage: str = "f
     """Both halves, for a trainer whose optimizers already exist."""
     restore_modules_and_callbacks(trainer, checkpoint, strict=strict)
     restore_training_state(trainer, checkpoint, stage)
+
+
+def save_checkpoint(trainer: Any, filepath: Any, weights_only: bool = False, storage_options: Any = None) -> None:
+    """Trainer.save_checkpoint: every rank builds the dict (hooks run everywhere, as in Lightning), rank 0 writes it
+    atomically through `trainer.checkpoint_io` (a TorchCheckpointIO unless the trainer has another), all ranks wait."""
+    if getattr(trainer, "lightning_module", None) is None:
+        raise AttributeError(
+            "Saving a checkpoint is only possible if a model is attached to the Trainer. Did you call"
+            " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
+        )
+    checkpoint = dump_checkpoint(trainer, weights_only)
+    if getattr(trainer, "is_global_zero", True):
+        io = getattr(trainer, "checkpoint_io", None)
+        if io is None:
+            from .checkpoint_io import TorchCheckpointIO
+
+            io = TorchCheckpointIO()
+        io.save_checkpoint(checkpoint, filepath, storage_options=storage_options)
+    barrier = getattr(getattr(trainer, "strategy", None), "barrier", None)
+    if barrier is not None:
+        barrier("Trainer.save_checkpoint")
