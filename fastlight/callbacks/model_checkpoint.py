@@ -162,6 +162,8 @@ class ModelCheckpoint(Callback):
         self._last_time_checked = time.monotonic()
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._every_n_train_steps < 1 and self._train_time_interval is None:
+            return  # epoch-based saving: nothing to decide per step
         skip_due_to_state = self._should_skip_saving_checkpoint(trainer)
         skip_batch = self._every_n_train_steps < 1 or trainer.global_step % self._every_n_train_steps != 0
         skip_time = True
@@ -474,7 +476,7 @@ class ModelCheckpoint(Callback):
         if len(self.best_k_models) == k and k > 0:
             del_filepath = self.kth_best_model_path
             self.best_k_models.pop(del_filepath)
-        if isinstance(current, Tensor) and torch.isnan(current):
+        if isinstance(current, Tensor) and torch.isnan(current):  # host sync, only when a checkpoint is saved
             # a NaN score never ranks: store it as the worst value
             current = torch.tensor(float("inf" if self.mode == "min" else "-inf"), device=current.device)
         filepath = self._get_metric_interpolated_filepath_name(candidates, trainer, del_filepath)
