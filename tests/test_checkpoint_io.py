@@ -1,13 +1,11 @@
 """Checkpoint files: atomic writes that survive SIGKILL, safe loads that refuse pickled code, clear errors."""
 import argparse
-import collections
 import datetime
 import enum
 import os
 import pathlib
 import random
 import signal
-import sys
 import time
 
 import pytest

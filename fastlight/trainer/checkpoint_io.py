@@ -11,10 +11,8 @@ enums already imported by the program, numpy scalars). Anything else is refused 
 global, and explaining the two ways forward (allowlist the type, or pass weights_only=False for a trusted file).
 """
 import argparse
-import collections
 import datetime
 import enum
-import io
 import os
 import pathlib
 import pickle
