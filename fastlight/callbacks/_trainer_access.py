@@ -45,9 +45,12 @@ def remove_checkpoint(trainer: Any, filepath: str) -> None:
     if fn is not None:
         fn(filepath)
     elif getattr(trainer, "is_global_zero", True):
-        from fastlight.trainer.checkpoint_io import remove_checkpoint as _remove
+        import os
 
-        _remove(filepath)
+        try:
+            os.remove(filepath)
+        except FileNotFoundError:
+            pass  # another rank or an earlier rotation removed it
 
 
 def batches_that_stepped(trainer: Any) -> int:

@@ -7,7 +7,9 @@ after the new one is in place.
 import logging
 import os
 import re
+import shutil
 import time
+import uuid
 import warnings
 from copy import deepcopy
 from datetime import timedelta
@@ -421,18 +423,18 @@ class ModelCheckpoint(Callback):
     @staticmethod
     def _link_checkpoint(trainer: Any, filepath: str, linkpath: str) -> None:
         if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
-            from fastlight.trainer.checkpoint_io import atomic_symlink
-
             if os.path.isdir(linkpath) and not os.path.islink(linkpath):
-                import shutil
-
                 shutil.rmtree(linkpath)
+            folder = os.path.dirname(os.path.abspath(linkpath))
+            # a relative link made under a temporary name, then renamed over the old one: `last` always resolves
+            tmp = os.path.join(folder, f".{os.path.basename(linkpath)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
-                atomic_symlink(filepath, linkpath)
+                os.symlink(os.path.relpath(filepath, folder), tmp)
+                os.replace(tmp, linkpath)
             except OSError:
-                # Windows without symlink rights: a copy instead
-                import shutil
-
+                # no symlinks (Windows without the right): a copy instead
+                if os.path.lexists(tmp):
+                    os.remove(tmp)
                 shutil.copy(filepath, linkpath)
         access.barrier(trainer)
 
