@@ -292,3 +292,50 @@ def test_save_after_validation_or_at_epoch_end_like_lightning(tmp_path, trainer_
     if trainer_kwargs.get("num_val_batches") == 0 and "monitor" in kwargs:
         kwargs = dict(kwargs, monitor="train_loss")
     compare_with_lightning(tmp_path, kwargs, VAL[:4], trainer_kwargs=trainer_kwargs, train_loss=lambda s: 1.0 / s)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_sigkill_during_top_k_rotation_leaves_loadable_files_and_keeps_k(tmp_path):
+    """A child rotates top-2 checkpoints (plus a last link) every step, writes slowed down so kills land mid-write;
+    after SIGKILL every *.ckpt loads, and once two checkpoints existed there are always at least two."""
+    import random
+    import signal
+    import time
+
+    from .test_checkpoint_io import _slow_torch_save
+
+    rng = random.Random(3)
+    for round_ in range(4):
+        folder = tmp_path / f"r{round_}"
+        pid = os.fork()
+        if pid == 0:
+            try:
+                torch.save = _slow_torch_save(torch.save)
+                cb = ModelCheckpoint(dirpath=folder, monitor="loss", save_top_k=2, every_n_train_steps=1,
+                                     save_last="link", filename="{step}")
+                trainer = FakeTrainer(tmp_path, callbacks=[cb], num_val_batches=0)
+                trainer.lightning_module = _module()
+                cb.setup(trainer, trainer.lightning_module, "fit")
+                cb.on_train_start(trainer, trainer.lightning_module)
+                gen = random.Random(round_)
+                while True:
+                    trainer.step()
+                    # mostly improving, so that nearly every step rotates the top-k
+                    trainer.callback_metrics["loss"] = torch.tensor(1.0 / trainer.global_step + 0.01 * gen.random())
+                    cb.on_train_batch_end(trainer, trainer.lightning_module, None, None, 0)
+            finally:
+                os._exit(1)
+        deadline = time.time() + 20
+        while time.time() < deadline and not (folder.exists() and any(n.startswith("step=") for n in os.listdir(folder))):
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.05, 0.3))
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        steps = sorted(n for n in os.listdir(folder) if n.startswith("step=") and n.endswith(".ckpt"))
+        for name in steps:
+            assert load_checkpoint(folder / name)["global_step"] == int(name[len("step="):-len(".ckpt")])
+        link = folder / "last.ckpt"
+        if os.path.lexists(link) and link.exists():
+            load_checkpoint(link)
+        if max(int(n[5:-5]) for n in steps) >= 2:
+            assert len(steps) >= 2, steps  # the file leaving the top-k goes only after the new one is in place
