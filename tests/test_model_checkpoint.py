@@ -339,3 +339,15 @@ def test_sigkill_during_top_k_rotation_leaves_loadable_files_and_keeps_k(tmp_pat
             load_checkpoint(link)
         if max(int(n[5:-5]) for n in steps) >= 2:
             assert len(steps) >= 2, steps  # the file leaving the top-k goes only after the new one is in place
+
+
+def test_python_number_metrics_are_accepted(tmp_path):
+    cb = ModelCheckpoint(dirpath=tmp_path / "n", monitor="score", save_top_k=1, filename="{score:.1f}")
+    trainer = FakeTrainer(tmp_path, callbacks=[cb], num_val_batches=0)
+    cb.setup(trainer, _module(), "fit")
+    for epoch, score in enumerate([0.5, 0.25]):
+        trainer.current_epoch = epoch
+        trainer.step()
+        trainer.callback_metrics["score"] = score
+        cb.on_train_epoch_end(trainer, _module())
+    assert os.listdir(tmp_path / "n") == ["score=0.2.ckpt"] and float(cb.best_model_score) == 0.25

@@ -458,6 +458,8 @@ class ModelCheckpoint(Callback):
 
     def _save_monitor_checkpoint(self, trainer: Any, candidates: Dict[str, Tensor]) -> None:
         current = candidates.get(self.monitor)
+        if current is not None and not isinstance(current, Tensor):
+            current = torch.tensor(float(current))  # a metric given as a python number
         if self.check_monitor_top_k(trainer, current):
             self._update_best_and_save(current, trainer, candidates)
         elif self.verbose:
