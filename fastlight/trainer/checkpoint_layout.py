@@ -208,18 +208,19 @@ class FitProgress:
     @classmethod
     def at_epoch_end(cls, epochs_completed: int, global_step: int, batches_per_epoch: int = 0) -> "FitProgress":
         """Counters of a run stopped cleanly after `epochs_completed` epochs (for trainers without live counters)."""
+
+        def fill(tracker: ReadyCompleted, n: int) -> None:
+            for name in vars(tracker):
+                setattr(tracker, name, n)
+
         p = cls()
-        for tracker in (p.epoch.total, p.epoch.current):
-            tracker.ready = tracker.started = tracker.processed = tracker.completed = epochs_completed  # type: ignore[attr-defined]
-        p.optimizer.step.total.ready = p.optimizer.step.total.completed = global_step
-        zg = p.optimizer.zero_grad.total
-        zg.ready = zg.started = zg.completed = global_step  # type: ignore[attr-defined]
+        fill(p.epoch.total, epochs_completed)
+        fill(p.epoch.current, epochs_completed)
+        fill(p.optimizer.step.total, global_step)
+        fill(p.optimizer.zero_grad.total, global_step)
         if epochs_completed and batches_per_epoch:
-            for tracker in (p.batch.total, p.batch.current):
-                tracker.ready = tracker.started = tracker.processed = tracker.completed = batches_per_epoch  # type: ignore[attr-defined]
-            p.batch.total.ready = p.batch.total.started = p.batch.total.processed = p.batch.total.completed = (  # type: ignore[attr-defined]
-                batches_per_epoch * epochs_completed
-            )
+            fill(p.batch.total, batches_per_epoch * epochs_completed)
+            fill(p.batch.current, batches_per_epoch)
             p.batch.is_last_batch = True
         p.batches_that_stepped = global_step
         return p
@@ -316,7 +317,8 @@ def resume_point(progress: FitProgress, num_training_batches: float, accumulate_
         return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
     if restarted_mid_epoch:
         ready = b.current.ready
-        stepped_here = (ready % max(1, accumulate_grad_batches) == 0) or b.is_last_batch
+        # Lightning's `not _should_accumulate()`: an accumulation boundary or the epoch's last batch
+        stepped_here = ready % max(1, accumulate_grad_batches) == 0 or ready == num_training_batches or b.is_last_batch
         if stepped_here and (on_train_batch_end or not on_last):
             batches_that_stepped += 1  # counted after the hooks that saved the checkpoint
         if on_train_batch_end:
