@@ -1,4 +1,26 @@
-"""fastlight.callbacks: Lightning-compatible callbacks, one class per file."""
+"""fastlight.callbacks: Lightning-compatible callbacks, one class per file. rich/tqdm load only when a bar is drawn."""
 from .callback import Callback
+from .early_stopping import EarlyStopping
+from .gradient_accumulation_scheduler import GradientAccumulationScheduler
+from .lambda_function import LambdaCallback
+from .lr_monitor import LearningRateMonitor
+from .model_checkpoint import ModelCheckpoint
+from .model_summary import ModelSummary
+from .progress_bar import ProgressBar
+from .rich_progress import RichProgressBar
+from .timer import Timer
+from .tqdm_progress import TQDMProgressBar
 
-__all__ = ["Callback"]
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "GradientAccumulationScheduler",
+    "LambdaCallback",
+    "LearningRateMonitor",
+    "ModelCheckpoint",
+    "ModelSummary",
+    "ProgressBar",
+    "RichProgressBar",
+    "TQDMProgressBar",
+    "Timer",
+]

@@ -18,6 +18,10 @@ class AttributeDict(dict):
         except KeyError as e:
             raise AttributeError(key) from e
 
+    def __reduce__(self):
+        # Pickle as AttributeDict(plain_dict): torch.load(weights_only=True) refuses SETITEMS on dict subclasses.
+        return (type(self), (dict(self),))
+
     def __repr__(self) -> str:
         if not self:
             return ""

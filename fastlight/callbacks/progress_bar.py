@@ -1,0 +1,138 @@
+"""ProgressBar: base class of the progress bars; tracks batch totals and gathers the metrics to show."""
+import math
+from typing import Any, Dict, Optional, Union
+
+from torch import Tensor
+
+from fastlight.utilities.rank_zero import rank_zero_warn
+
+from . import _trainer_access as access
+from .callback import Callback
+
+
+def loggers_version(loggers: Any) -> Any:
+    """The loggers' version for "v_num": the one logger's, or the distinct versions joined by "_"."""
+    if len(loggers) == 1:
+        return loggers[0].version
+    return "_".join(dict.fromkeys(str(lg.version) for lg in loggers))
+
+
+def get_standard_metrics(trainer: Any) -> Dict[str, Union[int, str]]:
+    items: Dict[str, Union[int, str]] = {}
+    loggers = getattr(trainer, "loggers", None) or []
+    if loggers:
+        version = loggers_version(loggers)
+        if version not in ("", None):
+            items["v_num"] = version[-4:] if isinstance(version, str) else version
+    return items
+
+
+def to_number(value: Any) -> Any:
+    """A metric as a python number for display (a tensor costs one host transfer here, only when shown)."""
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    return value
+
+
+def convert_inf(x: Optional[Union[int, float]]) -> Optional[Union[int, float]]:
+    if x is None or math.isinf(x) or math.isnan(x):
+        return None
+    return x
+
+
+class ProgressBar(Callback):
+    """Subclass it for a custom bar: `disable`/`enable`, `get_metrics`, and the batch totals below."""
+
+    def __init__(self) -> None:
+        self._trainer: Any = None
+        self._current_eval_dataloader_idx: Optional[int] = None
+        self._warned_duplicates = False
+
+    @property
+    def trainer(self) -> Any:
+        if self._trainer is None:
+            raise TypeError(f"The `{self.__class__.__name__}._trainer` reference has not been set yet.")
+        return self._trainer
+
+    sanity_check_description = "Sanity Checking"
+    train_description = "Training"
+    validation_description = "Validation"
+    test_description = "Testing"
+    predict_description = "Predicting"
+
+    @property
+    def total_train_batches(self) -> Union[int, float]:
+        trainer = self.trainer
+        if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
+            return min(trainer.num_training_batches, trainer.max_steps - trainer.global_step)
+        return trainer.num_training_batches
+
+    def _eval_total(self, batches: Any) -> Union[int, float]:
+        if isinstance(batches, (list, tuple)):
+            return batches[self._current_eval_dataloader_idx or 0]
+        return batches
+
+    @property
+    def total_val_batches_current_dataloader(self) -> Union[int, float]:
+        trainer = self.trainer
+        if trainer.sanity_checking:
+            batches = getattr(trainer, "num_sanity_val_batches", None)
+            if batches is None:
+                val = trainer.num_val_batches
+                steps = trainer.num_sanity_val_steps
+                batches = [min(steps, v) for v in val] if isinstance(val, (list, tuple)) else min(steps, val)
+        else:
+            batches = trainer.num_val_batches
+        return self._eval_total(batches)
+
+    @property
+    def total_test_batches_current_dataloader(self) -> Union[int, float]:
+        return self._eval_total(self.trainer.num_test_batches)
+
+    @property
+    def total_predict_batches_current_dataloader(self) -> Union[int, float]:
+        return self._eval_total(self.trainer.num_predict_batches)
+
+    @property
+    def total_val_batches(self) -> Union[int, float]:
+        trainer = self.trainer
+        every = getattr(trainer, "check_val_every_n_epoch", 1)
+        if every is not None and every > 1 and (trainer.current_epoch + 1) % every != 0:
+            return 0
+        return access.total_val_batches(trainer)
+
+    def has_dataloader_changed(self, dataloader_idx: int) -> bool:
+        old = self._current_eval_dataloader_idx
+        self._current_eval_dataloader_idx = dataloader_idx
+        return old != dataloader_idx
+
+    def reset_dataloader_idx_tracker(self) -> None:
+        self._current_eval_dataloader_idx = None
+
+    def disable(self) -> None:
+        raise NotImplementedError
+
+    def enable(self) -> None:
+        raise NotImplementedError
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        print(*args, **kwargs)
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._trainer = trainer
+        if not trainer.is_global_zero:
+            self.disable()
+
+    def get_metrics(self, trainer: Any, pl_module: Any) -> Dict[str, Any]:
+        """What the bar shows: v_num and trainer.progress_bar_metrics, as numbers. Called only when the bar redraws."""
+        standard = get_standard_metrics(trainer)
+        pbar = trainer.progress_bar_metrics
+        duplicates = list(standard.keys() & pbar.keys())
+        if duplicates and not self._warned_duplicates:
+            self._warned_duplicates = True
+            rank_zero_warn(
+                f"The progress bar already tracks a metric with the name(s) '{', '.join(duplicates)}' and"
+                f" `self.log('{duplicates[0]}', ..., prog_bar=True)` will overwrite this value. "
+                " If this is undesired, change the name or override `get_metrics()` in the progress bar callback."
+            )
+        return {**standard, **{k: to_number(v) for k, v in pbar.items()}}

@@ -1,0 +1,163 @@
+"""hparams.yaml helpers with Lightning's file format (plain `yaml.dump` of a dict, keys sorted)."""
+import os
+import warnings
+from argparse import Namespace
+from enum import Enum
+from typing import Any, Dict, Union
+
+from fastlight.utilities.attribute_dict import AttributeDict
+from fastlight.utilities.rank_zero import rank_zero_warn
+
+
+def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[dict, Namespace], use_omegaconf: bool = True) -> None:
+    """Write `hparams` to `config_yaml`. Values yaml cannot represent are skipped with a warning, as Lightning does.
+
+    `use_omegaconf` is accepted for Lightning's signature; omegaconf containers are not special-cased here.
+    """
+    folder = os.path.dirname(os.fspath(config_yaml))
+    if folder and not os.path.isdir(folder):
+        raise RuntimeError(f"Missing folder: {folder}.")
+    if isinstance(hparams, Namespace):
+        hparams = vars(hparams)
+    elif isinstance(hparams, AttributeDict):
+        hparams = dict(hparams)
+    if not isinstance(hparams, dict):
+        raise TypeError(f"hparams must be a dictionary or Namespace, got {type(hparams).__name__}")
+
+    import yaml  # here, not at import: `import fastlight` stays light
+
+    allowed: Dict[str, Any] = {}
+    for key, value in hparams.items():
+        value = value.name if isinstance(value, Enum) else value
+        try:
+            yaml.dump(value)
+        except (TypeError, ValueError, yaml.YAMLError):
+            warnings.warn(f"Skipping '{key}' parameter because it is not possible to safely dump to YAML.")
+        else:
+            allowed[key] = value
+    with open(config_yaml, "w", newline="") as fp:
+        yaml.dump(allowed, fp)
+
+
+def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: bool = True) -> Dict[str, Any]:
+    """Read a hparams.yaml written by fastlight or Lightning. A missing file warns and gives {} (Lightning's behaviour).
+
+    Uses `yaml.full_load` like Lightning, so python tags Lightning writes for tuples and the like load back; it does
+    not construct arbitrary python objects (`yaml.unsafe_load` would).
+    """
+    if not os.path.exists(config_yaml):
+        rank_zero_warn(f"Missing Tags: {config_yaml}.", category=RuntimeWarning)
+        return {}
+    import yaml
+
+    with open(config_yaml) as fp:
+        try:
+            hparams = yaml.full_load(fp)
+        except yaml.YAMLError as err:
+            raise ValueError(f"{config_yaml} is not valid YAML: {err}") from err
+    return {} if hparams is None else hparams
+
+
+def load_hparams_from_tags_csv(tags_csv: Union[str, os.PathLike]) -> Dict[str, Any]:
+    """Lightning's old tags.csv (rows key,value with a header); values parsed as python literals where possible."""
+    import ast
+    import csv
+
+    if not os.path.isfile(tags_csv):
+        rank_zero_warn(f"Missing Tags: {tags_csv}.", category=RuntimeWarning)
+        return {}
+    with open(tags_csv, newline="") as fp:
+        rows = list(csv.reader(fp, delimiter=","))
+    out: Dict[str, Any] = {}
+    for row in rows[1:]:
+        if len(row) < 2:
+            continue
+        try:
+            out[row[0]] = ast.literal_eval(row[1])
+        except (ValueError, SyntaxError):
+            out[row[0]] = row[1]
+    return out
+
+
+def _init_arg_names(cls: type) -> tuple:
+    import inspect
+
+    sig = inspect.signature(cls.__init__)
+    params = list(sig.parameters.values())[1:]
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    return tuple(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)), accepts_any
+
+
+def _load_from_checkpoint(
+    cls: type,
+    checkpoint_path: Any,
+    map_location: Any = None,
+    hparams_file: Any = None,
+    strict: Any = None,
+    weights_only: Any = None,
+    **kwargs: Any,
+) -> Any:
+    """LightningModule/LightningDataModule.load_from_checkpoint (Lightning's behaviour): the class is built from the
+    saved hyperparameters (overridden by `hparams_file`, then by `kwargs`), then a module gets `on_load_checkpoint`
+    and its weights (and is moved to the weights' device), a datamodule its state.
+
+    The file is read with fastlight's safe loader: pass weights_only=False only for a trusted file."""
+    import torch
+
+    from fastlight.trainer.checkpoint_io import load_checkpoint
+    from fastlight.trainer.checkpoint_layout import load_model_state_dict
+
+    hp_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_KEY", "hyper_parameters")
+    name_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_NAME", "hparams_name")
+    checkpoint = load_checkpoint(checkpoint_path, map_location=map_location, weights_only=weights_only)
+    if hparams_file is not None:
+        ext = os.fspath(hparams_file).rsplit(".", 1)[-1].lower()
+        if ext == "csv":
+            hparams = load_hparams_from_tags_csv(hparams_file)
+        elif ext in ("yml", "yaml"):
+            hparams = load_hparams_from_yaml(hparams_file)
+        else:
+            raise ValueError(f"hparams_file={hparams_file!r}: .csv, .yml or .yaml is required")
+        checkpoint[hp_key] = hparams
+    checkpoint.setdefault(hp_key, {})
+    checkpoint[hp_key] = dict(checkpoint[hp_key])
+    checkpoint[hp_key].update(kwargs)
+
+    init_args, accepts_any = _init_arg_names(cls)
+    cls_kwargs = dict(checkpoint[hp_key])
+    args_name = checkpoint.get(name_key)
+    if args_name and args_name in init_args:
+        cls_kwargs = {args_name: cls_kwargs}  # __init__(self, conf) with save_hyperparameters(conf)
+    if not accepts_any:
+        cls_kwargs = {k: v for k, v in cls_kwargs.items() if k in init_args}
+    obj = cls(**cls_kwargs)
+
+    if not isinstance(obj, torch.nn.Module):  # a datamodule
+        qualname = type(obj).__qualname__
+        if qualname in checkpoint and hasattr(obj, "load_state_dict"):
+            obj.load_state_dict(checkpoint[qualname])
+        return obj
+
+    hook = getattr(obj, "on_load_checkpoint", None)
+    if hook is not None:
+        hook(checkpoint)
+    if "state_dict" not in checkpoint:
+        raise KeyError(f"{checkpoint_path} has no 'state_dict': it is not a model checkpoint (keys: {sorted(checkpoint)})")
+    if strict is None:
+        strict = getattr(obj, "strict_loading", True)
+    state_dict = checkpoint["state_dict"]
+    source = os.fspath(checkpoint_path) if isinstance(checkpoint_path, (str, os.PathLike)) else "the checkpoint"
+    load_model_state_dict(obj, state_dict, strict=strict, source=source)
+    if not strict:
+        own = obj.state_dict()
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own]
+        if missing:
+            rank_zero_warn(f"Found keys that are in the model state dict but not in the checkpoint: {missing}")
+        if unexpected:
+            rank_zero_warn(f"Found keys that are not in the model state dict but in the checkpoint: {unexpected}")
+    if not state_dict:
+        rank_zero_warn(f"The state dict in {checkpoint_path!r} contains no parameters.")
+        return obj
+    device = next((t for t in state_dict.values() if isinstance(t, torch.Tensor)), torch.tensor(0)).device
+    return obj.to(device)

@@ -1,0 +1,538 @@
+"""The checkpoint dict: Lightning 2.6's layout, written by fastlight and read back from either framework.
+
+docs/checkpoint_format.md describes the keys. In short:
+
+    epoch, global_step, pytorch-lightning_version, state_dict, loops,
+    callbacks, optimizer_states, lr_schedulers, MixedPrecision     (left out when weights_only)
+    hparams_name, hyper_parameters, datamodule_hparams_name, datamodule_hyper_parameters, <DataModule qualname>
+    fastlight_version
+
+The loop progress ("loops") uses Lightning's counters (ready/started/processed/completed, total and current) so that
+Lightning's fit loop restores a fastlight checkpoint at the same point and vice versa. `LoopProgress` holds them; the
+fastlight loop increments them at the points listed in `FitProgress`'s docstring (plain integer adds).
+
+Trainer attributes read by `dump_checkpoint` / `restore_*` (Lightning's public names unless noted):
+    lightning_module, datamodule, callbacks, optimizers, lr_scheduler_configs (each with .scheduler), current_epoch,
+    global_step, max_epochs, state.fn, loop_progress (fastlight: a LoopProgress), scaler (fastlight: a
+    torch.amp.GradScaler-compatible object or None).
+"""
+from copy import deepcopy
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from fastlight.utilities.rank_zero import rank_zero_warn
+
+# The Lightning checkpoint format version written under "pytorch-lightning_version". Lightning runs its legacy
+# migrations on checkpoints older than its own version, so this must name the format we write (not fastlight's).
+LIGHTNING_FORMAT_VERSION = "2.6.0"
+SCALER_KEY = "MixedPrecision"  # Lightning's MixedPrecision plugin state (GradScaler.state_dict())
+LEGACY_SCALER_KEY = "native_amp_scaling_state"
+MODULE_HPARAMS_NAME, MODULE_HPARAMS_KEY = "hparams_name", "hyper_parameters"
+DATAMODULE_HPARAMS_NAME, DATAMODULE_HPARAMS_KEY = "datamodule_hparams_name", "datamodule_hyper_parameters"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# progress counters (Lightning's semantics: each event bumps ready, then started, processed, completed, in that order;
+# `total` counts over the run, `current` since the last reset)
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class ReadyCompleted:
+    ready: int = 0
+    completed: int = 0
+
+    def reset(self) -> None:
+        for k in vars(self):
+            setattr(self, k, 0)
+
+    def reset_on_restart(self) -> None:
+        """Drop partial events: every counter back to `completed`."""
+        for k in vars(self):
+            setattr(self, k, self.completed)
+
+
+@dataclass
+class Started(ReadyCompleted):
+    started: int = 0
+
+
+@dataclass
+class Processed(Started):
+    processed: int = 0
+
+
+def _tracker_state(t: ReadyCompleted) -> Dict[str, int]:
+    # Lightning's dataclass field order: ready, completed, started, processed
+    return asdict(t)
+
+
+@dataclass
+class Progress:
+    total: ReadyCompleted = field(default_factory=Processed)
+    current: ReadyCompleted = field(default_factory=Processed)
+
+    @classmethod
+    def of(cls, tracker: type) -> "Progress":
+        return cls(total=tracker(), current=tracker())
+
+    def increment_ready(self) -> None:
+        self.total.ready += 1
+        self.current.ready += 1
+
+    def increment_started(self) -> None:
+        self.total.started += 1  # type: ignore[attr-defined]
+        self.current.started += 1  # type: ignore[attr-defined]
+
+    def increment_processed(self) -> None:
+        self.total.processed += 1  # type: ignore[attr-defined]
+        self.current.processed += 1  # type: ignore[attr-defined]
+
+    def increment_completed(self) -> None:
+        self.total.completed += 1
+        self.current.completed += 1
+
+    def reset_on_run(self) -> None:
+        self.current.reset()
+
+    def reset_on_restart(self) -> None:
+        self.current.reset_on_restart()
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"total": _tracker_state(self.total), "current": _tracker_state(self.current)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.total.__dict__.update(state["total"])
+        self.current.__dict__.update(state["current"])
+
+
+@dataclass
+class BatchProgress(Progress):
+    is_last_batch: bool = False
+
+    def reset_on_run(self) -> None:
+        super().reset_on_run()
+        self.is_last_batch = False
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {**super().state_dict(), "is_last_batch": self.is_last_batch}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.is_last_batch = state["is_last_batch"]
+
+
+def _scheduler_progress() -> Progress:
+    return Progress.of(ReadyCompleted)
+
+
+@dataclass
+class OptimizerProgress:
+    step: Progress = field(default_factory=lambda: Progress.of(ReadyCompleted))
+    zero_grad: Progress = field(default_factory=lambda: Progress.of(Started))
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"optimizer": {"step": self.step.state_dict(), "zero_grad": self.zero_grad.state_dict()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.step.load_state_dict(state["optimizer"]["step"])
+        self.zero_grad.load_state_dict(state["optimizer"]["zero_grad"])
+
+    def reset_on_run(self) -> None:
+        self.step.reset_on_run()
+        self.zero_grad.reset_on_run()
+
+    def reset_on_restart(self) -> None:
+        self.step.reset_on_restart()
+        self.zero_grad.reset_on_restart()
+
+
+@dataclass
+class FitProgress:
+    """Lightning's fit-loop counters. Where Lightning's loop moves them (the fastlight loop does the same):
+
+    epoch start:   epoch.increment_ready(); on_train_epoch_start hooks; epoch.increment_started();
+                   batch/scheduler/optimizer .reset_on_run(); val_batch.total.reset()
+    each batch:    batch.is_last_batch = <no batch after this one>; batch.increment_ready();
+                   on_train_batch_start hooks; batch.increment_started(); training step (optimizer:
+                   zero_grad.increment_ready/started/completed around zero_grad, step.increment_ready/completed around
+                   optimizer.step; manual optimization: manual_step instead); batch.increment_processed();
+                   "step"-interval schedulers (scheduler.increment_ready/completed around each .step());
+                   on_train_batch_end hooks; batch.increment_completed();
+                   validation if due (val_batch counts its batches); batches_that_stepped += 1 when the optimizer
+                   stepped (not while accumulating)
+    epoch end:     epoch.increment_processed(); on_train_epoch_end hooks; "epoch"-interval schedulers;
+                   epoch.increment_completed()
+
+    current_epoch = epoch.current.completed; global_step = optimizer step.total.completed + manual_step.total.completed.
+    """
+
+    epoch: Progress = field(default_factory=lambda: Progress.of(Processed))
+    batch: BatchProgress = field(default_factory=lambda: BatchProgress(Processed(), Processed()))
+    scheduler: Progress = field(default_factory=_scheduler_progress)
+    optimizer: OptimizerProgress = field(default_factory=OptimizerProgress)
+    manual_step: Progress = field(default_factory=lambda: Progress.of(ReadyCompleted))
+    val_batch: BatchProgress = field(default_factory=lambda: BatchProgress(Processed(), Processed()))
+    batches_that_stepped: int = 0
+
+    @property
+    def current_epoch(self) -> int:
+        return self.epoch.current.completed
+
+    @property
+    def global_step(self) -> int:
+        return self.optimizer.step.total.completed + self.manual_step.total.completed
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "state_dict": {},
+            "epoch_loop.state_dict": {"_batches_that_stepped": self.batches_that_stepped},
+            "epoch_loop.batch_progress": self.batch.state_dict(),
+            "epoch_loop.scheduler_progress": self.scheduler.state_dict(),
+            "epoch_loop.automatic_optimization.state_dict": {},
+            "epoch_loop.automatic_optimization.optim_progress": self.optimizer.state_dict(),
+            "epoch_loop.manual_optimization.state_dict": {},
+            "epoch_loop.manual_optimization.optim_step_progress": self.manual_step.state_dict(),
+            "epoch_loop.val_loop.state_dict": {},
+            "epoch_loop.val_loop.batch_progress": self.val_batch.state_dict(),
+            "epoch_progress": self.epoch.state_dict(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.batches_that_stepped = state.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", 0)
+        self.batch.load_state_dict(state["epoch_loop.batch_progress"])
+        self.scheduler.load_state_dict(state["epoch_loop.scheduler_progress"])
+        self.optimizer.load_state_dict(state["epoch_loop.automatic_optimization.optim_progress"])
+        self.manual_step.load_state_dict(state["epoch_loop.manual_optimization.optim_step_progress"])
+        self.val_batch.load_state_dict(state["epoch_loop.val_loop.batch_progress"])
+        self.epoch.load_state_dict(state["epoch_progress"])
+
+    @classmethod
+    def at_epoch_end(cls, epochs_completed: int, global_step: int, batches_per_epoch: int = 0) -> "FitProgress":
+        """Counters of a run stopped cleanly after `epochs_completed` epochs (for trainers without live counters)."""
+
+        def fill(tracker: ReadyCompleted, n: int) -> None:
+            for name in vars(tracker):
+                setattr(tracker, name, n)
+
+        p = cls()
+        fill(p.epoch.total, epochs_completed)
+        fill(p.epoch.current, epochs_completed)
+        fill(p.optimizer.step.total, global_step)
+        fill(p.optimizer.zero_grad.total, global_step)
+        if epochs_completed and batches_per_epoch:
+            fill(p.batch.total, batches_per_epoch * epochs_completed)
+            fill(p.batch.current, batches_per_epoch)
+            p.batch.is_last_batch = True
+        p.batches_that_stepped = global_step
+        return p
+
+
+@dataclass
+class EvalProgress:
+    """validate/test/predict loop counters (batch ready/started/processed/completed per batch)."""
+
+    batch: Progress = field(default_factory=lambda: BatchProgress(Processed(), Processed()))
+    has_is_last_batch: bool = True  # the predict loop's progress has no is_last_batch in Lightning's format
+
+    def state_dict(self) -> Dict[str, Any]:
+        state = self.batch.state_dict()
+        if not self.has_is_last_batch:
+            state.pop("is_last_batch", None)
+        return {"state_dict": {}, "batch_progress": state}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        bp = dict(state["batch_progress"])
+        bp.setdefault("is_last_batch", False)
+        self.batch.load_state_dict(bp)
+
+
+@dataclass
+class LoopProgress:
+    """Everything under the checkpoint's "loops" key. The Trainer holds one as `trainer.loop_progress`."""
+
+    fit: FitProgress = field(default_factory=FitProgress)
+    validate: EvalProgress = field(default_factory=EvalProgress)
+    test: EvalProgress = field(default_factory=EvalProgress)
+    predict: EvalProgress = field(default_factory=lambda: EvalProgress(has_is_last_batch=False))
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {
+            "fit_loop": self.fit.state_dict(),
+            "validate_loop": self.validate.state_dict(),
+            "test_loop": self.test.state_dict(),
+            "predict_loop": self.predict.state_dict(),
+        }
+
+    def load_state_dict(self, state: Dict[str, Any], stage: str = "fit") -> None:
+        """Load the part of `state` the running stage uses (Lightning restores only that loop)."""
+        key = {"fit": "fit_loop", "validate": "validate_loop", "test": "test_loop", "predict": "predict_loop"}[stage]
+        if key not in state:
+            raise KeyError(f"The checkpoint's 'loops' has no {key!r} (it has {sorted(state)})")
+        getattr(self, stage).load_state_dict(state[key])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# where a restored fit continues
+# ----------------------------------------------------------------------------------------------------------------------
+@dataclass
+class ResumePoint:
+    """Where fit continues after restoring `FitProgress` (Lightning 2.6's restart rules).
+
+    epoch: the epoch to run next (its index); batch_idx: the first batch index to run in it (0 = from the start);
+    run_epoch_start_hooks: False when the epoch had already started before the save (Lightning does not call
+    on_train_epoch_start again); global_step / batches_that_stepped: the counters to continue from.
+    Lightning does not fast-forward a non-resumable dataloader: mid-epoch it restarts iteration but numbers the
+    batches from batch_idx and stops at the epoch's length; fastlight may skip the first batch_idx batches instead.
+    """
+
+    epoch: int
+    batch_idx: int
+    global_step: int
+    batches_that_stepped: int
+    run_epoch_start_hooks: bool
+    mid_epoch: bool
+
+
+def resume_point(progress: FitProgress, num_training_batches: float, accumulate_grad_batches: int = 1) -> ResumePoint:
+    """Interpret restored counters the way Lightning's fit loop does, and normalize them for continuing.
+
+    Mutates `progress` like Lightning's reset on restart (partial events are dropped, the epoch is marked done when
+    the save happened after its last batch)."""
+    e = progress.epoch.total
+    b = progress.batch
+    unfinished = e.ready != e.processed or e.started != e.processed  # type: ignore[attr-defined]
+    restarted_on_epoch_start = unfinished and e.started == e.ready - 1 and e.processed == e.started and e.completed == e.processed  # type: ignore[attr-defined]
+    restarted_mid_epoch = unfinished and e.started == e.ready and e.processed == e.started - 1 and e.completed == e.processed  # type: ignore[attr-defined]
+    epoch_end_pending = e.started == e.ready and e.processed == e.started and e.completed == e.processed - 1  # type: ignore[attr-defined]
+    bt = b.total
+    on_train_batch_end = restarted_mid_epoch and bt.started == bt.ready and bt.processed == bt.started and bt.completed == bt.processed - 1  # type: ignore[attr-defined]
+    on_last = restarted_mid_epoch and bt.started == bt.ready and bt.processed == bt.started and bt.completed == bt.processed  # type: ignore[attr-defined]
+    batches_that_stepped = progress.batches_that_stepped
+
+    if restarted_on_epoch_start:
+        progress.epoch.reset_on_restart()
+        return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
+    if epoch_end_pending:
+        # saved in on_train_epoch_end (the default checkpoint): that epoch is complete
+        progress.epoch.increment_completed()
+        return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
+    if restarted_mid_epoch:
+        ready = b.current.ready
+        # Lightning's `not _should_accumulate()`: an accumulation boundary or the epoch's last batch
+        stepped_here = ready % max(1, accumulate_grad_batches) == 0 or ready == num_training_batches or b.is_last_batch
+        if stepped_here and (on_train_batch_end or not on_last):
+            batches_that_stepped += 1  # counted after the hooks that saved the checkpoint
+        if on_train_batch_end:
+            b.increment_completed()
+        b.reset_on_restart()
+        progress.optimizer.reset_on_restart()
+        progress.scheduler.reset_on_restart()
+        progress.batches_that_stepped = batches_that_stepped
+        if on_train_batch_end and b.is_last_batch or b.current.completed >= num_training_batches:
+            # saved after the epoch's last batch: Lightning moves on to the next epoch
+            progress.epoch.increment_processed()
+            progress.epoch.increment_completed()
+            return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
+        return ResumePoint(progress.epoch.current.completed, b.current.completed, progress.global_step, batches_that_stepped, False, True)
+    # clean state (all counters equal): the next epoch from the start
+    return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# dump / restore
+# ----------------------------------------------------------------------------------------------------------------------
+def _fastlight_version() -> str:
+    import fastlight
+
+    return getattr(fastlight, "__version__", "0")
+
+
+def _loop_progress(trainer: Any) -> LoopProgress:
+    progress = getattr(trainer, "loop_progress", None)
+    if progress is not None:
+        return progress
+    # a trainer without live counters: describe a clean stop at an epoch boundary
+    n = getattr(trainer, "num_training_batches", 0)
+    n = int(n) if isinstance(n, (int, float)) and n != float("inf") else 0
+    return LoopProgress(fit=FitProgress.at_epoch_end(trainer.current_epoch, trainer.global_step, n))
+
+
+def _hparams_of(obj: Any) -> Optional[Dict[str, Any]]:
+    hparams = getattr(obj, "hparams", None)
+    return dict(hparams) if hparams else None
+
+
+def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool = True) -> Dict[str, Any]:
+    """Build the checkpoint dict for `trainer`'s current state (Lightning's `_CheckpointConnector.dump_checkpoint`)."""
+    model = trainer.lightning_module
+    datamodule = getattr(trainer, "datamodule", None)
+    checkpoint: Dict[str, Any] = {
+        "epoch": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "pytorch-lightning_version": LIGHTNING_FORMAT_VERSION,
+        "state_dict": model.state_dict(),
+        "loops": _loop_progress(trainer).state_dict(),
+    }
+    if not weights_only:
+        states = {}
+        for cb in getattr(trainer, "callbacks", None) or []:
+            state = cb.state_dict()
+            if state:
+                states[cb.state_key] = state
+        checkpoint["callbacks"] = states
+        checkpoint["optimizer_states"] = [opt.state_dict() for opt in trainer.optimizers]
+        checkpoint["lr_schedulers"] = [cfg.scheduler.state_dict() for cfg in trainer.lr_scheduler_configs]
+        scaler = getattr(trainer, "scaler", None)
+        if scaler is not None:
+            scaler_state = scaler.state_dict()
+            if scaler_state:
+                checkpoint[SCALER_KEY] = scaler_state
+    for obj, name_key, hp_key in ((model, MODULE_HPARAMS_NAME, MODULE_HPARAMS_KEY), (datamodule, DATAMODULE_HPARAMS_NAME, DATAMODULE_HPARAMS_KEY)):
+        hparams = _hparams_of(obj) if obj is not None else None
+        if hparams:
+            if hasattr(obj, "_hparams_name"):
+                checkpoint[name_key] = obj._hparams_name
+            checkpoint[hp_key] = hparams
+    if datamodule is not None and hasattr(datamodule, "state_dict"):
+        dm_state = datamodule.state_dict()
+        if dm_state:
+            checkpoint[type(datamodule).__qualname__] = dm_state
+    checkpoint["fastlight_version"] = _fastlight_version()
+    if call_hooks:
+        if not weights_only:
+            for cb in getattr(trainer, "callbacks", None) or []:
+                cb.on_save_checkpoint(trainer, model, checkpoint)
+        hook = getattr(model, "on_save_checkpoint", None)
+        if hook is not None:
+            hook(checkpoint)
+    return checkpoint
+
+
+def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], strict: Optional[bool] = None) -> None:
+    """First half of a restore, after the setup hooks: datamodule state, module (on_load_checkpoint, then weights),
+    then callbacks (on_load_checkpoint for all, then load_state_dict by state_key)."""
+    model = trainer.lightning_module
+    datamodule = getattr(trainer, "datamodule", None)
+    if datamodule is not None:
+        key = type(datamodule).__qualname__
+        if key in checkpoint and hasattr(datamodule, "load_state_dict"):
+            datamodule.load_state_dict(checkpoint[key])
+
+    hook = getattr(model, "on_load_checkpoint", None)
+    if hook is not None:
+        hook(checkpoint)
+    if "state_dict" not in checkpoint:
+        raise KeyError(f"The checkpoint has no 'state_dict' (keys: {sorted(checkpoint)}); it is not a model checkpoint")
+    if strict is None:
+        strict = getattr(model, "strict_loading", True)
+    load_model_state_dict(model, checkpoint["state_dict"], strict=strict)
+
+    callbacks = getattr(trainer, "callbacks", None) or []
+    states = checkpoint.get("callbacks")
+    if states is None:
+        return
+    for cb in callbacks:
+        cb.on_load_checkpoint(trainer, model, checkpoint)
+    unknown = set(states) - {cb.state_key for cb in callbacks}
+    if unknown:
+        rank_zero_warn(
+            "Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided during"
+            f" `Trainer` instantiation. Please add the following callbacks: {sorted(unknown, key=str)}."
+        )
+    for cb in callbacks:
+        state = states.get(cb.state_key)
+        if state:
+            cb.load_state_dict(deepcopy(state))
+
+
+def load_model_state_dict(model: Any, state_dict: Dict[str, Any], strict: bool = True, source: str = "the checkpoint") -> None:
+    """model.load_state_dict with an error that lists missing/unexpected keys and shape mismatches together."""
+    own = model.state_dict()
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and hasattr(v, "shape") and hasattr(own[k], "shape") and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if mismatched or (strict and (missing or unexpected)):
+        parts = []
+        if mismatched:
+            parts.append("shape mismatch for " + "; ".join(mismatched))
+        if strict and missing:
+            parts.append(f"missing keys {missing}")
+        if strict and unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        hint = " (pass strict=False to ignore missing/unexpected keys)" if strict and (missing or unexpected) and not mismatched else ""
+        raise RuntimeError(f"Cannot load the weights of {source} into {type(model).__name__}: {', '.join(parts)}{hint}")
+    model.load_state_dict(state_dict, strict=strict)
+
+
+def restore_training_state(trainer: Any, checkpoint: Dict[str, Any], stage: str = "fit") -> None:
+    """Second half, once optimizers and schedulers exist: AMP scaler, loop progress, then (fit only) optimizer and
+    scheduler states, in Lightning's order."""
+    scaler = getattr(trainer, "scaler", None)
+    if scaler is not None:
+        for key in (SCALER_KEY, LEGACY_SCALER_KEY):
+            if key in checkpoint:
+                scaler.load_state_dict(checkpoint[key])
+                break
+
+    loops = checkpoint.get("loops")
+    progress = getattr(trainer, "loop_progress", None)
+    if loops is not None and progress is not None:
+        progress.load_state_dict(loops, stage)
+    if stage != "fit":
+        return
+    max_epochs = getattr(trainer, "max_epochs", None)
+    if max_epochs not in (None, -1) and trainer.current_epoch > max_epochs:
+        raise ValueError(
+            f"You restored a checkpoint with current_epoch={trainer.current_epoch},"
+            f" but you have set Trainer(max_epochs={max_epochs})."
+        )
+    if "optimizer_states" not in checkpoint:
+        raise KeyError(
+            "Trying to restore optimizer state but checkpoint contains only the model."
+            " This is probably due to `ModelCheckpoint.save_weights_only` being set to `True`."
+        )
+    optimizer_states: List[Dict[str, Any]] = checkpoint["optimizer_states"]
+    if len(optimizer_states) != len(trainer.optimizers):
+        raise ValueError(
+            f"The checkpoint has {len(optimizer_states)} optimizer state(s) but configure_optimizers returned"
+            f" {len(trainer.optimizers)} optimizer(s)"
+        )
+    for optimizer, state in zip(trainer.optimizers, optimizer_states):
+        optimizer.load_state_dict(state)
+    if "lr_schedulers" not in checkpoint:
+        raise KeyError(
+            "Trying to restore learning rate scheduler state but checkpoint contains only the model."
+            " This is probably due to `ModelCheckpoint.save_weights_only` being set to `True`."
+        )
+    for config, state in zip(trainer.lr_scheduler_configs, checkpoint["lr_schedulers"]):
+        config.scheduler.load_state_dict(state)
+
+
+def restore_checkpoint(trainer: Any, checkpoint: Dict[str, Any], stage: str = "fit", strict: Optional[bool] = None) -> None:
+    """Both halves, for a trainer whose optimizers already exist."""
+    restore_modules_and_callbacks(trainer, checkpoint, strict=strict)
+    restore_training_state(trainer, checkpoint, stage)
+
+
+def save_checkpoint(trainer: Any, filepath: Any, weights_only: bool = False, storage_options: Any = None) -> None:
+    """Trainer.save_checkpoint: every rank builds the dict (hooks run everywhere, as in Lightning), rank 0 writes it
+    atomically through `trainer.checkpoint_io` (a TorchCheckpointIO unless the trainer has another), all ranks wait."""
+    if getattr(trainer, "lightning_module", None) is None:
+        raise AttributeError(
+            "Saving a checkpoint is only possible if a model is attached to the Trainer. Did you call"
+            " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
+        )
+    checkpoint = dump_checkpoint(trainer, weights_only)
+    if getattr(trainer, "is_global_zero", True):
+        io = getattr(trainer, "checkpoint_io", None)
+        if io is None:
+            from .checkpoint_io import TorchCheckpointIO
+
+            io = TorchCheckpointIO()
+        io.save_checkpoint(checkpoint, filepath, storage_options=storage_options)
+    barrier = getattr(getattr(trainer, "strategy", None), "barrier", None)
+    if barrier is not None:
+        barrier("Trainer.save_checkpoint")
