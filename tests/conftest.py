@@ -19,7 +19,3 @@ def cuda_device():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     return torch.device("cuda")
-
-
-def kernels_forced_to_torch() -> bool:
-    return os.environ.get("FASTLIGHT_KERNELS", "").strip().lower() == "torch"
