@@ -210,8 +210,22 @@ def _install_exit_handlers(launcher: SubprocessScriptLauncher) -> None:
     previous_hook = sys.excepthook
 
     def excepthook(exc_type, exc, tb):  # type: ignore[no-untyped-def]
+        if launcher._observer is not None:
+            launcher._observer.finished.set()  # from here on this hook reports, not the observer
         previous_hook(exc_type, exc, tb)
-        sys.stderr.write(_rank_message(0, f"{exc_type.__name__} raised; stopping all other ranks.\n"))
+        # A peer that crashed makes this rank fail too ("Connection closed by peer"): name the first culprit.
+        deadline = time.monotonic() + 1.0
+        failed = []
+        while not failed and time.monotonic() < deadline:
+            failed = [(i, p.poll()) for i, p in enumerate(launcher.procs) if p.poll()]
+            if not failed:
+                time.sleep(0.05)
+        rank0 = launcher.cluster_environment.node_rank() * launcher.num_processes
+        for i, code in failed:
+            sys.stderr.write(
+                _rank_message(rank0 + 1 + i, f"had already exited with code {code}: its error (above) came first.\n")
+            )
+        sys.stderr.write(_rank_message(rank0, f"{exc_type.__name__} raised; stopping all other ranks.\n"))
         sys.stderr.flush()
         launcher.kill()
 

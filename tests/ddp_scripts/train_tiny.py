@@ -6,14 +6,13 @@ results; rank 0's run() return value is written by the launching process as <out
 """
 import argparse
 import os
-import sys
 import time
 
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from fastlight.strategies import resolve_strategy, set_sampler_epoch
+from tiny_common import TinyModule, make_data
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--strategy", default="ddp")
@@ -30,40 +29,10 @@ os.makedirs(args.out, exist_ok=True)
 with open(os.path.join(args.out, f"started_pid{os.getpid()}"), "w") as f:
     f.write(os.environ.get("LOCAL_RANK", "unset"))
 
-N, D = 32, 6
-
-
-def make_data():
-    g = torch.Generator().manual_seed(123)
-    x = torch.randn(N, D, generator=g)
-    y = torch.randn(N, 2, generator=g)
-    return TensorDataset(torch.arange(N), x, y)
-
-
-def make_model():
-    torch.manual_seed(7)
-    return nn.Sequential(nn.Linear(D, 8), nn.Tanh(), nn.Linear(8, 2))
-
-
-class Wrapped(nn.Module):
-    """A module with training_step, run through the strategy as the Trainer will do."""
-
-    def __init__(self):
-        super().__init__()
-        self.net = make_model()
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch):
-        _, x, y = batch
-        return nn.functional.mse_loss(self(x), y)
-
-
 def run(strategy):
     strategy.setup_environment()
     rank = strategy.global_rank
-    module = Wrapped()
+    module = TinyModule()
     strategy.setup_module(module)
     opt = torch.optim.SGD(module.parameters(), lr=0.1)
     loader = strategy.process_dataloader(DataLoader(make_data(), batch_size=4), stage="train")
@@ -73,6 +42,8 @@ def run(strategy):
         set_sampler_epoch(loader, epoch)
         for i, batch in enumerate(loader):
             if rank == args.fail_rank and step == args.fail_at_step:
+                with open(os.path.join(args.out, "failed_at"), "w") as f:
+                    f.write(repr(time.time()))
                 raise ValueError(f"deliberate failure in rank {rank} at step {step}")
             boundary = (i + 1) % args.accumulate == 0
             ctx = strategy.block_backward_sync() if not boundary else _null()
