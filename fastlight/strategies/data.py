@@ -130,9 +130,10 @@ def make_distributed_sampler(
 
 def _sampler_init_kwargs(dataloader: DataLoader, sampler: Sampler, predicting: bool) -> Dict[str, Any]:
     batch_sampler = dataloader.batch_sampler
-    if batch_sampler is None or type(batch_sampler) is BatchSampler:
+    # Predicting always rebuilds the batch sampler, with drop_last=False: every sample gets a prediction.
+    if batch_sampler is None or (type(batch_sampler) is BatchSampler and not predicting):
         return {"sampler": sampler, "shuffle": False, "batch_sampler": None}
-    # A custom batch sampler: rebuild it around the new sampler if it follows BatchSampler's signature.
+    # Rebuild the batch sampler around the new sampler if it follows BatchSampler's signature.
     if not (hasattr(batch_sampler, "batch_size") and hasattr(batch_sampler, "drop_last")):
         raise TypeError(
             f"cannot inject a distributed sampler into the custom batch sampler {type(batch_sampler).__name__}:"

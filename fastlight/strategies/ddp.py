@@ -265,6 +265,11 @@ class DDPStrategy(Strategy):
         Not training (validate/test/predict): no wrapper, parameters and buffers broadcast from rank 0.
         """
         if training and self.sync_batchnorm:
+            if self.root_device.type != "cuda":
+                raise ValueError(
+                    "sync_batchnorm=True needs CUDA devices: torch's SyncBatchNorm does not run on"
+                    f" {self.root_device.type}; turn sync_batchnorm off on CPU"
+                )
             module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
         module.to(self.root_device)
         self.module = module
