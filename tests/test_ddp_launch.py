@@ -122,11 +122,13 @@ def check_collectives(results):
 
 
 def test_torchrun_style_environment_launches_nothing_and_trains_the_same(tmp_path):
+    """Ranks started by the test with RANK/LOCAL_RANK/WORLD_SIZE/MASTER_*; the module optimizes manually
+    (backward inside training_step after strategy.pre_backward), which must sync gradients just the same."""
     ext = tmp_path / "external"
     port = free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, str(TINY), "--out", str(ext), "--epochs", "1"],
+            [sys.executable, str(TINY), "--out", str(ext), "--epochs", "1", "--manual"],
             env=clean_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                           MASTER_PORT=str(port)),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT),

@@ -22,6 +22,7 @@ parser.add_argument("--epochs", type=int, default=2)
 parser.add_argument("--accumulate", type=int, default=1)
 parser.add_argument("--fail-rank", type=int, default=-1)
 parser.add_argument("--fail-at-step", type=int, default=1)
+parser.add_argument("--manual", action="store_true", help="manual optimization inside training_step")
 args = parser.parse_args()
 
 # Every rank records that module-level code ran here (the test counts these files).
@@ -29,12 +30,27 @@ os.makedirs(args.out, exist_ok=True)
 with open(os.path.join(args.out, f"started_pid{os.getpid()}"), "w") as f:
     f.write(os.environ.get("LOCAL_RANK", "unset"))
 
+class ManualTinyModule(TinyModule):
+    """Manual optimization: backward and step inside training_step, as LightningModule.manual_backward does."""
+
+    automatic_optimization = False
+
+    def training_step(self, batch):
+        loss = super().training_step(batch)
+        self.strategy.pre_backward(loss)  # what the Trainer's manual_backward calls before backward
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad()
+        return loss.detach()
+
+
 def run(strategy):
     strategy.setup_environment()
     rank = strategy.global_rank
-    module = TinyModule()
+    module = ManualTinyModule() if args.manual else TinyModule()
     strategy.setup_module(module)
     opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    module.strategy, module.opt = strategy, opt
     loader = strategy.process_dataloader(DataLoader(make_data(), batch_size=4), stage="train")
     seen = []
     step = 0
@@ -47,6 +63,11 @@ def run(strategy):
                 raise ValueError(f"deliberate failure in rank {rank} at step {step}")
             boundary = (i + 1) % args.accumulate == 0
             ctx = strategy.block_backward_sync() if not boundary else _null()
+            if args.manual:
+                strategy.training_step(batch)
+                seen.append(batch[0].tolist())
+                step += 1
+                continue
             with ctx:
                 loss = strategy.training_step(batch) / args.accumulate
                 loss.backward()
