@@ -381,6 +381,25 @@ def test_port_in_use_and_one_rank_ddp_in_process(monkeypatch):
         dist.destroy_process_group()
 
 
+def test_unreachable_master_gives_a_clear_error_after_the_connect_timeout(monkeypatch):
+    import time
+
+    import torch.distributed as dist
+
+    monkeypatch.setenv("LOCAL_RANK", "1")  # rank 1 of 2: it connects to a master that is not there
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(_free_port()))
+    monkeypatch.setenv("FASTLIGHT_CONNECT_TIMEOUT", "1")
+    s = resolve_strategy("ddp", "cpu", 2, 1)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"rank 1 could not reach the master at MASTER_ADDR=127.0.0.1 MASTER_PORT="):
+        s.setup_environment()
+    assert time.monotonic() - start < 10 and not dist.is_initialized()
+    from fastlight.utilities import rank_zero_only
+
+    rank_zero_only.rank = 0
+
+
 def test_ddp_spawn_refuses_without_main_guard(monkeypatch):
     import multiprocessing
 
