@@ -407,3 +407,20 @@ def test_ddp_spawn_refuses_without_main_guard(monkeypatch):
     monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
     with pytest.raises(RuntimeError, match="if __name__ == '__main__'"):
         s.launcher.launch(print)
+
+
+def test_checkpoint_written_by_rank_zero_only_and_loadable(tmp_path, monkeypatch):
+    s0 = resolve_strategy("auto", "cpu", 1, 1)
+    module = nn.Linear(2, 3)
+    s0.setup_module(module)
+    ckpt = {"state_dict": s0.module_state_dict(), "epoch": 1}
+    s0.save_checkpoint(ckpt, tmp_path / "sub" / "a.ckpt")
+    assert torch.equal(s0.load_checkpoint(tmp_path / "sub" / "a.ckpt")["state_dict"]["weight"], module.weight)
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["a.ckpt"]  # no temporary file left
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    s1 = resolve_strategy("ddp", "cpu", 2, 1)
+    s1.save_checkpoint(ckpt, tmp_path / "b.ckpt")
+    assert not (tmp_path / "b.ckpt").exists()
+    from fastlight.utilities import rank_zero_only
+
+    rank_zero_only.rank = 0

@@ -9,11 +9,13 @@ The Trainer resolves a Strategy once (`resolve_strategy`), then, per run:
       out = strategy.training_step(batch, batch_idx)       # through the wrapper's forward
       with strategy.block_backward_sync(): ...             # accumulation micro-batches
       strategy.reduce / all_gather / barrier / broadcast   # self.log(sync_dist), checkpoints
+      strategy.save_checkpoint(ckpt, path); strategy.barrier()   # every rank calls; rank 0 writes
       strategy.teardown()
 
 Collectives on a single device return their input, so the loop calls them unconditionally.
 """
 import contextlib
+import os
 from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
 
 import torch
@@ -151,6 +153,43 @@ class Strategy:
 
     def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
         return decision
+
+    # checkpoints ---------------------------------------------------------------------------------------------
+    # The Trainer builds the checkpoint dict from these, hands it to save_checkpoint on EVERY rank (only rank 0
+    # writes, except for sharded strategies where every rank writes its shard), then calls barrier().
+    def module_state_dict(self) -> Dict[str, Any]:
+        """The unwrapped module's full state_dict (keys without DDP's "module." prefix)."""
+        if self.module is None:
+            raise RuntimeError("strategy.module_state_dict called before strategy.setup_module(module)")
+        return self.module.state_dict()
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
+        return optimizer.state_dict()
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], filepath: Union[str, "os.PathLike[str]"]) -> None:
+        """Write `checkpoint` to `filepath` from global rank 0 (atomically: a temporary file, then a rename)."""
+        if not self.is_global_zero:
+            return
+        path = os.fspath(filepath)
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, filepath: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+        """Every rank reads the whole file onto the CPU (a checkpoint from N ranks loads with any number)."""
+        return torch.load(os.fspath(filepath), map_location="cpu", weights_only=False)
+
+    def load_module_state_dict(self, state_dict: Dict[str, Any], strict: bool = True) -> None:
+        if self.module is None:
+            raise RuntimeError("strategy.load_module_state_dict called before strategy.setup_module(module)")
+        self.module.load_state_dict(state_dict, strict=strict)
+
+    def remove_checkpoint(self, filepath: Union[str, "os.PathLike[str]"]) -> None:
+        if self.is_global_zero and os.path.exists(filepath):
+            os.remove(filepath)
 
     # end -----------------------------------------------------------------------------------------------------
     def on_exception(self, exception: BaseException) -> None:
