@@ -5,6 +5,7 @@ strategy.py's module docstring for the calls the loop makes and docs/distributed
 """
 from .data import DistributedSamplerWrapper, UnrepeatedDistributedSampler, process_dataloader, set_sampler_epoch
 from .ddp import DDPStrategy
+from .fsdp import FSDPStrategy
 from .environments import (
     ClusterEnvironment,
     LocalEnvironment,
@@ -21,6 +22,7 @@ __all__ = [
     "ClusterEnvironment",
     "DDPStrategy",
     "DistributedSamplerWrapper",
+    "FSDPStrategy",
     "LocalEnvironment",
     "MultiProcessingLauncher",
     "SLURMEnvironment",

@@ -25,7 +25,7 @@ for _name, _kw in list(_DDP_NAMES.items()):
     for _flag in (False, True):
         _DDP_NAMES[f"{_name}_find_unused_parameters_{str(_flag).lower()}"] = {**_kw, "find_unused_parameters": _flag}
 
-STRATEGY_NAMES: Tuple[str, ...] = ("auto", "single_device") + tuple(_DDP_NAMES)
+STRATEGY_NAMES: Tuple[str, ...] = ("auto", "single_device") + tuple(_DDP_NAMES) + ("fsdp",)
 _ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 
 
@@ -139,6 +139,10 @@ def resolve_strategy(
         ddp = DDPStrategy(**_DDP_NAMES["ddp_fork" if _is_interactive() else "ddp"])
     elif isinstance(strategy, Strategy):  # another Strategy subclass: taken as given
         return strategy
+    elif name == "fsdp":
+        from .fsdp import FSDPStrategy
+
+        ddp = FSDPStrategy()
     else:
         ddp = DDPStrategy(**_DDP_NAMES[name])
     if not ddp.parallel_devices:
