@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 from torch.utils.data import WeightedRandomSampler
 
 from fastlight.strategies import (

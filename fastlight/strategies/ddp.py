@@ -3,14 +3,14 @@ import contextlib
 import logging
 import os
 from datetime import timedelta
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union
+from typing import Any, Dict, Iterator, List, Optional, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .environments import ClusterEnvironment, LocalEnvironment, TorchrunEnvironment
+from .environments import ClusterEnvironment, TorchrunEnvironment
 from .launchers import MultiProcessingLauncher, SubprocessScriptLauncher
 from .strategy import Strategy
 

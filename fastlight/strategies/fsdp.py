@@ -14,7 +14,6 @@ import os
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Type, Union
 
 import torch
-import torch.distributed as dist
 from torch import nn
 
 from .ddp import DDPStrategy, _call_through_wrapper

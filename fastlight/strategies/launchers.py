@@ -33,6 +33,7 @@ log = logging.getLogger("fastlight")
 # Set in children started by SubprocessScriptLauncher: the pid they must outlive-check.
 LAUNCHER_PID_ENV = "FASTLIGHT_LAUNCHER_PID"
 _POLL_S = 0.2
+_watching = False  # one launcher-watch thread per process, however many fits the script runs
 
 
 def _rank_message(rank: int, message: str) -> str:
@@ -112,8 +113,9 @@ def kill_processes(procs: Sequence[subprocess.Popen]) -> None:
 
 def watch_launcher_process() -> None:
     """In a re-executed child: exit if the launching process dies (it can no longer be waited on)."""
+    global _watching
     pid_str = os.environ.get(LAUNCHER_PID_ENV)
-    if not pid_str:
+    if not pid_str or _watching:
         return
     launcher_pid = int(pid_str)
     if os.getppid() != launcher_pid:
@@ -133,6 +135,7 @@ def watch_launcher_process() -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="fastlight-launcher-watch").start()
+    _watching = True
 
 
 class SubprocessScriptLauncher:

@@ -4,7 +4,6 @@ Lightning's rules: accelerator "auto" is CUDA when available, else CPU; devices 
 visible GPU on CUDA; strategy "auto" is DDP when num_nodes > 1 or more than one device is used (ddp_fork in
 an interactive session), else a single device.
 """
-import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 

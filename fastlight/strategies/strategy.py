@@ -16,7 +16,7 @@ Collectives on a single device return their input, so the loop calls them uncond
 """
 import contextlib
 import os
-from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
+from typing import Any, Dict, Iterator, Optional, TypeVar, Union
 
 import torch
 from torch import nn
