@@ -20,6 +20,9 @@ TINY = SCRIPTS / "train_tiny.py"
 sys.path.insert(0, str(SCRIPTS))
 from tiny_common import TinyModule, make_data  # noqa: E402
 
+# each test starts 2-3 Python processes (torch import each): ~7-10 s on an idle 2-core machine
+pytestmark = pytest.mark.slow
+
 _LAUNCH_VARS = (
     "RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "GROUP_RANK",
     "TORCHELASTIC_RUN_ID", "PL_GLOBAL_SEED", "FASTLIGHT_LAUNCHER_PID",

@@ -19,6 +19,7 @@ FIT = ROOT / "tests" / "ddp_scripts" / "fit_tiny.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_ddp_launch import assert_same_weights, clean_env  # noqa: E402
 
+pytestmark = pytest.mark.slow  # 2-process runs, Lightning's among them (~20 s each under load)
 needs_trainer = pytest.mark.skipif(not hasattr(fastlight, "Trainer"), reason="needs fastlight.Trainer")
 
 
@@ -40,7 +41,6 @@ def lightning_ddp_fit(tmp_path_factory):
     return out
 
 
-@pytest.mark.slow
 def test_strategy_driven_loop_reproduces_lightning_ddp_fit(tmp_path, lightning_ddp_fit):
     run_fit("strategy", tmp_path)
     for rank in range(2):
@@ -49,7 +49,6 @@ def test_strategy_driven_loop_reproduces_lightning_ddp_fit(tmp_path, lightning_d
         assert_same_weights(ours["state_dict"], theirs["state_dict"], atol=0)
 
 
-@pytest.mark.slow
 @needs_trainer
 def test_ddp_fit_matches_lightning_ddp_fit(tmp_path, lightning_ddp_fit):
     run_fit("fastlight", tmp_path / "fl")
