@@ -1,0 +1,221 @@
+"""Strategy: how a run is spread over devices and processes, behind one interface the Trainer calls.
+
+The Trainer resolves a Strategy once (`resolve_strategy`), then, per run:
+
+    strategy.launcher.launch(run_fn, ...)   # or run_fn(...) when strategy.launcher is None
+      strategy.setup_environment()          # process group, device, ranks (inside run_fn, in every rank)
+      model = strategy.setup_module(module) # move + wrap (DDP) once configure_model has run
+      loader = strategy.process_dataloader(loader, stage)   # distributed sampler
+      out = strategy.training_step(batch, batch_idx)       # through the wrapper's forward
+      with strategy.block_backward_sync(): ...             # accumulation micro-batches
+      strategy.reduce / all_gather / barrier / broadcast   # self.log(sync_dist), checkpoints
+      strategy.save_checkpoint(ckpt, path); strategy.barrier()   # every rank calls; rank 0 writes
+      strategy.teardown()
+
+Collectives on a single device return their input, so the loop calls them unconditionally.
+"""
+import contextlib
+import os
+from typing import Any, Dict, Iterator, Optional, TypeVar, Union
+
+import torch
+from torch import nn
+
+from .data import process_dataloader as _process_dataloader
+
+T = TypeVar("T")
+
+
+class Strategy:
+    """Base class. Subclasses: SingleDeviceStrategy, DDPStrategy."""
+
+    strategy_name = "base"
+
+    def __init__(self) -> None:
+        self.module: Optional[nn.Module] = None  # the user's module, unwrapped
+        self.model: Optional[nn.Module] = None  # what the loop calls: the module or its wrapper
+        self.sync_batchnorm = False
+
+    # ranks and devices -------------------------------------------------------------------------------------
+    @property
+    def root_device(self) -> torch.device:
+        raise NotImplementedError
+
+    @property
+    def global_rank(self) -> int:
+        return 0
+
+    @property
+    def local_rank(self) -> int:
+        return 0
+
+    @property
+    def node_rank(self) -> int:
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    @property
+    def num_nodes(self) -> int:
+        return 1
+
+    @property
+    def num_processes(self) -> int:
+        return 1
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.global_rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return False
+
+    @property
+    def launcher(self) -> Optional[Any]:
+        """None: call the run function directly. Otherwise call `launcher.launch(run_fn, *args, **kwargs)`."""
+        return None
+
+    @property
+    def distributed_sampler_kwargs(self) -> Optional[Dict[str, int]]:
+        return None
+
+    # setup -------------------------------------------------------------------------------------------------
+    def setup_environment(self) -> None:
+        """Called in every rank before anything touches the device or other ranks."""
+
+    def setup_module(self, module: nn.Module, training: bool = True) -> nn.Module:
+        """Move `module` to root_device (and wrap it where the strategy needs); returns what the loop calls."""
+        module.to(self.root_device)
+        self.module = module
+        self.model = module
+        return module
+
+    def unwrap(self) -> Optional[nn.Module]:
+        return self.module
+
+    # steps ---------------------------------------------------------------------------------------------------
+    def _step(self, method_name: str, *args: Any, **kwargs: Any) -> Any:
+        if self.module is None:
+            raise RuntimeError(f"strategy.{method_name} called before strategy.setup_module(module)")
+        return getattr(self.module, method_name)(*args, **kwargs)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._step("training_step", *args, **kwargs)
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._step("validation_step", *args, **kwargs)
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._step("test_step", *args, **kwargs)
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        return self._step("predict_step", *args, **kwargs)
+
+    @contextlib.contextmanager
+    def block_backward_sync(self, model: Optional[nn.Module] = None) -> Iterator[None]:
+        """Wrap forward AND backward of a micro-batch that does not end an accumulation window."""
+        yield
+
+    def pre_backward(self, loss: torch.Tensor) -> None:
+        """Call right before loss.backward() (manual optimization needs it under DDP)."""
+
+    # data ----------------------------------------------------------------------------------------------------
+    def process_dataloader(
+        self,
+        dataloader: Any,
+        stage: str = "train",
+        use_distributed_sampler: bool = True,
+        overfit_batches: Union[int, float] = 0,
+    ) -> Any:
+        """Return the loader to iterate in this rank (with a DistributedSampler when distributed)."""
+        return _process_dataloader(
+            dataloader,
+            stage=stage,
+            sampler_kwargs=self.distributed_sampler_kwargs if use_distributed_sampler else None,
+            overfit_batches=overfit_batches,
+        )
+
+    # collectives (identity on one process) -------------------------------------------------------------------
+    def reduce(self, tensor: Any, group: Optional[Any] = None, reduce_op: Any = "mean") -> Any:
+        return tensor
+
+    def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
+        return data
+
+    def barrier(self, name: Optional[str] = None) -> None:
+        pass
+
+    def broadcast(self, obj: T, src: int = 0) -> T:
+        return obj
+
+    def reduce_boolean_decision(self, decision: bool, all: bool = True) -> bool:
+        return decision
+
+    # checkpoints ---------------------------------------------------------------------------------------------
+    # The Trainer builds the checkpoint dict from these, hands it to save_checkpoint on EVERY rank (only rank 0
+    # writes, except for sharded strategies where every rank writes its shard), then calls barrier().
+    def module_state_dict(self) -> Dict[str, Any]:
+        """The unwrapped module's full state_dict (keys without DDP's "module." prefix)."""
+        if self.module is None:
+            raise RuntimeError("strategy.module_state_dict called before strategy.setup_module(module)")
+        return self.module.state_dict()
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> Dict[str, Any]:
+        return optimizer.state_dict()
+
+    def save_checkpoint(self, checkpoint: Dict[str, Any], filepath: Union[str, "os.PathLike[str]"]) -> None:
+        """Write `checkpoint` to `filepath` from global rank 0 (atomically: a temporary file, then a rename)."""
+        if not self.is_global_zero:
+            return
+        path = os.fspath(filepath)
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, filepath: Union[str, "os.PathLike[str]"]) -> Dict[str, Any]:
+        """Every rank reads the whole file onto the CPU (a checkpoint from N ranks loads with any number)."""
+        return torch.load(os.fspath(filepath), map_location="cpu", weights_only=False)
+
+    def load_module_state_dict(self, state_dict: Dict[str, Any], strict: bool = True) -> None:
+        if self.module is None:
+            raise RuntimeError("strategy.load_module_state_dict called before strategy.setup_module(module)")
+        self.module.load_state_dict(state_dict, strict=strict)
+
+    def remove_checkpoint(self, filepath: Union[str, "os.PathLike[str]"]) -> None:
+        if self.is_global_zero and os.path.exists(filepath):
+            os.remove(filepath)
+
+    # end -----------------------------------------------------------------------------------------------------
+    def on_exception(self, exception: BaseException) -> None:
+        """The Trainer calls this when the run raised in this rank."""
+
+    def teardown(self) -> None:
+        """Unwrap the module; the process group stays up so a later fit/validate in this script reuses it."""
+        self.model = self.module
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={self.root_device})"
+
+
+class SingleDeviceStrategy(Strategy):
+    """One process, one device: no launcher, no wrapper, collectives are identities."""
+
+    strategy_name = "single_device"
+
+    def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
+        super().__init__()
+        self._root_device = torch.device(device)
+
+    @property
+    def root_device(self) -> torch.device:
+        return self._root_device
+
+    def setup_environment(self) -> None:
+        if self._root_device.type == "cuda":
+            torch.cuda.set_device(self._root_device)
