@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from test_ddp_launch import ROOT, SCRIPTS, assert_same_weights, clean_env, expected_seen
+from tests.test_ddp_launch import ROOT, SCRIPTS, assert_same_weights, clean_env, expected_seen
 from tiny_common import TinyModule, make_data
 
 # each test starts 2-3 Python processes (torch import each): ~7-10 s on an idle 2-core machine

@@ -17,7 +17,7 @@ import fastlight
 ROOT = Path(__file__).resolve().parents[1]
 FIT = ROOT / "tests" / "ddp_scripts" / "fit_tiny.py"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_ddp_launch import assert_same_weights, clean_env  # noqa: E402
+from tests.test_ddp_launch import assert_same_weights, clean_env  # noqa: E402
 
 pytestmark = pytest.mark.slow  # 2-process runs, Lightning's among them (~20 s each under load)
 needs_trainer = pytest.mark.skipif(not hasattr(fastlight, "Trainer"), reason="needs fastlight.Trainer")
