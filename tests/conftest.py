@@ -19,3 +19,31 @@ def cuda_device():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
     return torch.device("cuda")
+
+
+def _rank_zero_holders():
+    """Every rank_zero_only function whose .rank a test may change (ours, and Lightning's if installed)."""
+    from fastlight.utilities import rank_zero
+
+    holders = [rank_zero.rank_zero_only]
+    try:
+        import lightning_fabric.utilities.rank_zero as fabric_rz
+        import lightning_utilities.core.rank_zero as util_rz
+
+        holders += [fabric_rz.rank_zero_only, util_rz.rank_zero_only]
+    except ImportError:
+        pass
+    return holders
+
+
+@pytest.fixture(autouse=True)
+def _isolate_global_rank():
+    """Tests run as rank 0. Lightning reads its rank from the environment when first imported, so a test
+    that imports it while faking LOCAL_RANK=1 would silence Lightning's loggers for the whole session;
+    and fastlight's strategies set the rank when a process group starts."""
+    holders = _rank_zero_holders()
+    for h in holders:
+        h.rank = 0
+    yield
+    for h in holders:
+        h.rank = 0
