@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 import fastlight
 import fastlight.callbacks
 import fastlight.loggers
-from fastlight.trainer.checkpoint_io import load_checkpoint
+from fastlight.utilities.checkpoint_io import load_checkpoint
 
 pl = pytest.importorskip("pytorch_lightning")
 pytestmark = pytest.mark.skipif(not hasattr(fastlight, "Trainer"), reason="needs fastlight.Trainer")

@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from fastlight.trainer.checkpoint_io import (
+from fastlight.utilities.checkpoint_io import (
     CheckpointError,
     TorchCheckpointIO,
     UnsafeCheckpointError,

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from fastlight.callbacks import EarlyStopping, ModelCheckpoint
-from fastlight.trainer.checkpoint_io import atomic_save, load_checkpoint
+from fastlight.utilities.checkpoint_io import atomic_save, load_checkpoint
 from fastlight.trainer.checkpoint_layout import (
     LIGHTNING_FORMAT_VERSION,
     SCALER_KEY,

@@ -88,6 +88,29 @@ def _init_arg_names(cls: type) -> tuple:
     return tuple(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)), accepts_any
 
 
+def load_model_state_dict(model: Any, state_dict: Dict[str, Any], strict: bool = True, source: str = "the checkpoint") -> None:
+    """model.load_state_dict with an error that lists missing/unexpected keys and shape mismatches together."""
+    own = model.state_dict()
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and hasattr(v, "shape") and hasattr(own[k], "shape") and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if mismatched or (strict and (missing or unexpected)):
+        parts = []
+        if mismatched:
+            parts.append("shape mismatch for " + "; ".join(mismatched))
+        if strict and missing:
+            parts.append(f"missing keys {missing}")
+        if strict and unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        hint = " (pass strict=False to ignore missing/unexpected keys)" if strict and (missing or unexpected) and not mismatched else ""
+        raise RuntimeError(f"Cannot load the weights of {source} into {type(model).__name__}: {', '.join(parts)}{hint}")
+    model.load_state_dict(state_dict, strict=strict)
+
+
 def _load_from_checkpoint(
     cls: type,
     checkpoint_path: Any,
@@ -104,8 +127,7 @@ def _load_from_checkpoint(
     The file is read with fastlight's safe loader: pass weights_only=False only for a trusted file."""
     import torch
 
-    from fastlight.trainer.checkpoint_io import load_checkpoint
-    from fastlight.trainer.checkpoint_layout import load_model_state_dict
+    from fastlight.utilities.checkpoint_io import load_checkpoint
 
     hp_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_KEY", "hyper_parameters")
     name_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_NAME", "hparams_name")

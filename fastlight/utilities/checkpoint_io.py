@@ -277,9 +277,10 @@ def load_checkpoint(
             f"Refusing to load {name} with weights_only=True: it contains python objects outside fastlight's allowlist"
             f" for checkpoints: {listed}. Loading them would run code stored in the file. If you trust the file and"
             " know these types, either allowlist them with"
-            " `fastlight.trainer.checkpoint_io.add_safe_globals([YourClass])` (or torch.serialization.add_safe_globals),"
-            " or load it with weights_only=False (e.g. `Trainer.fit(..., weights_only=False)`,"
-            " `Model.load_from_checkpoint(path, weights_only=False)`), which unpickles everything."
+            " `fastlight.utilities.checkpoint_io.add_safe_globals([YourClass])` (or"
+            " torch.serialization.add_safe_globals), or load it with weights_only=False (e.g."
+            " `Trainer.fit(..., weights_only=False)`, `Model.load_from_checkpoint(path, weights_only=False)`), which"
+            " unpickles everything."
         ) from first_error
 
 
