@@ -89,6 +89,10 @@ def test_atomic_symlink_and_remove(tmp_path):
     remove_checkpoint(tmp_path / "last.ckpt")
     remove_checkpoint(tmp_path / "last.ckpt")  # already gone: fine
     assert sorted(os.listdir(tmp_path)) == ["epoch=1.ckpt", "epoch=2.ckpt"]
+    # a link in another folder is relative too (Lightning's ModelCheckpoint link)
+    atomic_symlink(tmp_path / "epoch=2.ckpt", tmp_path / "links" / "last.ckpt")
+    assert os.readlink(tmp_path / "links" / "last.ckpt") == os.path.join("..", "epoch=2.ckpt")
+    assert load_checkpoint(tmp_path / "links" / "last.ckpt")["epoch"] == 2
 
 
 def test_malicious_payload_refused_by_default(tmp_path):

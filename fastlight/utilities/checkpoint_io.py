@@ -182,12 +182,13 @@ def atomic_save(checkpoint: Dict[str, Any], path: _PATH) -> None:
 
 
 def atomic_symlink(target: _PATH, link_path: _PATH) -> None:
-    """Point `link_path` at `target` (relative link when both share a folder), replacing an existing file atomically."""
+    """Point `link_path` at `target` with a relative link (as Lightning's ModelCheckpoint does: the folder can move),
+    replacing an existing file or link atomically."""
     link_path = os.path.abspath(os.fspath(link_path))
     target = os.path.abspath(os.fspath(target))
     folder = os.path.dirname(link_path)
     os.makedirs(folder, exist_ok=True)
-    rel_target = os.path.relpath(target, folder) if os.path.dirname(target) == folder else target
+    rel_target = os.path.relpath(target, folder)
     tmp = _tmp_path_for(link_path)
     os.symlink(rel_target, tmp)
     try:
