@@ -95,6 +95,15 @@ def test_atomic_symlink_and_remove(tmp_path):
     assert load_checkpoint(tmp_path / "links" / "last.ckpt")["epoch"] == 2
 
 
+def test_atomic_symlink_failure_leaves_no_temp_link(tmp_path):
+    (tmp_path / "taken" / "inside").mkdir(parents=True)  # a link cannot replace a non-empty directory
+    atomic_save({"epoch": 1}, tmp_path / "epoch=1.ckpt")
+    with pytest.raises(OSError):
+        atomic_symlink(tmp_path / "epoch=1.ckpt", tmp_path / "taken")
+    assert sorted(os.listdir(tmp_path)) == ["epoch=1.ckpt", "taken"]
+    assert os.listdir(tmp_path / "taken") == ["inside"]
+
+
 def test_malicious_payload_refused_by_default(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.ckpt"
