@@ -3,7 +3,7 @@ import os
 import warnings
 from argparse import Namespace
 from enum import Enum
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 from fastlight.utilities.attribute_dict import AttributeDict
 from fastlight.utilities.rank_zero import rank_zero_warn
@@ -111,6 +111,20 @@ def load_model_state_dict(model: Any, state_dict: Dict[str, Any], strict: bool =
     model.load_state_dict(state_dict, strict=strict)
 
 
+def load_module_weights(module: Any, checkpoint: Dict[str, Any], strict: Optional[bool] = None, source: str = "the checkpoint") -> bool:
+    """Put a checkpoint into a LightningModule in Lightning's order: `on_load_checkpoint(checkpoint)` first (it may
+    edit the dict), then the weights, `strict` defaulting to `module.strict_loading`. Returns the `strict` used."""
+    hook = getattr(module, "on_load_checkpoint", None)
+    if hook is not None:
+        hook(checkpoint)
+    if "state_dict" not in checkpoint:
+        raise KeyError(f"No 'state_dict' in {source}: it is not a model checkpoint (keys: {sorted(checkpoint)})")
+    if strict is None:
+        strict = getattr(module, "strict_loading", True)
+    load_model_state_dict(module, checkpoint["state_dict"], strict=strict, source=source)
+    return strict
+
+
 def _load_from_checkpoint(
     cls: type,
     checkpoint_path: Any,
@@ -160,16 +174,9 @@ def _load_from_checkpoint(
             obj.load_state_dict(checkpoint[qualname])
         return obj
 
-    hook = getattr(obj, "on_load_checkpoint", None)
-    if hook is not None:
-        hook(checkpoint)
-    if "state_dict" not in checkpoint:
-        raise KeyError(f"{checkpoint_path} has no 'state_dict': it is not a model checkpoint (keys: {sorted(checkpoint)})")
-    if strict is None:
-        strict = getattr(obj, "strict_loading", True)
-    state_dict = checkpoint["state_dict"]
     source = os.fspath(checkpoint_path) if isinstance(checkpoint_path, (str, os.PathLike)) else "the checkpoint"
-    load_model_state_dict(obj, state_dict, strict=strict, source=source)
+    strict = load_module_weights(obj, checkpoint, strict=strict, source=source)
+    state_dict = checkpoint["state_dict"]
     if not strict:
         own = obj.state_dict()
         missing = [k for k in own if k not in state_dict]

@@ -20,7 +20,7 @@ from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-from fastlight.core.saving import load_model_state_dict
+from fastlight.core.saving import load_module_weights
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 # The Lightning checkpoint format version written under "pytorch-lightning_version". Lightning runs its legacy
@@ -418,14 +418,7 @@ def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], stri
         if key in checkpoint and hasattr(datamodule, "load_state_dict"):
             datamodule.load_state_dict(checkpoint[key])
 
-    hook = getattr(model, "on_load_checkpoint", None)
-    if hook is not None:
-        hook(checkpoint)
-    if "state_dict" not in checkpoint:
-        raise KeyError(f"The checkpoint has no 'state_dict' (keys: {sorted(checkpoint)}); it is not a model checkpoint")
-    if strict is None:
-        strict = getattr(model, "strict_loading", True)
-    load_model_state_dict(model, checkpoint["state_dict"], strict=strict)
+    load_module_weights(model, checkpoint, strict=strict)
 
     callbacks = getattr(trainer, "callbacks", None) or []
     states = checkpoint.get("callbacks")
