@@ -11,33 +11,16 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 import fastlight.callbacks as flc
 import fastlight.loggers as fll
 
+from .scripted_fit import SCORES, loaders, make_module
+
 pl = pytest.importorskip("pytorch_lightning")
 
-SCORES = [0.9, 0.5, 0.7, 0.4, 0.45, 0.46, 0.47, 0.1]
 
-
-class Net(pl.LightningModule):
-    def __init__(self, lr=0.05):
-        super().__init__()
-        self.save_hyperparameters()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.mse_loss(self.layer(x), y)
-        self.log("train_loss", loss, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", F.mse_loss(self.layer(x), y))
-        self.log("score", torch.tensor(SCORES[self.current_epoch % len(SCORES)]))
-
+class Net(make_module(pl, prog_bar=True)):
     def test_step(self, batch, batch_idx):
         self.log("test_loss", F.mse_loss(self.layer(batch[0]), batch[1]))
 
@@ -47,13 +30,6 @@ class Net(pl.LightningModule):
     def configure_optimizers(self):
         opt = torch.optim.SGD([{"params": self.layer.weight}, {"params": self.layer.bias, "lr": 0.01}], lr=self.hparams.lr, momentum=0.9)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5), "interval": "step"}}
-
-
-def loaders():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 4, generator=g)
-    data = TensorDataset(x, x.sum(1, keepdim=True))
-    return DataLoader(data, batch_size=8), DataLoader(data, batch_size=16)
 
 
 def run(root, callbacks, logger=False, max_epochs=len(SCORES), **kwargs):
