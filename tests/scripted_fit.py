@@ -1,6 +1,8 @@
 """The small fit both real-loop comparisons run (test_checkpoint_fit.py, test_surface_in_lightning_loop.py): a linear
 regression whose validation also logs a scripted "score", so that top-k and early-stopping decisions are the same
 under every framework and every run."""
+import os
+
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -40,3 +42,14 @@ def loaders():
     x = torch.randn(32, 4, generator=g)
     data = TensorDataset(x, x.sum(1, keepdim=True))
     return DataLoader(data, batch_size=8), DataLoader(data, batch_size=16)
+
+
+def checkpoint_outcome(callback, folder, digits=6):
+    """What a ModelCheckpoint left after a fit, for comparing fastlight's with Lightning's: the files in `folder`, the
+    best and last file names, and the top-k scores rounded to `digits`."""
+    return (
+        sorted(os.listdir(folder)),
+        os.path.basename(callback.best_model_path),
+        {os.path.basename(k): round(float(v), digits) for k, v in callback.best_k_models.items()},
+        os.path.basename(callback.last_model_path),
+    )

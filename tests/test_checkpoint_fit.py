@@ -18,7 +18,7 @@ import fastlight.callbacks
 import fastlight.loggers
 from fastlight.utilities.checkpoint_io import load_checkpoint
 
-from .scripted_fit import SCORES, loaders, make_module
+from .scripted_fit import SCORES, checkpoint_outcome, loaders, make_module
 
 pl = pytest.importorskip("pytorch_lightning")
 pytestmark = pytest.mark.skipif(not hasattr(fastlight, "Trainer"), reason="needs fastlight.Trainer")
@@ -49,14 +49,7 @@ def test_model_checkpoint_top_k_rotation_during_fit_matches_lightning(tmp_path, 
     for name, framework, cls in (("fl", fastlight, fastlight.callbacks.ModelCheckpoint), ("pl", pl, pl.callbacks.ModelCheckpoint)):
         cb = cls(dirpath=tmp_path / name, **kwargs)
         fit(framework, tmp_path / f"root_{name}", [cb])
-        snaps.append(
-            (
-                sorted(os.listdir(tmp_path / name)),
-                os.path.basename(cb.best_model_path),
-                {os.path.basename(k): round(float(v), 5) for k, v in cb.best_k_models.items()},
-                os.path.basename(cb.last_model_path),
-            )
-        )
+        snaps.append(checkpoint_outcome(cb, tmp_path / name, digits=5))
     assert snaps[0] == snaps[1]
     for f in snaps[0][0]:
         load_checkpoint(tmp_path / "fl" / f)

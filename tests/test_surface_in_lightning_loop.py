@@ -15,7 +15,7 @@ import torch.nn.functional as F
 import fastlight.callbacks as flc
 import fastlight.loggers as fll
 
-from .scripted_fit import SCORES, loaders, make_module
+from .scripted_fit import SCORES, checkpoint_outcome, loaders, make_module
 
 pl = pytest.importorskip("pytorch_lightning")
 
@@ -59,14 +59,7 @@ def test_model_checkpoint_in_a_real_fit(tmp_path, kwargs):
     for name, cls, extra in (("fl", flc.ModelCheckpoint, dict(enable_checkpointing=False)), ("pl", pl.callbacks.ModelCheckpoint, {})):
         cb = cls(dirpath=tmp_path / name, **kwargs)
         run(tmp_path / f"root_{name}", [cb], **extra)
-        snaps.append(
-            (
-                sorted(os.listdir(tmp_path / name)),
-                os.path.basename(cb.best_model_path),
-                {os.path.basename(k): round(float(v), 6) for k, v in cb.best_k_models.items()},
-                os.path.basename(cb.last_model_path),
-            )
-        )
+        snaps.append(checkpoint_outcome(cb, tmp_path / name))
     assert snaps[0] == snaps[1]
 
 
