@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import torch
 
-from fastlight.trainer.checkpoint_io import atomic_save, remove_checkpoint
+from fastlight.utilities.checkpoint_io import atomic_save, remove_checkpoint
 
 
 class FakeStrategy:

@@ -12,51 +12,16 @@ import time
 
 import pytest
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 import fastlight
 import fastlight.callbacks
 import fastlight.loggers
-from fastlight.trainer.checkpoint_io import load_checkpoint
+from fastlight.utilities.checkpoint_io import load_checkpoint
+
+from .scripted_fit import SCORES, checkpoint_outcome, loaders, make_module
 
 pl = pytest.importorskip("pytorch_lightning")
 pytestmark = pytest.mark.skipif(not hasattr(fastlight, "Trainer"), reason="needs fastlight.Trainer")
-
-SCORES = [0.9, 0.5, 0.7, 0.4, 0.45, 0.46, 0.47, 0.1]
-
-
-def make_module(framework):
-    class Net(framework.LightningModule):
-        def __init__(self, lr=0.05):
-            super().__init__()
-            self.save_hyperparameters()
-            self.layer = torch.nn.Linear(4, 1)
-
-        def training_step(self, batch, batch_idx):
-            x, y = batch
-            loss = F.mse_loss(self.layer(x), y)
-            self.log("train_loss", loss)
-            return loss
-
-        def validation_step(self, batch, batch_idx):
-            x, y = batch
-            self.log("val_loss", F.mse_loss(self.layer(x), y))
-            # a scripted score, so that top-k and early stopping decisions are the same under both frameworks
-            self.log("score", torch.tensor(SCORES[self.current_epoch % len(SCORES)]))
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
-
-    return Net
-
-
-def loaders():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 4, generator=g)
-    y = x.sum(1, keepdim=True)
-    data = TensorDataset(x, y)
-    return DataLoader(data, batch_size=8), DataLoader(data, batch_size=16)
 
 
 def fit(framework, root, callbacks, max_epochs=len(SCORES), ckpt_path=None, model=None, **kwargs):
@@ -84,14 +49,7 @@ def test_model_checkpoint_top_k_rotation_during_fit_matches_lightning(tmp_path, 
     for name, framework, cls in (("fl", fastlight, fastlight.callbacks.ModelCheckpoint), ("pl", pl, pl.callbacks.ModelCheckpoint)):
         cb = cls(dirpath=tmp_path / name, **kwargs)
         fit(framework, tmp_path / f"root_{name}", [cb])
-        snaps.append(
-            (
-                sorted(os.listdir(tmp_path / name)),
-                os.path.basename(cb.best_model_path),
-                {os.path.basename(k): round(float(v), 5) for k, v in cb.best_k_models.items()},
-                os.path.basename(cb.last_model_path),
-            )
-        )
+        snaps.append(checkpoint_outcome(cb, tmp_path / name, digits=5))
     assert snaps[0] == snaps[1]
     for f in snaps[0][0]:
         load_checkpoint(tmp_path / "fl" / f)

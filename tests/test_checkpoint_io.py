@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from fastlight.trainer.checkpoint_io import (
+from fastlight.utilities.checkpoint_io import (
     CheckpointError,
     TorchCheckpointIO,
     UnsafeCheckpointError,
@@ -89,6 +89,19 @@ def test_atomic_symlink_and_remove(tmp_path):
     remove_checkpoint(tmp_path / "last.ckpt")
     remove_checkpoint(tmp_path / "last.ckpt")  # already gone: fine
     assert sorted(os.listdir(tmp_path)) == ["epoch=1.ckpt", "epoch=2.ckpt"]
+    # a link in another folder is relative too (Lightning's ModelCheckpoint link)
+    atomic_symlink(tmp_path / "epoch=2.ckpt", tmp_path / "links" / "last.ckpt")
+    assert os.readlink(tmp_path / "links" / "last.ckpt") == os.path.join("..", "epoch=2.ckpt")
+    assert load_checkpoint(tmp_path / "links" / "last.ckpt")["epoch"] == 2
+
+
+def test_atomic_symlink_failure_leaves_no_temp_link(tmp_path):
+    (tmp_path / "taken" / "inside").mkdir(parents=True)  # a link cannot replace a non-empty directory
+    atomic_save({"epoch": 1}, tmp_path / "epoch=1.ckpt")
+    with pytest.raises(OSError):
+        atomic_symlink(tmp_path / "epoch=1.ckpt", tmp_path / "taken")
+    assert sorted(os.listdir(tmp_path)) == ["epoch=1.ckpt", "taken"]
+    assert os.listdir(tmp_path / "taken") == ["inside"]
 
 
 def test_malicious_payload_refused_by_default(tmp_path):

@@ -7,17 +7,17 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from fastlight.callbacks import EarlyStopping, ModelCheckpoint
-from fastlight.trainer.checkpoint_io import atomic_save, load_checkpoint
+from fastlight.core.saving import load_model_state_dict
 from fastlight.trainer.checkpoint_layout import (
     LIGHTNING_FORMAT_VERSION,
     SCALER_KEY,
     FitProgress,
     LoopProgress,
     dump_checkpoint,
-    load_model_state_dict,
     restore_checkpoint,
     resume_point,
 )
+from fastlight.utilities.checkpoint_io import atomic_save, load_checkpoint
 
 from .fake_trainer import FakeTrainer
 
@@ -292,6 +292,26 @@ def test_load_from_checkpoint_like_lightning(lightning_ckpts, tmp_path):
         _load_from_checkpoint(Smaller, path, strict=False)
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         _load_from_checkpoint(Net, tmp_path / "missing.ckpt")
+
+
+def test_on_load_checkpoint_runs_before_the_weights_and_a_missing_state_dict_is_named(tmp_path):
+    from fastlight.core.saving import _load_from_checkpoint
+
+    weights = Net().state_dict()
+
+    class Filling(Net):
+        def on_load_checkpoint(self, checkpoint):
+            checkpoint["state_dict"] = weights  # Lightning's order: the hook may edit the dict before the weights load
+
+    torch.save({"hyper_parameters": {"lr": 0.1, "width": 4}}, tmp_path / "no_weights.ckpt")
+    assert torch.equal(_load_from_checkpoint(Filling, tmp_path / "no_weights.ckpt").layer.weight, weights["layer.weight"])
+    with pytest.raises(KeyError, match=r"No 'state_dict' in .*no_weights\.ckpt"):
+        _load_from_checkpoint(Net, tmp_path / "no_weights.ckpt")
+    trainer = _trainer_for(tmp_path, tmp_path / "ck", module=Filling())
+    restore_checkpoint(trainer, {"loops": None, "optimizer_states": [], "lr_schedulers": []}, stage="validate")
+    assert torch.equal(trainer.lightning_module.layer.weight, weights["layer.weight"])
+    with pytest.raises(KeyError, match="No 'state_dict' in the checkpoint"):
+        restore_checkpoint(_trainer_for(tmp_path, tmp_path / "ck"), {"epoch": 0}, stage="validate")
 
 
 def test_datamodule_load_from_checkpoint(tmp_path):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fastlight.callbacks import ModelCheckpoint
-from fastlight.trainer.checkpoint_io import load_checkpoint
+from fastlight.utilities.checkpoint_io import load_checkpoint
 
 from .fake_trainer import FakeTrainer
 

@@ -11,33 +11,16 @@ import os
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
 import fastlight.callbacks as flc
 import fastlight.loggers as fll
 
+from .scripted_fit import SCORES, checkpoint_outcome, loaders, make_module
+
 pl = pytest.importorskip("pytorch_lightning")
 
-SCORES = [0.9, 0.5, 0.7, 0.4, 0.45, 0.46, 0.47, 0.1]
 
-
-class Net(pl.LightningModule):
-    def __init__(self, lr=0.05):
-        super().__init__()
-        self.save_hyperparameters()
-        self.layer = torch.nn.Linear(4, 1)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.mse_loss(self.layer(x), y)
-        self.log("train_loss", loss, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.log("val_loss", F.mse_loss(self.layer(x), y))
-        self.log("score", torch.tensor(SCORES[self.current_epoch % len(SCORES)]))
-
+class Net(make_module(pl, prog_bar=True)):
     def test_step(self, batch, batch_idx):
         self.log("test_loss", F.mse_loss(self.layer(batch[0]), batch[1]))
 
@@ -47,13 +30,6 @@ class Net(pl.LightningModule):
     def configure_optimizers(self):
         opt = torch.optim.SGD([{"params": self.layer.weight}, {"params": self.layer.bias, "lr": 0.01}], lr=self.hparams.lr, momentum=0.9)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5), "interval": "step"}}
-
-
-def loaders():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(32, 4, generator=g)
-    data = TensorDataset(x, x.sum(1, keepdim=True))
-    return DataLoader(data, batch_size=8), DataLoader(data, batch_size=16)
 
 
 def run(root, callbacks, logger=False, max_epochs=len(SCORES), **kwargs):
@@ -83,14 +59,7 @@ def test_model_checkpoint_in_a_real_fit(tmp_path, kwargs):
     for name, cls, extra in (("fl", flc.ModelCheckpoint, dict(enable_checkpointing=False)), ("pl", pl.callbacks.ModelCheckpoint, {})):
         cb = cls(dirpath=tmp_path / name, **kwargs)
         run(tmp_path / f"root_{name}", [cb], **extra)
-        snaps.append(
-            (
-                sorted(os.listdir(tmp_path / name)),
-                os.path.basename(cb.best_model_path),
-                {os.path.basename(k): round(float(v), 6) for k, v in cb.best_k_models.items()},
-                os.path.basename(cb.last_model_path),
-            )
-        )
+        snaps.append(checkpoint_outcome(cb, tmp_path / name))
     assert snaps[0] == snaps[1]
 
 

@@ -45,12 +45,9 @@ def remove_checkpoint(trainer: Any, filepath: str) -> None:
     if fn is not None:
         fn(filepath)
     elif getattr(trainer, "is_global_zero", True):
-        import os
+        from fastlight.utilities.checkpoint_io import remove_checkpoint as remove_file
 
-        try:
-            os.remove(filepath)
-        except FileNotFoundError:
-            pass  # another rank or an earlier rotation removed it
+        remove_file(filepath)  # a file another rank or an earlier rotation removed is fine
 
 
 def batches_that_stepped(trainer: Any) -> int:

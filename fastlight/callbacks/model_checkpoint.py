@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import time
-import uuid
 import warnings
 from copy import deepcopy
 from datetime import timedelta
@@ -20,6 +19,7 @@ from weakref import proxy
 import torch
 from torch import Tensor
 
+from fastlight.utilities.checkpoint_io import atomic_symlink
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from . import _trainer_access as access
@@ -425,16 +425,10 @@ class ModelCheckpoint(Callback):
         if trainer.is_global_zero and os.path.abspath(filepath) != os.path.abspath(linkpath):
             if os.path.isdir(linkpath) and not os.path.islink(linkpath):
                 shutil.rmtree(linkpath)
-            folder = os.path.dirname(os.path.abspath(linkpath))
-            # a relative link made under a temporary name, then renamed over the old one: `last` always resolves
-            tmp = os.path.join(folder, f".{os.path.basename(linkpath)}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
             try:
-                os.symlink(os.path.relpath(filepath, folder), tmp)
-                os.replace(tmp, linkpath)
+                atomic_symlink(filepath, linkpath)  # replaced atomically: `last` always resolves
             except OSError:
                 # no symlinks (Windows without the right): a copy instead
-                if os.path.lexists(tmp):
-                    os.remove(tmp)
                 shutil.copy(filepath, linkpath)
         access.barrier(trainer)
 

@@ -136,3 +136,31 @@ class ProgressBar(Callback):
                 " If this is undesired, change the name or override `get_metrics()` in the progress bar callback."
             )
         return {**standard, **{k: to_number(v) for k, v in pbar.items()}}
+
+
+class _RefreshRateProgressBar(ProgressBar):
+    """What the TQDM and rich bars share: redraw every `refresh_rate` batches; a rate of 0 or `disable()` (called on
+    ranks other than 0) hides the bar."""
+
+    def __init__(self, refresh_rate: int) -> None:
+        super().__init__()
+        self._refresh_rate = refresh_rate
+        self._enabled = True
+
+    @property
+    def refresh_rate(self) -> int:
+        return self._refresh_rate
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled and self._refresh_rate > 0
+
+    @property
+    def is_disabled(self) -> bool:
+        return not self.is_enabled
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True

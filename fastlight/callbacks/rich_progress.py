@@ -1,7 +1,7 @@
 """RichProgressBar: the progress bar drawn with rich (imported when the bar starts, not at import)."""
 from typing import Any, Dict, Optional
 
-from .progress_bar import ProgressBar, convert_inf
+from .progress_bar import _RefreshRateProgressBar, convert_inf
 
 
 def _format_metrics(metrics: Dict[str, Any]) -> str:
@@ -11,7 +11,7 @@ def _format_metrics(metrics: Dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-class RichProgressBar(ProgressBar):
+class RichProgressBar(_RefreshRateProgressBar):
     """Args:
         refresh_rate: redraw every this many batches; 0 hides the bars.
         leave: keep each finished epoch's bar on screen.
@@ -25,14 +25,12 @@ class RichProgressBar(ProgressBar):
 
         if importlib.util.find_spec("rich") is None:
             raise ModuleNotFoundError("RichProgressBar needs the `rich` package: `pip install rich` (or use TQDMProgressBar).")
-        super().__init__()
         if not isinstance(refresh_rate, int) or refresh_rate < 0:
             raise ValueError(f"RichProgressBar(refresh_rate={refresh_rate!r}) must be an int >= 0")
-        self._refresh_rate = refresh_rate
+        super().__init__(refresh_rate)
         self._leave = leave
         self._theme = theme
         self._console_kwargs = console_kwargs or {}
-        self._enabled = True
         self.progress: Any = None
         self.train_progress_bar_id: Optional[int] = None
         self.val_progress_bar_id: Optional[int] = None
@@ -44,24 +42,6 @@ class RichProgressBar(ProgressBar):
         state = dict(vars(self))
         state["progress"] = None
         return state
-
-    @property
-    def refresh_rate(self) -> int:
-        return self._refresh_rate
-
-    @property
-    def is_enabled(self) -> bool:
-        return self._enabled and self._refresh_rate > 0
-
-    @property
-    def is_disabled(self) -> bool:
-        return not self.is_enabled
-
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
 
     def _init_progress(self) -> None:
         if not self.is_enabled or self.progress is not None:

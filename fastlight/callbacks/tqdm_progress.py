@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, Optional
 
-from .progress_bar import ProgressBar, convert_inf
+from .progress_bar import _RefreshRateProgressBar, convert_inf
 
 _PAD_SIZE = 5
 
@@ -38,7 +38,7 @@ def _tqdm_class() -> type:
     return Tqdm
 
 
-class TQDMProgressBar(ProgressBar):
+class TQDMProgressBar(_RefreshRateProgressBar):
     """Args:
         refresh_rate: redraw every this many batches; 0 hides the bars.
         process_position: offset the bars by this many lines (several bars at once).
@@ -50,16 +50,14 @@ class TQDMProgressBar(ProgressBar):
     BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False, min_refresh_interval: float = 0.1) -> None:
-        super().__init__()
         if not isinstance(refresh_rate, int) or refresh_rate < 0:
             raise ValueError(f"TQDMProgressBar(refresh_rate={refresh_rate!r}) must be an int >= 0")
         if "TQDM_MINITERS" in os.environ:
             refresh_rate = max(int(os.environ["TQDM_MINITERS"]), refresh_rate)
-        self._refresh_rate = refresh_rate
+        super().__init__(refresh_rate)
         self._process_position = process_position
         self._leave = leave
         self._min_refresh_interval = min_refresh_interval
-        self._enabled = True
         self._last_refresh = 0.0
         self._train_progress_bar: Any = None
         self._val_progress_bar: Any = None
@@ -70,26 +68,8 @@ class TQDMProgressBar(ProgressBar):
         return {k: (None if k.endswith("_progress_bar") else v) for k, v in vars(self).items()}
 
     @property
-    def refresh_rate(self) -> int:
-        return self._refresh_rate
-
-    @property
     def process_position(self) -> int:
         return self._process_position
-
-    @property
-    def is_enabled(self) -> bool:
-        return self._enabled and self._refresh_rate > 0
-
-    @property
-    def is_disabled(self) -> bool:
-        return not self.is_enabled
-
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
 
     def _bar_property(name: str):  # type: ignore[misc]
         attr = f"_{name}"

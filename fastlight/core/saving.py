@@ -3,7 +3,7 @@ import os
 import warnings
 from argparse import Namespace
 from enum import Enum
-from typing import Any, Dict, Union
+from typing import Any, Dict, Optional, Union
 
 from fastlight.utilities.attribute_dict import AttributeDict
 from fastlight.utilities.rank_zero import rank_zero_warn
@@ -88,6 +88,43 @@ def _init_arg_names(cls: type) -> tuple:
     return tuple(p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)), accepts_any
 
 
+def load_model_state_dict(model: Any, state_dict: Dict[str, Any], strict: bool = True, source: str = "the checkpoint") -> None:
+    """model.load_state_dict with an error that lists missing/unexpected keys and shape mismatches together."""
+    own = model.state_dict()
+    mismatched = [
+        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+        for k, v in state_dict.items()
+        if k in own and hasattr(v, "shape") and hasattr(own[k], "shape") and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    if mismatched or (strict and (missing or unexpected)):
+        parts = []
+        if mismatched:
+            parts.append("shape mismatch for " + "; ".join(mismatched))
+        if strict and missing:
+            parts.append(f"missing keys {missing}")
+        if strict and unexpected:
+            parts.append(f"unexpected keys {unexpected}")
+        hint = " (pass strict=False to ignore missing/unexpected keys)" if strict and (missing or unexpected) and not mismatched else ""
+        raise RuntimeError(f"Cannot load the weights of {source} into {type(model).__name__}: {', '.join(parts)}{hint}")
+    model.load_state_dict(state_dict, strict=strict)
+
+
+def load_module_weights(module: Any, checkpoint: Dict[str, Any], strict: Optional[bool] = None, source: str = "the checkpoint") -> bool:
+    """Put a checkpoint into a LightningModule in Lightning's order: `on_load_checkpoint(checkpoint)` first (it may
+    edit the dict), then the weights, `strict` defaulting to `module.strict_loading`. Returns the `strict` used."""
+    hook = getattr(module, "on_load_checkpoint", None)
+    if hook is not None:
+        hook(checkpoint)
+    if "state_dict" not in checkpoint:
+        raise KeyError(f"No 'state_dict' in {source}: it is not a model checkpoint (keys: {sorted(checkpoint)})")
+    if strict is None:
+        strict = getattr(module, "strict_loading", True)
+    load_model_state_dict(module, checkpoint["state_dict"], strict=strict, source=source)
+    return strict
+
+
 def _load_from_checkpoint(
     cls: type,
     checkpoint_path: Any,
@@ -104,8 +141,7 @@ def _load_from_checkpoint(
     The file is read with fastlight's safe loader: pass weights_only=False only for a trusted file."""
     import torch
 
-    from fastlight.trainer.checkpoint_io import load_checkpoint
-    from fastlight.trainer.checkpoint_layout import load_model_state_dict
+    from fastlight.utilities.checkpoint_io import load_checkpoint
 
     hp_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_KEY", "hyper_parameters")
     name_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_NAME", "hparams_name")
@@ -138,16 +174,9 @@ def _load_from_checkpoint(
             obj.load_state_dict(checkpoint[qualname])
         return obj
 
-    hook = getattr(obj, "on_load_checkpoint", None)
-    if hook is not None:
-        hook(checkpoint)
-    if "state_dict" not in checkpoint:
-        raise KeyError(f"{checkpoint_path} has no 'state_dict': it is not a model checkpoint (keys: {sorted(checkpoint)})")
-    if strict is None:
-        strict = getattr(obj, "strict_loading", True)
-    state_dict = checkpoint["state_dict"]
     source = os.fspath(checkpoint_path) if isinstance(checkpoint_path, (str, os.PathLike)) else "the checkpoint"
-    load_model_state_dict(obj, state_dict, strict=strict, source=source)
+    strict = load_module_weights(obj, checkpoint, strict=strict, source=source)
+    state_dict = checkpoint["state_dict"]
     if not strict:
         own = obj.state_dict()
         missing = [k for k in own if k not in state_dict]

@@ -9,8 +9,8 @@ from torch import Tensor
 from fastlight.core.saving import save_hparams_to_yaml
 from fastlight.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
-from ._utils import add_prefix, convert_params, next_version
-from .logger import Logger, rank_zero_experiment
+from ._utils import add_prefix, convert_params
+from .logger import _VersionedFolderLogger, rank_zero_experiment
 
 
 def tensors_to_numbers(metrics: Dict[str, Any]) -> Dict[str, Any]:
@@ -95,7 +95,7 @@ class ExperimentWriter:
             writer.writerows(rows)
 
 
-class CSVLogger(Logger):
+class CSVLogger(_VersionedFolderLogger):
     """Log metrics to <save_dir>/<name>/version_N/metrics.csv and hyperparameters to hparams.yaml.
 
     Args:
@@ -118,35 +118,10 @@ class CSVLogger(Logger):
     ) -> None:
         if not isinstance(flush_logs_every_n_steps, int) or flush_logs_every_n_steps < 1:
             raise ValueError(f"CSVLogger(flush_logs_every_n_steps={flush_logs_every_n_steps!r}) must be an int >= 1")
-        self._save_dir = os.fspath(save_dir)
-        self._name = name or ""
-        self._version = version
+        super().__init__(save_dir, name, version)
         self._prefix = prefix
         self._flush_logs_every_n_steps = flush_logs_every_n_steps
         self._experiment: Optional[ExperimentWriter] = None
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> Union[int, str]:
-        if self._version is None:
-            self._version = next_version(self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self.name)
-
-    @property
-    def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        return os.path.join(self.root_dir, version)
 
     @property
     @rank_zero_experiment

@@ -4,11 +4,14 @@
 `self.logger.experiment.add_image(...)` runs unchanged under DDP without writing from every process.
 """
 import functools
+import os
 from abc import ABC, abstractmethod
 from argparse import Namespace
 from typing import Any, Callable, Dict, Optional, Union
 
 from fastlight.utilities.rank_zero import rank_zero_only
+
+from ._utils import next_version
 
 
 def rank_zero_experiment(fn: Callable) -> Callable:
@@ -124,3 +127,36 @@ class DummyLogger(Logger):
             return None
 
         return method
+
+
+class _VersionedFolderLogger(Logger):
+    """A logger that writes under <save_dir>/<name>/<version>: version_N (the next free N unless given) or the string
+    given as version. Shared by CSVLogger and TensorBoardLogger."""
+
+    def __init__(self, save_dir: Union[str, os.PathLike], name: Optional[str], version: Optional[Union[int, str]]) -> None:
+        self._save_dir = os.fspath(save_dir)
+        self._name = name or ""
+        self._version = version
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def version(self) -> Union[int, str]:
+        if self._version is None:
+            self._version = next_version(self.root_dir)
+        return self._version
+
+    @property
+    def save_dir(self) -> str:
+        return self._save_dir
+
+    @property
+    def root_dir(self) -> str:
+        return os.path.join(self._save_dir, self.name)
+
+    @property
+    def log_dir(self) -> str:
+        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
+        return os.path.join(self.root_dir, version)

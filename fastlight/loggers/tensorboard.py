@@ -11,8 +11,8 @@ from torch import Tensor
 from fastlight.core.saving import save_hparams_to_yaml
 from fastlight.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
-from ._utils import add_prefix, convert_params, flatten_dict, next_version, sanitize_params
-from .logger import Logger, rank_zero_experiment
+from ._utils import add_prefix, convert_params, flatten_dict, sanitize_params
+from .logger import _VersionedFolderLogger, rank_zero_experiment
 
 
 def _tensorboard_available() -> bool:
@@ -21,7 +21,7 @@ def _tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
-class TensorBoardLogger(Logger):
+class TensorBoardLogger(_VersionedFolderLogger):
     """Log to <save_dir>/<name>/version_N[/sub_dir] as TensorBoard event files, plus hparams.yaml.
 
     Args:
@@ -54,9 +54,7 @@ class TensorBoardLogger(Logger):
             raise ModuleNotFoundError(
                 "TensorBoardLogger needs the `tensorboard` package: `pip install tensorboard` (or use CSVLogger)."
             )
-        self._save_dir = os.fspath(save_dir)
-        self._name = name or ""
-        self._version = version
+        super().__init__(save_dir, name, version)
         self._sub_dir = None if sub_dir is None else os.fspath(sub_dir)
         self._log_graph = log_graph
         self._default_hp_metric = default_hp_metric
@@ -66,31 +64,12 @@ class TensorBoardLogger(Logger):
         self.hparams: Dict[str, Any] = {}
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def version(self) -> Union[int, str]:
-        if self._version is None:
-            self._version = next_version(self.root_dir)
-        return self._version
-
-    @property
-    def save_dir(self) -> str:
-        return self._save_dir
-
-    @property
-    def root_dir(self) -> str:
-        return os.path.join(self._save_dir, self.name)
-
-    @property
     def sub_dir(self) -> Optional[str]:
         return self._sub_dir
 
     @property
     def log_dir(self) -> str:
-        version = self.version if isinstance(self.version, str) else f"version_{self.version}"
-        log_dir = os.path.join(self.root_dir, version)
+        log_dir = super().log_dir
         if isinstance(self._sub_dir, str):
             log_dir = os.path.join(log_dir, self._sub_dir)
         return os.path.expanduser(os.path.expandvars(log_dir))

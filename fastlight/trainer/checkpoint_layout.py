@@ -20,6 +20,7 @@ from copy import deepcopy
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
+from fastlight.core.saving import load_module_weights
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 # The Lightning checkpoint format version written under "pytorch-lightning_version". Lightning runs its legacy
@@ -417,14 +418,7 @@ def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], stri
         if key in checkpoint and hasattr(datamodule, "load_state_dict"):
             datamodule.load_state_dict(checkpoint[key])
 
-    hook = getattr(model, "on_load_checkpoint", None)
-    if hook is not None:
-        hook(checkpoint)
-    if "state_dict" not in checkpoint:
-        raise KeyError(f"The checkpoint has no 'state_dict' (keys: {sorted(checkpoint)}); it is not a model checkpoint")
-    if strict is None:
-        strict = getattr(model, "strict_loading", True)
-    load_model_state_dict(model, checkpoint["state_dict"], strict=strict)
+    load_module_weights(model, checkpoint, strict=strict)
 
     callbacks = getattr(trainer, "callbacks", None) or []
     states = checkpoint.get("callbacks")
@@ -442,29 +436,6 @@ def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], stri
         state = states.get(cb.state_key)
         if state:
             cb.load_state_dict(deepcopy(state))
-
-
-def load_model_state_dict(model: Any, state_dict: Dict[str, Any], strict: bool = True, source: str = "the checkpoint") -> None:
-    """model.load_state_dict with an error that lists missing/unexpected keys and shape mismatches together."""
-    own = model.state_dict()
-    mismatched = [
-        f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state_dict.items()
-        if k in own and hasattr(v, "shape") and hasattr(own[k], "shape") and tuple(v.shape) != tuple(own[k].shape)
-    ]
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    if mismatched or (strict and (missing or unexpected)):
-        parts = []
-        if mismatched:
-            parts.append("shape mismatch for " + "; ".join(mismatched))
-        if strict and missing:
-            parts.append(f"missing keys {missing}")
-        if strict and unexpected:
-            parts.append(f"unexpected keys {unexpected}")
-        hint = " (pass strict=False to ignore missing/unexpected keys)" if strict and (missing or unexpected) and not mismatched else ""
-        raise RuntimeError(f"Cannot load the weights of {source} into {type(model).__name__}: {', '.join(parts)}{hint}")
-    model.load_state_dict(state_dict, strict=strict)
 
 
 def restore_training_state(trainer: Any, checkpoint: Dict[str, Any], stage: str = "fit") -> None:
@@ -529,7 +500,7 @@ def save_checkpoint(trainer: Any, filepath: Any, weights_only: bool = False, sto
     if getattr(trainer, "is_global_zero", True):
         io = getattr(trainer, "checkpoint_io", None)
         if io is None:
-            from .checkpoint_io import TorchCheckpointIO
+            from fastlight.utilities.checkpoint_io import TorchCheckpointIO
 
             io = TorchCheckpointIO()
         io.save_checkpoint(checkpoint, filepath, storage_options=storage_options)

@@ -11,6 +11,7 @@ enums already imported by the program, numpy scalars). Anything else is refused 
 global, and explaining the two ways forward (allowlist the type, or pass weights_only=False for a trusted file).
 """
 import argparse
+import contextlib
 import datetime
 import enum
 import os
@@ -18,7 +19,7 @@ import pathlib
 import pickle
 import sys
 import uuid
-from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 
@@ -156,6 +157,23 @@ def _tmp_path_for(path: str) -> str:
     return os.path.join(folder, f".{name}{TMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+@contextlib.contextmanager
+def _replace_when_done(tmp: str, path: str) -> Iterator[None]:
+    """Wrap the writing of `tmp` (created next to `path` by the caller, who owns it): when the block succeeds, rename
+    `tmp` over `path` (atomic) and fsync the folder so the rename survives a power loss; when anything fails,
+    remove `tmp` and leave `path` as it was."""
+    try:
+        yield
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(os.path.dirname(path))
+
+
 def atomic_save(checkpoint: Dict[str, Any], path: _PATH) -> None:
     """torch.save `checkpoint` to `path` so that `path` never holds a partial file, even if the process dies."""
     path = os.path.abspath(os.fspath(path))
@@ -166,39 +184,24 @@ def atomic_save(checkpoint: Dict[str, Any], path: _PATH) -> None:
     tmp = _tmp_path_for(path)
     # O_EXCL: never write through a file or link someone else put there; 0o666 & ~umask like a plain open()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            torch.save(checkpoint, fp)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(folder)
+    with _replace_when_done(tmp, path), os.fdopen(fd, "wb") as fp:
+        torch.save(checkpoint, fp)
+        fp.flush()
+        os.fsync(fp.fileno())
 
 
 def atomic_symlink(target: _PATH, link_path: _PATH) -> None:
-    """Point `link_path` at `target` (relative link when both share a folder), replacing an existing file atomically."""
+    """Point `link_path` at `target` with a relative link (as Lightning's ModelCheckpoint does: the folder can move),
+    replacing an existing file or link atomically."""
     link_path = os.path.abspath(os.fspath(link_path))
     target = os.path.abspath(os.fspath(target))
     folder = os.path.dirname(link_path)
     os.makedirs(folder, exist_ok=True)
-    rel_target = os.path.relpath(target, folder) if os.path.dirname(target) == folder else target
+    rel_target = os.path.relpath(target, folder)
     tmp = _tmp_path_for(link_path)
     os.symlink(rel_target, tmp)
-    try:
-        os.replace(tmp, link_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(folder)
+    with _replace_when_done(tmp, link_path):
+        pass  # a link is complete once created
 
 
 def remove_checkpoint(path: _PATH) -> None:
@@ -277,9 +280,10 @@ def load_checkpoint(
             f"Refusing to load {name} with weights_only=True: it contains python objects outside fastlight's allowlist"
             f" for checkpoints: {listed}. Loading them would run code stored in the file. If you trust the file and"
             " know these types, either allowlist them with"
-            " `fastlight.trainer.checkpoint_io.add_safe_globals([YourClass])` (or torch.serialization.add_safe_globals),"
-            " or load it with weights_only=False (e.g. `Trainer.fit(..., weights_only=False)`,"
-            " `Model.load_from_checkpoint(path, weights_only=False)`), which unpickles everything."
+            " `fastlight.utilities.checkpoint_io.add_safe_globals([YourClass])` (or"
+            " torch.serialization.add_safe_globals), or load it with weights_only=False (e.g."
+            " `Trainer.fit(..., weights_only=False)`, `Model.load_from_checkpoint(path, weights_only=False)`), which"
+            " unpickles everything."
         ) from first_error
 
 
