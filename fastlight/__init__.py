@@ -13,7 +13,12 @@ def __getattr__(name: str):
     if name in ("loggers", "strategies", "engine", "ops"):
         import importlib
 
-        return importlib.import_module(f"fastlight.{name}")
+        try:
+            return importlib.import_module(f"fastlight.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"fastlight.{name}":
+                raise
+            raise AttributeError(f"module 'fastlight' has no attribute '{name}' (fastlight.{name} is not installed)") from None
     raise AttributeError(f"module 'fastlight' has no attribute '{name}'")
 
 

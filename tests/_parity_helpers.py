@@ -56,6 +56,9 @@ def recording_module(base_cls, calls):
         orig = getattr(base_cls, name, None)
         if orig is None:
             continue
+        if (name.endswith("_dataloader") or name.endswith("_step") and name != "optimizer_step") \
+                and name not in vars(base_cls):
+            continue  # wrapping would make the framework believe the user defined it
 
         def make(name, orig):
             def hook(self, *args, **kwargs):
@@ -96,7 +99,8 @@ def build(pl):
 
     class TinyModel(pl.LightningModule):
         def __init__(self, optimizer="sgd", scheduler=None, lr=0.1, hidden=16, dropout=0.0, log_extra=False,
-                     n_train=40, n_val=16, batch_size=8, shuffle=True, monitor="val_loss"):
+                     n_train=40, n_val=16, batch_size=8, shuffle=True, monitor="val_loss", n_val_loaders=1,
+                     skip_batch=None, stop_batch=None, return_dict=False):
             super().__init__()
             self.save_hyperparameters()
             torch.manual_seed(0)
@@ -106,6 +110,8 @@ def build(pl):
             return self.net(x)
 
         def training_step(self, batch, batch_idx):
+            if batch_idx == self.hparams.skip_batch:
+                return None
             x, y = batch
             loss = nn.functional.cross_entropy(self(x), y)
             self.log("train_loss", loss)
@@ -114,9 +120,15 @@ def build(pl):
                          prog_bar=True)
                 self.log("train_max", loss, on_step=False, on_epoch=True, reduce_fx="max")
                 self.log("train_sum", 1.0, on_epoch=True, reduce_fx="sum")
+            if self.hparams.return_dict:
+                return {"loss": loss, "extra": loss.detach() * 2}
             return loss
 
-        def validation_step(self, batch, batch_idx):
+        def on_train_batch_start(self, batch, batch_idx):
+            if batch_idx == self.hparams.stop_batch:
+                return -1
+
+        def validation_step(self, batch, batch_idx, dataloader_idx=0):
             x, y = batch
             loss = nn.functional.cross_entropy(self(x), y)
             self.log("val_loss", loss)
@@ -157,7 +169,9 @@ def build(pl):
                               shuffle=self.hparams.shuffle)
 
         def val_dataloader(self):
-            return DataLoader(make_data(self.hparams.n_val, seed=7), batch_size=self.hparams.batch_size)
+            loaders = [DataLoader(make_data(self.hparams.n_val + 8 * i, seed=7 + i), batch_size=self.hparams.batch_size)
+                       for i in range(self.hparams.n_val_loaders)]
+            return loaders[0] if len(loaders) == 1 else loaders
 
         def test_dataloader(self):
             return DataLoader(make_data(12, seed=9), batch_size=5)
@@ -180,3 +194,147 @@ def trainer_kwargs(tmp_path, **kw):
 def quiet_warnings():
     warnings.filterwarnings("ignore")
     os.environ.setdefault("PL_DISABLE_FORK", "1")
+
+
+def build_manual(pl):
+    """Manual optimization with two optimizers (GAN-style alternation), schedulers and clipping."""
+
+    class ManualModel(pl.LightningModule):
+        def __init__(self, clip=None):
+            super().__init__()
+            self.automatic_optimization = False
+            self.clip = clip
+            torch.manual_seed(0)
+            self.gen = nn.Linear(8, 8)
+            self.disc = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.2), nn.Linear(8, 1))
+
+        def training_step(self, batch, batch_idx):
+            x, _ = batch
+            opt_g, opt_d = self.optimizers()
+            sched_g, sched_d = self.lr_schedulers()
+            # discriminator
+            self.toggle_optimizer(opt_d)
+            d_loss = (self.disc(x) - 1).pow(2).mean() + self.disc(self.gen(x).detach()).pow(2).mean()
+            self.manual_backward(d_loss)
+            if self.clip:
+                self.clip_gradients(opt_d, gradient_clip_val=self.clip, gradient_clip_algorithm="norm")
+            opt_d.step()
+            opt_d.zero_grad()
+            self.untoggle_optimizer(opt_d)
+            # generator, every other batch
+            if batch_idx % 2 == 0:
+                self.toggle_optimizer(opt_g)
+                g_loss = (self.disc(self.gen(x)) - 1).pow(2).mean()
+                self.manual_backward(g_loss)
+                opt_g.step()
+                opt_g.zero_grad()
+                self.untoggle_optimizer(opt_g)
+                sched_g.step()
+            self.log("d_loss", d_loss, prog_bar=True)
+            if self.trainer.is_last_batch:
+                sched_d.step()
+            return d_loss
+
+        def configure_optimizers(self):
+            opt_g = torch.optim.Adam(self.gen.parameters(), lr=0.01)
+            opt_d = torch.optim.SGD(self.disc.parameters(), lr=0.05, momentum=0.5)
+            return [opt_g, opt_d], [torch.optim.lr_scheduler.StepLR(opt_g, 2, 0.5),
+                                    torch.optim.lr_scheduler.ExponentialLR(opt_d, 0.9)]
+
+        def train_dataloader(self):
+            return DataLoader(make_data(40), batch_size=8, shuffle=True)
+
+    return ManualModel
+
+
+def build_datamodule(pl):
+    class DataModule(pl.LightningDataModule):
+        def __init__(self, batch_size=8):
+            super().__init__()
+            self.save_hyperparameters()
+            self.calls = []
+
+        def prepare_data(self):
+            self.calls.append("prepare_data")
+
+        def setup(self, stage):
+            self.calls.append(f"setup({getattr(stage, 'value', stage)})")
+            self.train = make_data(32)
+            self.val = make_data(16, seed=7)
+
+        def train_dataloader(self):
+            self.calls.append("train_dataloader")
+            return DataLoader(self.train, batch_size=self.hparams.batch_size, shuffle=True)
+
+        def val_dataloader(self):
+            self.calls.append("val_dataloader")
+            return DataLoader(self.val, batch_size=self.hparams.batch_size)
+
+        def test_dataloader(self):
+            self.calls.append("test_dataloader")
+            return DataLoader(self.val, batch_size=5)
+
+        def teardown(self, stage):
+            self.calls.append(f"teardown({getattr(stage, 'value', stage)})")
+
+    return DataModule
+
+
+def make_logger(pl):
+    """A logger recording every call, with Lightning's Logger API (a Logger subclass under Lightning)."""
+    base = pl.loggers.Logger if hasattr(pl, "loggers") and hasattr(pl.loggers, "Logger") else object
+
+    class RecordingLogger(base):
+        def __init__(self):
+            if base is not object:
+                super().__init__()
+            self.rows = []
+            self.hparams = []
+            self.events = []
+
+        @property
+        def name(self):
+            return "rec"
+
+        @property
+        def version(self):
+            return 0
+
+        @property
+        def save_dir(self):
+            return None
+
+        @property
+        def experiment(self):
+            return self
+
+        def log_metrics(self, metrics, step=None):
+            self.rows.append((step, dict(sorted(metrics.items()))))
+
+        def log_hyperparams(self, params, *args, **kwargs):
+            self.hparams.append(dict(params))
+
+        def log_graph(self, model, input_array=None):
+            self.events.append("log_graph")
+
+        def save(self):
+            self.events.append("save")
+
+        def finalize(self, status):
+            self.events.append(f"finalize({status})")
+
+    return RecordingLogger()
+
+
+def snapshot_callback(pl, snaps):
+    """Reads the trainer's metric dicts from inside hooks (they must match Lightning's at every point)."""
+
+    def grab(tag):
+        def hook(self, trainer, pl_module, *args, **kwargs):
+            snaps.append((tag, {k: float(v) for k, v in sorted(trainer.callback_metrics.items())},
+                          {k: float(v) for k, v in sorted(trainer.progress_bar_metrics.items())}))
+        return hook
+
+    ns = {name: grab(name) for name in ("on_train_batch_end", "on_train_epoch_end", "on_validation_epoch_end",
+                                        "on_validation_end", "on_train_batch_start")}
+    return type("Snapshot", (pl.Callback,), ns)()

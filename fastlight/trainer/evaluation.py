@@ -105,6 +105,8 @@ class EvaluationLoop:
         self.loaders = _as_loader_list(raw)
         self._max_batches = [parse_num_batches(self.prefix, _sized_len(dl), limit) for dl in self.loaders]
         setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
+        # the logging step of eval step-metrics counts on across a fit's validation runs (Lightning does this)
+        self._seen = [0] * len(self.loaders)
 
     @property
     def max_batches(self) -> List[float]:
@@ -153,7 +155,7 @@ class EvaluationLoop:
         trainer._call_module(f"on_{self.stage}_start")
         trainer._call_callbacks(f"on_{self.stage}_epoch_start")
         trainer._call_module(f"on_{self.stage}_epoch_start")
-        seen = [0] * n_loaders
+        seen = self._seen
         precision = trainer._precision
         batch_start, batch_end = f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"
         step_name = f"{self.stage}_step"

@@ -308,6 +308,10 @@ class Trainer:
         return self._cfg.default_root_dir
 
     @property
+    def is_last_batch(self) -> bool:
+        return self.fit_loop.is_last_batch
+
+    @property
     def evaluating(self) -> bool:
         return self.validating or self.testing
 
