@@ -38,6 +38,7 @@ def _fit(pl, tmp_path, model_kw, trainer_kw, **extra):
     kw.update(extra)
     trainer = pl.Trainer(**kw)
     trainer.fit(model)
+    trainer.rng_after_fit = torch.get_rng_state()
     return model, trainer
 
 
@@ -47,6 +48,8 @@ def test_final_weights_bitwise_equal_to_lightning(case, tmp_path):
     ref, ref_trainer = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw)
     got, trainer = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, fused=False)
     assert trainer.global_step == ref_trainer.global_step
+    # the global RNG was consumed identically (dataloader iterators, shuffling, dropout)
+    assert torch.equal(trainer.rng_after_fit, ref_trainer.rng_after_fit)
     assert trainer.current_epoch == ref_trainer.current_epoch
     ref_sd, got_sd = ref.state_dict(), got.state_dict()
     assert list(ref_sd) == list(got_sd)
@@ -60,3 +63,15 @@ def test_final_weights_bitwise_equal_to_lightning(case, tmp_path):
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(got_opt.state[p_got][key])), key
 
 
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true", "64-true", "16-mixed"])
+def test_precision_weights_bitwise_equal_to_lightning(precision, tmp_path):
+    """On CPU, 16-mixed falls back to bf16-mixed as in Lightning; the others are bit-exact too."""
+    model_kw, trainer_kw = dict(optimizer="adam", lr=0.01), dict(max_epochs=1, precision=precision,
+                                                                 gradient_clip_val=0.5)
+    ref, ref_trainer = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw)
+    got, trainer = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, fused=False)
+    for (k, a), (_, b) in zip(ref.state_dict().items(), got.state_dict().items()):
+        assert a.dtype == b.dtype, k
+        assert torch.equal(a, b), f"{precision}: {k} differs"

@@ -26,7 +26,9 @@ def normalize_precision(precision: Any) -> str:
         return "32-true"
     key = precision if not isinstance(precision, str) else precision.lower()
     if key not in _ALIASES:
-        raise ValueError(
+        from fastlight.trainer.config import ConfigError
+
+        raise ConfigError(
             f"Precision {precision!r} is invalid. Allowed precision values: {sorted(set(_ALIASES.values()))}"
             " (also 32, 16, 64, 'bf16')."
         )

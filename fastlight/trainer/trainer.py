@@ -153,8 +153,6 @@ class Trainer:
         self._precision = make_precision(cfg.precision, cfg.device.type)
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
-        self._val_results = ResultCollection(training=False)
-        self._test_results = ResultCollection(training=False)
         self._active_results: Optional[ResultCollection] = None
 
         # progress counters (Lightning's loop progress, flattened)
@@ -688,8 +686,11 @@ class Trainer:
         model._trainer = self
         self.state.status = "running"
         self.should_stop = False
-        if fn == "fit" and cfg.max_steps == -1 and cfg.max_epochs == 0:
-            pass
+        # the loop that is running owns the results `self.log` writes to (predict has none)
+        self.training = fn == "fit"
+        self.validating, self.testing, self.predicting = fn == "validate", fn == "test", fn == "predict"
+        self._active_results = {"fit": self._train_results, "validate": self.validate_loop.results,
+                                "test": self.test_loop.results}.get(fn)
         self._merge_model_callbacks(model)
         self._resolve_hooks()
         self._verify_loop_configuration(model, fn)
@@ -755,6 +756,7 @@ class Trainer:
             raise
         finally:
             self.training = self.validating = self.testing = self.predicting = self.sanity_checking = False
+            self._active_results = None
 
     def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool) -> None:
         """Resume from `ckpt_path` (provided by the checkpoints issue as fastlight.trainer.checkpoint_io)."""
@@ -919,12 +921,12 @@ class Trainer:
             return
         self.sanity_checking = True
         self.state.stage = "sanity_check"
-        self._hub.reset_results(self._val_results)
+        self._hub.reset_results(loop.results)
         self._hub.reset_metrics()
         self._call_callbacks("on_sanity_check_start")
         loop.run()
         self._call_callbacks("on_sanity_check_end")
-        self._hub.reset_results(self._val_results)
+        self._hub.reset_results(loop.results)
         self._hub.reset_metrics()
         self.sanity_checking = False
 
