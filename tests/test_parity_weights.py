@@ -26,6 +26,10 @@ CASES = {
     "check_val_every_2": (dict(dropout=0.2), dict(max_epochs=3, check_val_every_n_epoch=2)),
     "max_steps_mid_epoch": (dict(optimizer="adam", lr=0.01), dict(max_steps=7, max_epochs=-1)),
     "dropout_shuffle_sanity": (dict(dropout=0.5), dict(max_epochs=2, num_sanity_val_steps=2)),
+    "fast_dev_run": (dict(dropout=0.1), dict(fast_dev_run=2)),
+    "overfit_batches": (dict(optimizer="adam", lr=0.01), dict(max_epochs=2, overfit_batches=2)),
+    "reload_dataloaders": (dict(dropout=0.1), dict(max_epochs=2, reload_dataloaders_every_n_epochs=1,
+                                                   limit_val_batches=1)),
     "accumulate_onecycle_clip": (dict(optimizer="adamw", lr=0.02, scheduler="onecycle"),
                                  dict(max_epochs=2, accumulate_grad_batches=2, gradient_clip_val=0.1)),
 }

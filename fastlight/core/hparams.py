@@ -91,6 +91,8 @@ class HyperparametersMixin:
         else:
             hp = {k: v for k, v in init_args.items() if k not in ignore}
         self._set_hparams(hp)
+        for key in ignore:  # a subclass may drop what its base class saved
+            self._hparams.pop(key, None)
         self._hparams_initial = copy.deepcopy(self._hparams)
 
     def _set_hparams(self, hp: Union[MutableMapping, Namespace]) -> None:
