@@ -4,6 +4,8 @@ process. Also the import cost of fastlight and pytorch_lightning relative to tor
 
 Per-step time = (time of a fit of N steps - time of a fit of M steps) / (N - M): the fixed start-up cost of a
 fit (Trainer set-up, hooks, logger creation) cancels out. Each candidate iterates the same in-memory DataLoader.
+Time is the CPU time of the calling thread (`time.thread_time`; torch runs on that one thread here): on a shared,
+loaded machine wall time mostly measures the neighbours, thread CPU time measures the work.
 
     python benchmarks/bench_overhead.py [--quick]          (alone)
     python -m benchmarks --only overhead                   (the harness)
@@ -102,11 +104,11 @@ def _per_step_ms(candidates: Dict[str, Callable[[int], None]], long: int, short:
         for r in range(repeats):
             order = names[r % len(names):] + names[: r % len(names)]
             for n in order:
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 candidates[n](long)
-                t1 = time.perf_counter()
+                t1 = time.thread_time()
                 candidates[n](short)
-                t2 = time.perf_counter()
+                t2 = time.thread_time()
                 samples[n].append(((t1 - t0) - (t2 - t1)) * 1e3 / (long - short))
     return {n: statistics.median(v) for n, v in samples.items()}
 

@@ -282,7 +282,7 @@ def build_datamodule(pl):
 
 def make_logger(pl):
     """A logger recording every call, with Lightning's Logger API (a Logger subclass under Lightning)."""
-    base = pl.loggers.Logger if hasattr(pl, "loggers") and hasattr(pl.loggers, "Logger") else object
+    base = pl.loggers.Logger if pl.__name__ == "pytorch_lightning" else object
 
     class RecordingLogger(base):
         def __init__(self):

@@ -177,10 +177,10 @@ class EvaluationLoop:
                 trainer._call_module(batch_start, *hook_args)
                 step_args = hook_args if pass_batch_idx else (batch,) + hook_args[2:]
                 prev = module._current_fx_name
-                module._current_fx_name = step_name
+                module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
                 with precision.forward_context():
                     output = step_fn(*step_args)
-                module._current_fx_name = prev
+                module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
                 trainer._call_callbacks(batch_end, output, *hook_args)
                 trainer._call_module(batch_end, output, *hook_args)
                 hub.on_batch_end(results)
@@ -300,10 +300,10 @@ class PredictionLoop:
                 trainer._call_module("on_predict_batch_start", *hook_args)
                 step_args = hook_args if pass_batch_idx else (batch,) + hook_args[2:]
                 prev = module._current_fx_name
-                module._current_fx_name = "predict_step"
+                module.__dict__["_current_fx_name"] = "predict_step"  # plain dict write: nn.Module.__setattr__ is slow
                 with precision.forward_context():
                     out = step_fn(*step_args)
-                module._current_fx_name = prev
+                module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
                 if out is None and not warned:
                     warned = True
                     rank_zero_warn("predict returned None if it was on purpose, ignore this warning...")

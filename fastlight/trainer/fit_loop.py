@@ -434,10 +434,10 @@ class FitLoop:
         trainer = self.trainer
         module = trainer._module
         prev = module._current_fx_name
-        module._current_fx_name = "training_step"
+        module.__dict__["_current_fx_name"] = "training_step"  # plain dict write: nn.Module.__setattr__ is slow
         with trainer._precision.forward_context():
             output = module.training_step(*batch_args)
-        module._current_fx_name = prev
+        module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
         if isinstance(output, Tensor):
             loss, extra = output, {}
         elif isinstance(output, dict):
@@ -481,10 +481,10 @@ class FitLoop:
         trainer = self.trainer
         module = trainer._module
         prev = module._current_fx_name
-        module._current_fx_name = "training_step"
+        module.__dict__["_current_fx_name"] = "training_step"  # plain dict write: nn.Module.__setattr__ is slow
         with trainer._precision.forward_context():
             output = module.training_step(*batch_args)
-        module._current_fx_name = prev
+        module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
         if isinstance(output, dict):
             extra = dict(output)
         elif isinstance(output, Tensor):

@@ -79,7 +79,7 @@ class Precision:
     def _after_closure(self, trainer: Any, optimizer: Any) -> None:
         trainer._call_callbacks("on_before_optimizer_step", optimizer)
         trainer._call_module("on_before_optimizer_step", optimizer)
-        if trainer._module.automatic_optimization:
+        if trainer._module.automatic_optimization and trainer._clipping_active:
             trainer._call_module(
                 "configure_gradient_clipping", optimizer,
                 gradient_clip_val=trainer.gradient_clip_val, gradient_clip_algorithm=trainer.gradient_clip_algorithm,

@@ -189,6 +189,7 @@ class Trainer:
         self.callbacks = self._configure_callbacks(callbacks)
         self._cb_hooks: Dict[str, tuple] = {}
         self._module_skip: frozenset = frozenset()
+        self._log_arg_cache: Dict[tuple, tuple] = {}
 
     # ================================================================= flags / properties
     def __getattr__(self, name: str) -> Any:
@@ -472,6 +473,9 @@ class Trainer:
             cb.on_train_epoch_end for cb in epoch_end if _is_monitoring_callback(cb))
         module = self._module
         cls = type(module)
+        # configure_gradient_clipping's default does nothing without a clip value: skip it then
+        self._clipping_active = bool(self._cfg.gradient_clip_val) or (
+            type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
         self._module_skip = frozenset(
             name for name in _NOOP_MODULE_HOOKS
             if getattr(cls, name, None) is getattr(LightningModule, name) and name not in vars(module)
@@ -484,21 +488,21 @@ class Trainer:
             return
         module = self._module
         prev = module._current_fx_name
-        module._current_fx_name = name.split(":")[0]
+        module.__dict__["_current_fx_name"] = name.split(":")[0]  # plain dict write: nn.Module.__setattr__ is slow
         for fn in fns:
             fn(self, module, *args, **kwargs)
-        module._current_fx_name = prev
+        module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
 
     def _call_module(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if name in self._module_skip:
             return None
         module = self._module
         prev = module._current_fx_name
-        module._current_fx_name = name
+        module.__dict__["_current_fx_name"] = name  # plain dict write: nn.Module.__setattr__ is slow
         try:
             return getattr(module, name)(*args, **kwargs)
         finally:
-            module._current_fx_name = prev
+            module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
 
     def _call_datamodule(self, name: str, *args: Any, **kwargs: Any) -> Any:
         dm = self.datamodule
@@ -526,29 +530,41 @@ class Trainer:
         fx = module._current_fx_name
         if fx is None:
             raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
-        on_step, on_epoch = resolve_log_levels(fx, on_step, on_epoch)
-        if add_dataloader_idx and "/dataloader_idx_" in name:
-            raise LoggingError(
-                f"You called `self.log` with the key `{name}`"
-                " but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"
-            )
+        # the argument checks depend only on these: resolved once per distinct call site
+        try:
+            key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx)
+            resolved = self._log_arg_cache.get(key)
+        except TypeError:  # unhashable reduce_fx
+            key, resolved = None, None
+        if resolved is None:
+            on_step, on_epoch = resolve_log_levels(fx, on_step, on_epoch)
+            if add_dataloader_idx and "/dataloader_idx_" in name:
+                raise LoggingError(
+                    f"You called `self.log` with the key `{name}`"
+                    " but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"
+                )
+            resolved = (on_step, on_epoch, parse_reduce_fx(reduce_fx))
+            if key is not None:
+                self._log_arg_cache[key] = resolved
+        on_step, on_epoch, reduce = resolved
         if isinstance(value, Tensor):
-            value = value.clone().detach() if not enable_graph else value.clone()
+            # a copy: the caller may change the tensor in place later (Lightning clones too)
+            value = value.detach().clone() if not enable_graph else value.clone()
         else:
             value = torch.tensor(value, device=module.device, dtype=_default_float())
-        value = value.squeeze()
-        if not value.is_floating_point():
-            rank_zero_warn(
-                f"You called `self.log({name!r}, ...)` in your `{fx}` but the value needs to"
-                " be floating to be reduced. Converting it to the default dtype."
-            )
-            value = value.to(_default_float())
-        elif value.dtype not in (torch.float32, torch.float64):
+        if value.dim():
+            value = value.squeeze()
+        dtype = value.dtype
+        if dtype is not torch.float32 and dtype is not torch.float64:
+            if not value.is_floating_point():
+                rank_zero_warn(
+                    f"You called `self.log({name!r}, ...)` in your `{fx}` but the value needs to"
+                    " be floating to be reduced. Converting it to the default dtype."
+                )
             value = value.to(_default_float())
         hub = self._hub
-        if hub.should_reset_tensors(fx):
+        if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
             hub.reset_fx(results, fx)
-        reduce = parse_reduce_fx(reduce_fx)
         results.log(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce,
                     enable_graph, add_dataloader_idx, batch_size)
         hub.current_fx = fx
@@ -759,16 +775,17 @@ class Trainer:
             self._active_results = None
 
     def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool) -> None:
-        """Resume from `ckpt_path` (provided by the checkpoints issue as fastlight.trainer.checkpoint_io)."""
+        """Resume from `ckpt_path`: the seam where the checkpoints issue restores module, optimizers and loop
+        state (after `configure_optimizers`, before the sanity check, as Lightning does)."""
         if ckpt_path is None or before_setup:
             return
         try:
-            from fastlight.trainer import checkpoint_io  # type: ignore[attr-defined]
+            from fastlight.trainer.checkpoint_connector import restore  # type: ignore[import-not-found]
         except ImportError:
             raise NotImplementedError(
-                f"`ckpt_path={ckpt_path!r}`: checkpoint restore is not part of this build of fastlight yet."
+                f"`ckpt_path={ckpt_path!r}`: checkpoint restore is not wired into this build of fastlight yet."
             ) from None
-        checkpoint_io.restore(self, ckpt_path)
+        restore(self, ckpt_path)
 
     def _merge_model_callbacks(self, model: LightningModule) -> None:
         extra = self._call_module("configure_callbacks")
