@@ -79,3 +79,25 @@ def test_precision_weights_bitwise_equal_to_lightning(precision, tmp_path):
     for (k, a), (_, b) in zip(ref.state_dict().items(), got.state_dict().items()):
         assert a.dtype == b.dtype, k
         assert torch.equal(a, b), f"{precision}: {k} differs"
+
+
+def test_dataloaders_passed_to_fit_bitwise_equal_to_lightning(tmp_path):
+    from torch.utils.data import DataLoader
+
+    from _parity_helpers import make_data
+
+    def run(pl, **extra):
+        torch.manual_seed(99)
+        model = build(pl)(dropout=0.2)
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=2, num_sanity_val_steps=-1), **extra)
+        trainer.fit(model, train_dataloaders=DataLoader(make_data(30), batch_size=4, shuffle=True),
+                    val_dataloaders=[DataLoader(make_data(9, seed=1), batch_size=4),
+                                     DataLoader(make_data(6, seed=2), batch_size=4)])
+        test_out = trainer.test(model, dataloaders=DataLoader(make_data(10, seed=3), batch_size=4), verbose=False)
+        return model, test_out
+
+    ref, ref_out = run(pl_ref)
+    got, got_out = run(fl, fused=False)
+    for (k, a), (_, b) in zip(ref.state_dict().items(), got.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert got_out == ref_out

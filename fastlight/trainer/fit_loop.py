@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer.precision import Precision
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _SKIPPED = object()
@@ -101,16 +102,22 @@ class _Closure:
         self.optimizer = optimizer
         self.result: Any = _SKIPPED
 
-    @torch.enable_grad()
     def __call__(self, *args: Any, **kwargs: Any) -> Optional[Tensor]:
+        if not torch.is_grad_enabled():  # an optimizer may call the closure under no_grad
+            with torch.enable_grad():
+                return self._run()
+        return self._run()
+
+    def _run(self) -> Optional[Tensor]:
         loop = self.loop
         loss, extra = loop._training_step(self.batch_args)
         if self.zero_grad:
             loop._zero_grad(self.batch_idx, self.optimizer)
         if loss is not None:
             loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
-            detached = loss.detach().clone()
-            self.result = {"loss": detached, **extra}
+            # Lightning hands out a detached clone; a detached view holds the same value without the copy
+            detached = loss.detach()
+            self.result = {"loss": detached, **extra} if extra else {"loss": detached}
             return detached
         loop._warn_none()
         self.result = {}
@@ -251,6 +258,7 @@ class FitLoop:
             _set_sampler_epoch(self.loader, self._epochs_processed)
             trainer._call_callbacks("on_train_epoch_start")
             trainer._call_module("on_train_epoch_start")
+            self._val_this_epoch = self._should_check_val_epoch()
             self._run_epoch()
             self._end_epoch()
         trainer._call_callbacks("on_train_end")
@@ -258,6 +266,7 @@ class FitLoop:
 
     def _prepare_step_functions(self, module: Any) -> None:
         self._pass_batch_idx = _takes_batch_idx(module.training_step)
+        self._plain_forward = type(self.trainer._precision).forward_context is Precision.forward_context
         self._automatic = module.automatic_optimization
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
@@ -382,7 +391,7 @@ class FitLoop:
 
     def _should_check_val(self) -> bool:
         trainer = self.trainer
-        if not self._should_check_val_epoch():
+        if not self._val_this_epoch:
             return False
         infinite = trainer.val_check_batch == float("inf")
         if self.is_last_batch and infinite:
@@ -433,11 +442,15 @@ class FitLoop:
     def _training_step(self, batch_args: tuple) -> tuple:
         trainer = self.trainer
         module = trainer._module
-        prev = module._current_fx_name
-        module.__dict__["_current_fx_name"] = "training_step"  # plain dict write: nn.Module.__setattr__ is slow
-        with trainer._precision.forward_context():
+        d = module.__dict__  # plain dict writes: nn.Module.__setattr__ is slow
+        prev = d["_current_fx_name"]
+        d["_current_fx_name"] = "training_step"
+        if self._plain_forward:
             output = module.training_step(*batch_args)
-        module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+        else:
+            with trainer._precision.forward_context():
+                output = module.training_step(*batch_args)
+        d["_current_fx_name"] = prev
         if isinstance(output, Tensor):
             loss, extra = output, {}
         elif isinstance(output, dict):
