@@ -137,7 +137,7 @@ def run(quick: bool, device: str) -> List[dict]:
     torch.set_num_threads(1)
     rows: List[dict] = []
     try:
-        long, short, repeats = (240, 60, 5) if quick else (600, 150, 9)
+        long, short, repeats = (400, 100, 5) if quick else (2000, 200, 7)
         with tempfile.TemporaryDirectory() as root:
             cands: Dict[str, Callable[[int], None]] = {
                 "raw PyTorch loop": _raw_loop,
@@ -157,10 +157,13 @@ def run(quick: bool, device: str) -> List[dict]:
                              candidate="fastlight defaults / lightning defaults",
                              median_ms=per_step["fastlight, defaults"],
                              ratio=per_step["fastlight, defaults"] / per_step["pytorch_lightning, defaults"]))
-        imp_repeats = 3 if quick else 7
-        imports = {m: _import_ms(m, imp_repeats) for m in ("torch", "fastlight")}
-        if lpl is not None:
-            imports["pytorch_lightning"] = _import_ms("pytorch_lightning", imp_repeats)
+        imp_repeats = 3 if quick else 9
+        mods = ["torch", "fastlight"] + (["pytorch_lightning"] if lpl is not None else [])
+        samples: Dict[str, List[float]] = {m: [] for m in mods}
+        for _ in range(imp_repeats):  # interleaved, like the step timings
+            for m in mods:
+                samples[m].append(_import_ms(m, 1))
+        imports = {m: statistics.median(v) for m, v in samples.items()}
         for m, ms in imports.items():
             rows.append(dict(name="import (fresh process)", candidate=f"import {m}", median_ms=ms,
                              ratio=ms / imports["torch"]))

@@ -153,7 +153,12 @@ class LightningModule(HyperparametersMixin, nn.Module):
                     f"`self.log({name}, {value})` was called, but the tensor must have a single element."
                     f" You can try doing `self.log({name}, {value}.mean())`"
                 )
-        elif not isinstance(value, numbers.Number) and not (hasattr(value, "compute") and hasattr(value, "update")):
+        elif hasattr(value, "compute") and hasattr(value, "update"):
+            raise NotImplementedError(
+                f"`self.log({name}, <{type(value).__name__}>)`: logging metric objects (torchmetrics) is not supported"
+                f" by fastlight yet; log `{name}.compute()` at epoch end, or the step value as a tensor."
+            )
+        elif not isinstance(value, numbers.Number):
             raise ValueError(
                 f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged"
             )

@@ -157,13 +157,11 @@ def build_config(**kw: Any) -> TrainerConfig:
                 f" use one of {_SINGLE_DEVICE_STRATEGIES + _DISTRIBUTED_STRATEGIES}."
             )
     if n_devices > 1 or strategy_name in _DISTRIBUTED_STRATEGIES:
-        try:
-            import fastlight.strategies  # noqa: F401  (the distributed issue provides it)
-        except ImportError:
-            raise ConfigError(
-                f"`Trainer(devices={kw['devices']!r}, strategy={strategy!r})` needs a distributed strategy,"
-                " which this build of fastlight does not include yet; use devices=1."
-            ) from None
+        # the distributed issue plugs its strategy in at Trainer.__init__ (`self.strategy = ...`)
+        raise ConfigError(
+            f"`Trainer(devices={kw['devices']!r}, strategy={strategy!r})` needs a distributed strategy,"
+            " which is not wired into this build of fastlight yet; use devices=1."
+        )
 
     precision = normalize_precision(kw["precision"])
     if precision == "16-mixed" and acc == "cpu":

@@ -135,7 +135,6 @@ class Trainer:
         )
         self._cfg = cfg
         self.enable_autolog_hparams = enable_autolog_hparams
-        self.strategy = strategy
         self.profiler = profiler
         self.plugins = plugins
         self._apply_determinism(cfg)
@@ -151,6 +150,10 @@ class Trainer:
         self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
         self._precision = make_precision(cfg.precision, cfg.device.type)
+        from fastlight.trainer.strategy import SingleDeviceStrategy
+
+        # THE place a distributed strategy would be chosen (cfg.strategy / cfg.num_devices)
+        self.strategy = SingleDeviceStrategy(cfg.device, self._precision)
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
         self._active_results: Optional[ResultCollection] = None
@@ -669,14 +672,16 @@ class Trainer:
             return None
         kind, owner = source
         if kind == "given":
-            return owner
+            return self.strategy.process_dataloader(owner, stage)
         if not self._has_hook(owner, hook):
             if owner is self._module and self.datamodule is None:
                 return None
             return None
         if isinstance(owner, LightningModule):
-            return self._call_module(hook)
-        return getattr(owner, hook)()
+            loader = self._call_module(hook)
+        else:
+            loader = getattr(owner, hook)()
+        return self.strategy.process_dataloader(loader, stage)
 
     def _batch_to_device(self, batch: Any, dataloader_idx: int) -> Any:
         """Precision input conversion, the transfer hooks, and the move to the device (the strategy's seam)."""
@@ -684,9 +689,12 @@ class Trainer:
         if self._fast_transfer:
             return batch
         batch = self._call_transfer_hook("on_before_batch_transfer", batch, dataloader_idx)
-        batch = self._call_transfer_hook("transfer_batch_to_device", batch, self._cfg.device, dataloader_idx)
+        batch = self.strategy.batch_to_device(batch, self._transfer, dataloader_idx)
         batch = self._call_transfer_hook("on_after_batch_transfer", batch, dataloader_idx)
         return batch
+
+    def _transfer(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return self._call_transfer_hook("transfer_batch_to_device", batch, device, dataloader_idx)
 
     def _call_transfer_hook(self, name: str, *args: Any) -> Any:
         dm = self.datamodule
@@ -852,13 +860,8 @@ class Trainer:
                 )
 
     def _setup_strategy(self, model: LightningModule, fn: str) -> None:
-        """Single device: convert (precision) and move the module, then set up optimizers when fitting.
-
-        This is where a distributed strategy wraps the model (and later its dataloaders)."""
-        converted = self._precision.convert_module(model)
-        if converted is not model:
-            raise RuntimeError("precision.convert_module must convert in place")
-        model.to(self._cfg.device)
+        """Convert (precision) and move the module, then set up optimizers when fitting (the strategy's job)."""
+        self.strategy.setup_module(model)
         if fn == "fit":
             self._setup_optimizers(model)
         else:
@@ -876,16 +879,10 @@ class Trainer:
                 " `opt1, opt2, ... = self.optimizers()`."
             )
         optimizers = self._select_optimizer_engine(optimizers)
+        optimizers = self.strategy.setup_optimizers(optimizers)
         self.optimizers = optimizers
         self._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
         self.lr_scheduler_configs = configs
-        device = self._cfg.device
-        if device.type != "cpu":
-            for opt in optimizers:
-                for state in opt.state.values():
-                    for k, v in state.items():
-                        if isinstance(v, Tensor) and k != "step":
-                            state[k] = v.to(device)
 
     def _select_optimizer_engine(self, optimizers: List[Any]) -> List[Any]:
         """THE place where `fused` is decided: the engine issue swaps in fused optimizers / flat buffers here.
@@ -948,9 +945,7 @@ class Trainer:
         self.sanity_checking = False
 
     def _teardown(self) -> None:
-        # Lightning moves the module (and optimizer state) back to CPU after a run
-        if self._cfg.device.type != "cpu":
-            self._module.cpu()
+        self.strategy.teardown()
         self.fit_loop.teardown()
         self._hub.teardown()
 
