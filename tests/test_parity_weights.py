@@ -101,3 +101,19 @@ def test_dataloaders_passed_to_fit_bitwise_equal_to_lightning(tmp_path):
     for (k, a), (_, b) in zip(ref.state_dict().items(), got.state_dict().items()):
         assert torch.equal(a, b), k
     assert got_out == ref_out
+
+
+def test_16_mixed_grad_scaler_path_matches_lightning_on_cpu(tmp_path):
+    """fp16 autocast + torch.amp.GradScaler (what 16-mixed is on GPU), forced on CPU through a precision plugin
+    in both frameworks: same hooks' effects, same scale, same weights."""
+    from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
+
+    from fastlight.trainer.precision import MixedPrecision
+
+    model_kw, trainer_kw = dict(optimizer="adam", lr=0.01), dict(max_epochs=1, gradient_clip_val=0.5)
+    ref, ref_trainer = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw, plugins=[LightningMixed("16-mixed", "cpu")])
+    got, trainer = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, fused=False,
+                        plugins=[MixedPrecision("16-mixed", "cpu")])
+    assert trainer.scaler.get_scale() == ref_trainer.precision_plugin.scaler.get_scale()
+    for (k, a), (_, b) in zip(ref.state_dict().items(), got.state_dict().items()):
+        assert torch.equal(a, b), k

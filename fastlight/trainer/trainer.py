@@ -17,7 +17,7 @@ from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.trainer.config import ConfigError, build_config, ceil_div, parse_num_batches
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
-from fastlight.trainer.precision import make_precision
+from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -150,6 +150,11 @@ class Trainer:
         self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
         self._precision = make_precision(cfg.precision, cfg.device.type)
+        for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
+            if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
+                self._precision = plugin
+            else:
+                raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (precision plugins only).")
         from fastlight.trainer.strategy import SingleDeviceStrategy
 
         # THE place a distributed strategy would be chosen (cfg.strategy / cfg.num_devices)
