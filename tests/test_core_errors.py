@@ -224,3 +224,29 @@ def test_manual_backward_in_automatic_optimization():
 
     with pytest.raises(RuntimeError, match="automatic_optimization"):
         _trainer().fit(M())
+
+
+def test_optimizer_step_override_that_never_runs_the_closure():
+    class M(Model):
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            pass  # forgot optimizer.step(closure=optimizer_closure)
+
+    with pytest.raises(RuntimeError, match="closure hasn't been executed"):
+        _trainer().fit(M())
+
+
+def test_optimizer_step_override_with_closure_runs_training_step_inside_step():
+    order = []
+
+    class M(Model):
+        def training_step(self, batch, batch_idx):
+            order.append("training_step")
+            return super().training_step(batch, batch_idx)
+
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            order.append("before step")
+            optimizer.step(closure=optimizer_closure)
+            order.append("after step")
+
+    _trainer(limit_train_batches=2).fit(M())
+    assert order == ["before step", "training_step", "after step"] * 2

@@ -437,7 +437,13 @@ class FitLoop:
             trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx, optimizer, closure)
             trainer._global_step += 1
         result = closure.result
-        return {} if result is _SKIPPED else result
+        if result is _SKIPPED:
+            raise RuntimeError(
+                "The closure hasn't been executed. HINT: did you call `optimizer_closure()` in your"
+                " `optimizer_step` hook? It could also happen because the `optimizer.step(optimizer_closure)`"
+                " call did not execute it internally."
+            )
+        return result
 
     def _training_step(self, batch_args: tuple) -> tuple:
         trainer = self.trainer
