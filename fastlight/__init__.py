@@ -1,2 +1,26 @@
 """fastlight: PyTorch Lightning's API, fused hot paths. `import fastlight as pl`."""
 __version__ = "0.1.0"
+
+from fastlight import callbacks, core, utilities  # noqa: E402
+from fastlight.callbacks import Callback  # noqa: E402
+from fastlight.core import LightningDataModule, LightningModule  # noqa: E402
+from fastlight.trainer import Trainer  # noqa: E402
+from fastlight.utilities import seed_everything  # noqa: E402
+
+
+def __getattr__(name: str):
+    # optional subpackages owned by other issues: imported on first use, so `import fastlight` stays light
+    if name in ("loggers", "strategies", "engine", "ops"):
+        import importlib
+
+        try:
+            return importlib.import_module(f"fastlight.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"fastlight.{name}":
+                raise
+            raise AttributeError(f"module 'fastlight' has no attribute '{name}' (fastlight.{name} is not installed)") from None
+    raise AttributeError(f"module 'fastlight' has no attribute '{name}'")
+
+
+__all__ = ["Callback", "LightningDataModule", "LightningModule", "Trainer", "seed_everything",
+           "callbacks", "core", "loggers", "utilities"]

@@ -1,0 +1,178 @@
+"""Loop overhead: a tiny MLP (64-64-10, batch 32, SGD, 1 CPU thread) trained by a raw PyTorch loop, by fastlight
+and by pytorch_lightning (defaults: logger, progress bar, checkpointing; and everything off), interleaved in one
+process. Also the import cost of fastlight and pytorch_lightning relative to torch alone.
+
+Per-step time = (time of a fit of N steps - time of a fit of M steps) / (N - M): the fixed start-up cost of a
+fit (Trainer set-up, hooks, logger creation) cancels out. Each candidate iterates the same in-memory DataLoader.
+Time is the CPU time of the calling thread (`time.thread_time`; torch runs on that one thread here): on a shared,
+loaded machine wall time mostly measures the neighbours, thread CPU time measures the work.
+
+    python benchmarks/bench_overhead.py [--quick]          (alone)
+    python -m benchmarks --only overhead                   (the harness)
+"""
+import contextlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from typing import Callable, Dict, List
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def _loader(steps: int) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(steps * 32, 64, generator=g)
+    y = torch.randint(0, 10, (steps * 32,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True)
+
+
+def _raw_loop(steps: int) -> None:
+    model = _mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for x, y in _loader(steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+
+def _module_class(pl):
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = _mlp()
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            loss = F.cross_entropy(self.net(x), y)
+            self.log("train_loss", loss, prog_bar=True)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    return Tiny
+
+
+def _framework_fit(pl, steps: int, defaults: bool, root: str, **extra) -> None:
+    kw = dict(max_epochs=1, accelerator="cpu", devices=1, default_root_dir=root, **extra)
+    if not defaults:
+        kw.update(logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer = pl.Trainer(**kw)
+    trainer.fit(_module_class(pl)(), train_dataloaders=_loader(steps))
+
+
+@contextlib.contextmanager
+def _quiet():
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        import logging
+
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def _per_step_ms(candidates: Dict[str, Callable[[int], None]], long: int, short: int, repeats: int
+                 ) -> Dict[str, float]:
+    """Median over interleaved rounds of (t(long) - t(short)) / (long - short), in ms."""
+    names = list(candidates)
+    samples: Dict[str, List[float]] = {n: [] for n in names}
+    with _quiet():
+        for n in names:  # warm-up: imports, first-call costs
+            candidates[n](short)
+        for r in range(repeats):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for n in order:
+                t0 = time.thread_time()
+                candidates[n](long)
+                t1 = time.thread_time()
+                candidates[n](short)
+                t2 = time.thread_time()
+                samples[n].append(((t1 - t0) - (t2 - t1)) * 1e3 / (long - short))
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+def _import_ms(module: str, repeats: int) -> float:
+    code = f"import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1e3)"
+    times = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                             env=dict(os.environ, PYTHONPATH=ROOT)).stdout.strip().splitlines()
+        times.append(float(out[-1]))
+    return statistics.median(times)
+
+
+def run(quick: bool, device: str) -> List[dict]:
+    """Rows: name, candidate, median_ms, ratio (to the raw loop; for imports, to `import torch`)."""
+    if device != "cpu":
+        return []  # the overhead benchmark is defined on 1 CPU thread
+    import fastlight as fl
+
+    try:
+        import pytorch_lightning as lpl
+    except ImportError:
+        lpl = None
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rows: List[dict] = []
+    try:
+        long, short, repeats = (400, 100, 5) if quick else (2000, 200, 7)
+        with tempfile.TemporaryDirectory() as root:
+            cands: Dict[str, Callable[[int], None]] = {
+                "raw PyTorch loop": _raw_loop,
+                "fastlight, defaults": lambda s: _framework_fit(fl, s, True, root, fused=False),
+                "fastlight, everything off": lambda s: _framework_fit(fl, s, False, root, fused=False),
+            }
+            if lpl is not None:
+                cands["pytorch_lightning, defaults"] = lambda s: _framework_fit(lpl, s, True, root)
+                cands["pytorch_lightning, everything off"] = lambda s: _framework_fit(lpl, s, False, root)
+            per_step = _per_step_ms(cands, long, short, repeats)
+        base = per_step["raw PyTorch loop"]
+        for cand, ms in per_step.items():
+            rows.append(dict(name="train step, MLP 64-64-10 b32 SGD, 1 thread", candidate=cand, median_ms=ms,
+                             ratio=ms / base))
+        if lpl is not None:
+            rows.append(dict(name="train step, MLP 64-64-10 b32 SGD, 1 thread",
+                             candidate="fastlight defaults / lightning defaults",
+                             median_ms=per_step["fastlight, defaults"],
+                             ratio=per_step["fastlight, defaults"] / per_step["pytorch_lightning, defaults"]))
+        imp_repeats = 3 if quick else 9
+        mods = ["torch", "fastlight"] + (["pytorch_lightning"] if lpl is not None else [])
+        samples: Dict[str, List[float]] = {m: [] for m in mods}
+        for _ in range(imp_repeats):  # interleaved, like the step timings
+            for m in mods:
+                samples[m].append(_import_ms(m, 1))
+        imports = {m: statistics.median(v) for m, v in samples.items()}
+        for m, ms in imports.items():
+            rows.append(dict(name="import (fresh process)", candidate=f"import {m}", median_ms=ms,
+                             ratio=ms / imports["torch"]))
+    finally:
+        torch.set_num_threads(threads)
+    return rows
+
+
+if __name__ == "__main__":
+    quick = "--quick" in sys.argv
+    for row in run(quick, "cpu"):
+        print(f"{row['name']:<45} {row['candidate']:<42} {row['median_ms']:9.3f} ms  x{row['ratio']:.3f}")

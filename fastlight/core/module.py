@@ -1,0 +1,441 @@
+"""LightningModule: an nn.Module with Lightning's hooks, `self.log`, optimizers and manual optimization.
+
+The default hook bodies are Lightning's defaults. The trainer calls a no-op hook only when the module's
+class overrides it (resolved once per run).
+"""
+import numbers
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from fastlight.core.hparams import HyperparametersMixin
+from fastlight.core.optimizer import LightningOptimizer
+from fastlight.utilities.rank_zero import rank_zero_warn
+
+
+def _move_to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (list, tuple)):
+        moved = [_move_to_device(b, device) for b in batch]
+        if hasattr(batch, "_fields"):  # namedtuple
+            return type(batch)(*moved)
+        return type(batch)(moved)
+    if isinstance(batch, Mapping):
+        return type(batch)({k: _move_to_device(v, device) for k, v in batch.items()})
+    if hasattr(batch, "to") and callable(batch.to) and not isinstance(batch, nn.Module):
+        try:
+            return batch.to(device)
+        except TypeError:
+            return batch
+    return batch
+
+
+class LightningModule(HyperparametersMixin, nn.Module):
+    # attributes that must not become hparams nor be deep-copied by the trainer
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._trainer = None
+        self._current_fx_name: Optional[str] = None
+        self._automatic_optimization: bool = True
+        self._example_input_array: Any = None
+        self._device = torch.device("cpu")
+        self._dtype = torch.get_default_dtype()
+        self._param_requires_grad_state: Dict[Tensor, bool] = {}
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def trainer(self):
+        if self._trainer is None:
+            raise RuntimeError(f"{self.__class__.__qualname__} is not attached to a `Trainer`.")
+        return self._trainer
+
+    @trainer.setter
+    def trainer(self, trainer) -> None:
+        self._trainer = trainer
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def _apply(self, fn, *args, **kwargs):
+        out = super()._apply(fn, *args, **kwargs)
+        # track where the parameters went (Lightning's DeviceDtypeModuleMixin does this on .to/.cuda/.cpu)
+        for p in self.parameters():
+            self._device = p.device
+            if p.is_floating_point():
+                self._dtype = p.dtype
+            break
+        else:
+            for b in self.buffers():
+                self._device = b.device
+                break
+        return out
+
+    @property
+    def automatic_optimization(self) -> bool:
+        return self._automatic_optimization
+
+    @automatic_optimization.setter
+    def automatic_optimization(self, value: bool) -> None:
+        self._automatic_optimization = value
+
+    @property
+    def example_input_array(self) -> Any:
+        return self._example_input_array
+
+    @example_input_array.setter
+    def example_input_array(self, value: Any) -> None:
+        self._example_input_array = value
+
+    @property
+    def current_epoch(self) -> int:
+        return self._trainer.current_epoch if self._trainer is not None else 0
+
+    @property
+    def global_step(self) -> int:
+        return self._trainer.global_step if self._trainer is not None else 0
+
+    @property
+    def global_rank(self) -> int:
+        return self._trainer.global_rank if self._trainer is not None else 0
+
+    @property
+    def local_rank(self) -> int:
+        return self._trainer.local_rank if self._trainer is not None else 0
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def logger(self):
+        return self._trainer.logger if self._trainer is not None else None
+
+    @property
+    def loggers(self) -> list:
+        return self._trainer.loggers if self._trainer is not None else []
+
+    @property
+    def fabric(self):
+        return None
+
+    # ------------------------------------------------------------------ logging
+    def log(
+        self,
+        name: str,
+        value: Any,
+        prog_bar: bool = False,
+        logger: Optional[bool] = None,
+        on_step: Optional[bool] = None,
+        on_epoch: Optional[bool] = None,
+        reduce_fx: Union[str, Any] = "mean",
+        enable_graph: bool = False,
+        sync_dist: bool = False,
+        sync_dist_group: Optional[Any] = None,
+        add_dataloader_idx: bool = True,
+        batch_size: Optional[int] = None,
+        metric_attribute: Optional[str] = None,
+        rank_zero_only: bool = False,
+    ) -> None:
+        """Record `value` under `name` for loggers, the progress bar and callbacks (see Lightning's docs)."""
+        trainer = self._trainer
+        if isinstance(value, Mapping):
+            raise ValueError(f"`self.log({name}, {value})` was called, but `dict` values cannot be logged; use log_dict")
+        if isinstance(value, Tensor):
+            if value.numel() != 1:
+                raise ValueError(
+                    f"`self.log({name}, {value})` was called, but the tensor must have a single element."
+                    f" You can try doing `self.log({name}, {value}.mean())`"
+                )
+        elif hasattr(value, "compute") and hasattr(value, "update"):
+            raise NotImplementedError(
+                f"`self.log({name}, <{type(value).__name__}>)`: logging metric objects (torchmetrics) is not supported"
+                f" by fastlight yet; log `{name}.compute()` at epoch end, or the step value as a tensor."
+            )
+        elif not isinstance(value, numbers.Number):
+            raise ValueError(
+                f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged"
+            )
+        if trainer is None:
+            rank_zero_warn(
+                "You are trying to `self.log()` but the `self.trainer` reference is not registered on the model yet."
+            )
+            return
+        trainer._log(
+            self, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
+            sync_dist, add_dataloader_idx, batch_size,
+        )
+
+    def log_dict(
+        self,
+        dictionary: Mapping[str, Any],
+        prog_bar: bool = False,
+        logger: Optional[bool] = None,
+        on_step: Optional[bool] = None,
+        on_epoch: Optional[bool] = None,
+        reduce_fx: Union[str, Any] = "mean",
+        enable_graph: bool = False,
+        sync_dist: bool = False,
+        sync_dist_group: Optional[Any] = None,
+        add_dataloader_idx: bool = True,
+        batch_size: Optional[int] = None,
+        rank_zero_only: bool = False,
+    ) -> None:
+        for k, v in dictionary.items():
+            self.log(
+                name=k, value=v, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
+                reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,
+                sync_dist_group=sync_dist_group, add_dataloader_idx=add_dataloader_idx, batch_size=batch_size,
+                rank_zero_only=rank_zero_only,
+            )
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        if self._trainer is None or self._trainer.is_global_zero:
+            print(*args, **kwargs)
+
+    # ------------------------------------------------------------------ steps (user code)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return super().forward(*args, **kwargs)
+
+    def training_step(self, *args: Any, **kwargs: Any) -> Any:
+        rank_zero_warn("`training_step` must be implemented to be used with the Lightning Trainer")
+
+    def validation_step(self, *args: Any, **kwargs: Any) -> Any:
+        pass
+
+    def test_step(self, *args: Any, **kwargs: Any) -> Any:
+        pass
+
+    def predict_step(self, *args: Any, **kwargs: Any) -> Any:
+        batch = kwargs.get("batch", args[0])
+        return self(batch)
+
+    def configure_optimizers(self) -> Any:
+        raise NotImplementedError(
+            "`configure_optimizers` must be implemented to be used with the Lightning Trainer"
+        )
+
+    def configure_callbacks(self) -> Union[Sequence[Any], Any]:
+        return []
+
+    def configure_model(self) -> None:
+        pass
+
+    def configure_sharded_model(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ data hooks
+    def prepare_data(self) -> None:
+        pass
+
+    def setup(self, stage: str) -> None:
+        pass
+
+    def teardown(self, stage: str) -> None:
+        pass
+
+    def train_dataloader(self) -> Any:
+        raise NotImplementedError("`train_dataloader` must be implemented to be used with the Lightning Trainer")
+
+    def val_dataloader(self) -> Any:
+        raise NotImplementedError("`val_dataloader` must be implemented to be used with the Lightning Trainer")
+
+    def test_dataloader(self) -> Any:
+        raise NotImplementedError("`test_dataloader` must be implemented to be used with the Lightning Trainer")
+
+    def predict_dataloader(self) -> Any:
+        raise NotImplementedError("`predict_dataloader` must be implemented to be used with the Lightning Trainer")
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return _move_to_device(batch, device)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return batch
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        return batch
+
+    # ------------------------------------------------------------------ loop hooks (no-ops)
+    def on_fit_start(self) -> None: ...
+    def on_fit_end(self) -> None: ...
+    def on_train_start(self) -> None: ...
+    def on_train_end(self) -> None: ...
+    def on_validation_start(self) -> None: ...
+    def on_validation_end(self) -> None: ...
+    def on_test_start(self) -> None: ...
+    def on_test_end(self) -> None: ...
+    def on_predict_start(self) -> None: ...
+    def on_predict_end(self) -> None: ...
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> Optional[int]: ...
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None: ...
+    def on_validation_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_validation_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_test_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_test_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_predict_batch_start(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_predict_batch_end(self, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None: ...
+    def on_train_epoch_start(self) -> None: ...
+    def on_train_epoch_end(self) -> None: ...
+    def on_validation_epoch_start(self) -> None: ...
+    def on_validation_epoch_end(self) -> None: ...
+    def on_test_epoch_start(self) -> None: ...
+    def on_test_epoch_end(self) -> None: ...
+    def on_predict_epoch_start(self) -> None: ...
+    def on_predict_epoch_end(self) -> None: ...
+    def on_before_zero_grad(self, optimizer: torch.optim.Optimizer) -> None: ...
+    def on_before_backward(self, loss: Tensor) -> None: ...
+    def on_after_backward(self) -> None: ...
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None: ...
+    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None: ...
+    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None: ...
+
+    def on_validation_model_zero_grad(self) -> None:
+        self.zero_grad(set_to_none=True)
+
+    def on_validation_model_eval(self) -> None:
+        self.trainer.lightning_module.eval()
+
+    def on_validation_model_train(self) -> None:
+        self.trainer.lightning_module.train()
+
+    def on_test_model_eval(self) -> None:
+        self.trainer.lightning_module.eval()
+
+    def on_test_model_train(self) -> None:
+        self.trainer.lightning_module.train()
+
+    def on_predict_model_eval(self) -> None:
+        self.trainer.lightning_module.eval()
+
+    # ------------------------------------------------------------------ optimization hooks (with defaults)
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        loss.backward(*args, **kwargs)
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Optional[Any] = None) -> None:
+        optimizer.step(closure=optimizer_closure)
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad()
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: Optional[Union[int, float]] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+    ) -> None:
+        self.clip_gradients(optimizer, gradient_clip_val=gradient_clip_val, gradient_clip_algorithm=gradient_clip_algorithm)
+
+    def clip_gradients(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: Optional[Union[int, float]] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+    ) -> None:
+        """Clip the gradients of `optimizer`'s parameters (by norm or value) through the precision plugin."""
+        trainer = self.trainer
+        cfg_val = trainer.gradient_clip_val
+        cfg_algo = trainer.gradient_clip_algorithm
+        if gradient_clip_val is None:
+            gradient_clip_val = cfg_val or 0.0
+        elif cfg_val is not None and cfg_val != gradient_clip_val:
+            raise ValueError(
+                f"You have set `Trainer(gradient_clip_val={cfg_val!r})` and have passed"
+                f" `clip_gradients(gradient_clip_val={gradient_clip_val!r})`. Please use only one of them."
+            )
+        if gradient_clip_algorithm is None:
+            gradient_clip_algorithm = cfg_algo or "norm"
+        else:
+            gradient_clip_algorithm = gradient_clip_algorithm.lower()
+            if cfg_algo is not None and cfg_algo != gradient_clip_algorithm:
+                raise ValueError(
+                    f"You have set `Trainer(gradient_clip_algorithm={cfg_algo!r})` and have passed"
+                    f" `clip_gradients(gradient_clip_algorithm={gradient_clip_algorithm!r}). Please use only one of them."
+                )
+        if not isinstance(gradient_clip_val, (int, float)):
+            raise TypeError(f"`gradient_clip_val` should be an int or a float. Got {gradient_clip_val}.")
+        if gradient_clip_algorithm not in ("norm", "value"):
+            raise ValueError(
+                f"`gradient_clip_algorithm` {gradient_clip_algorithm!r} is invalid. Allowed algorithms: 'norm', 'value'."
+            )
+        trainer._precision.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def lr_scheduler_step(self, scheduler: Any, metric: Optional[Any]) -> None:
+        if metric is None:
+            scheduler.step()
+        else:
+            scheduler.step(metric)
+
+    # ------------------------------------------------------------------ manual optimization
+    def optimizers(self, use_pl_optimizer: bool = True) -> Union[Any, List[Any]]:
+        trainer = self.trainer
+        opts = trainer._lightning_optimizers if use_pl_optimizer else trainer.optimizers
+        if isinstance(opts, list) and len(opts) == 1:
+            return opts[0]
+        return opts
+
+    def lr_schedulers(self) -> Union[None, List[Any], Any]:
+        configs = self.trainer.lr_scheduler_configs
+        if not configs:
+            return None
+        schedulers = [c.scheduler for c in configs]
+        if len(schedulers) == 1:
+            return schedulers[0]
+        return schedulers
+
+    def _verify_is_manual_optimization(self, fn_name: str) -> None:
+        if self.automatic_optimization:
+            raise RuntimeError(
+                f"To use `{fn_name}`, please disable automatic optimization:"
+                " set model property `automatic_optimization` as False"
+            )
+
+    def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Backward through the precision plugin (loss scaling under 16-mixed), with the backward hooks."""
+        self._verify_is_manual_optimization("manual_backward")
+        self.trainer._backward(loss, None, *args, **kwargs)
+
+    def toggle_optimizer(self, optimizer: Any) -> None:
+        """Freeze every parameter that `optimizer` does not own (requires_grad=False), remembering the state."""
+        state: Dict[Tensor, bool] = {}
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if p in state:
+                        continue
+                    state[p] = p.requires_grad
+                    p.requires_grad = False
+        inner = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+        for group in inner.param_groups:
+            for p in group["params"]:
+                p.requires_grad = state[p]
+        self._param_requires_grad_state = state
+
+    def untoggle_optimizer(self, optimizer: Any) -> None:
+        inner = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+        for opt in self.trainer.optimizers:
+            if opt is not inner:
+                for group in opt.param_groups:
+                    for p in group["params"]:
+                        if p in self._param_requires_grad_state:
+                            p.requires_grad = self._param_requires_grad_state[p]
+        self._param_requires_grad_state = {}
+
+    # ------------------------------------------------------------------ misc
+    def freeze(self) -> None:
+        for p in self.parameters():
+            p.requires_grad = False
+        self.eval()
+
+    def unfreeze(self) -> None:
+        for p in self.parameters():
+            p.requires_grad = True
+        self.train()
+
+    def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
+        return data  # single process: nothing to gather (the strategies issue replaces this)

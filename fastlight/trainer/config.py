@@ -1,0 +1,319 @@
+"""Trainer flags, validated and normalized once into a typed config (errors name the flag)."""
+import datetime
+import math
+from dataclasses import dataclass, field
+from typing import Any, List, Optional, Union
+
+import torch
+
+from fastlight.trainer.precision import normalize_precision
+from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+_ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+_SINGLE_DEVICE_STRATEGIES = ("auto", "single_device")
+_DISTRIBUTED_STRATEGIES = ("ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true",
+                           "fsdp", "deepspeed")
+
+
+class ConfigError(ValueError):
+    """A Trainer flag has a value fastlight (and Lightning) does not accept."""
+
+
+@dataclass
+class TrainerConfig:
+    device: torch.device
+    accelerator: str
+    num_devices: int
+    strategy: str
+    precision: str
+    max_epochs: int
+    min_epochs: Optional[int]
+    max_steps: int
+    min_steps: Optional[int]
+    max_time: Optional[float]
+    accumulate_grad_batches: int
+    gradient_clip_val: Optional[float]
+    gradient_clip_algorithm: Optional[str]
+    val_check_interval: Union[int, float]
+    check_val_every_n_epoch: Optional[int]
+    limit_train_batches: Union[int, float]
+    limit_val_batches: Union[int, float]
+    limit_test_batches: Union[int, float]
+    limit_predict_batches: Union[int, float]
+    overfit_batches: Union[int, float]
+    num_sanity_val_steps: Union[int, float]
+    log_every_n_steps: int
+    fast_dev_run: int
+    enable_checkpointing: bool
+    enable_progress_bar: bool
+    enable_model_summary: bool
+    default_root_dir: str
+    deterministic: Any
+    benchmark: Optional[bool]
+    detect_anomaly: bool
+    inference_mode: bool
+    barebones: bool
+    reload_dataloaders_every_n_epochs: int
+    use_distributed_sampler: bool
+    fused: bool
+    extras: dict = field(default_factory=dict)
+
+
+def _limit(name: str, value: Any) -> Union[int, float]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"`Trainer({name}={value!r})` must be an int >= 0 or a float in [0.0, 1.0].")
+    if 0 <= value <= 1:
+        return value
+    if value > 1 and value % 1.0 == 0:
+        return int(value)
+    raise ConfigError(f"`Trainer({name}={value!r})` is invalid: it has to be in [0.0, 1.0] or an int >= 0.")
+
+
+def _parse_max_time(max_time: Any) -> Optional[float]:
+    if max_time is None:
+        return None
+    if isinstance(max_time, datetime.timedelta):
+        return max_time.total_seconds()
+    if isinstance(max_time, dict):
+        return datetime.timedelta(**max_time).total_seconds()
+    if isinstance(max_time, str):
+        parts = max_time.split(":")
+        if len(parts) != 4:
+            raise ConfigError(f"`Trainer(max_time={max_time!r})` must look like 'DD:HH:MM:SS'.")
+        d, h, m, s = (int(p) for p in parts)
+        return datetime.timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
+    raise ConfigError(f"`Trainer(max_time={max_time!r})` must be a str 'DD:HH:MM:SS', a dict or a timedelta.")
+
+
+def _pick_device(accelerator: Any, devices: Any) -> tuple:
+    if not isinstance(accelerator, str):
+        raise ConfigError(f"`Trainer(accelerator={accelerator!r})` must be a string, one of {_ACCELERATORS}.")
+    acc = accelerator.lower()
+    if acc not in _ACCELERATORS:
+        raise ConfigError(f"`Trainer(accelerator={accelerator!r})` is not a known accelerator; use one of {_ACCELERATORS}.")
+    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if acc == "auto":
+        acc = "cuda" if cuda_count > 0 else "cpu"
+    elif acc == "gpu":
+        acc = "cuda" if cuda_count > 0 or not torch.backends.mps.is_available() else "mps"
+    if acc == "tpu":
+        raise ConfigError("`Trainer(accelerator='tpu')` is not supported by fastlight.")
+    if acc == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("`Trainer(accelerator='mps')` was requested but MPS is not available on this machine.")
+    if acc == "cuda" and cuda_count == 0:
+        raise ConfigError(
+            f"`Trainer(accelerator={accelerator!r})` asks for a GPU but no CUDA device is available on this machine."
+        )
+    available = cuda_count if acc == "cuda" else (1 if acc == "mps" else (torch.get_num_threads() and 10**6))
+    index = 0
+    if devices in ("auto", None):
+        n = 1
+    elif isinstance(devices, bool):
+        raise ConfigError(f"`Trainer(devices={devices!r})` must be 'auto', an int, a list of indices or a string.")
+    elif isinstance(devices, int):
+        n = available if devices == -1 else devices
+        if n <= 0:
+            raise ConfigError(f"`Trainer(devices={devices!r})` must be a positive int, -1 (all) or 'auto'.")
+    elif isinstance(devices, str):
+        s = devices.strip()
+        if s == "-1":
+            n = available
+        elif "," in s:
+            idx = [int(x) for x in s.split(",") if x.strip()]
+            n, index = len(idx), idx[0]
+        else:
+            try:
+                n = int(s)
+            except ValueError:
+                raise ConfigError(f"`Trainer(devices={devices!r})` is not a device count or list.") from None
+    elif isinstance(devices, (list, tuple)):
+        if not devices:
+            raise ConfigError("`Trainer(devices=[])` selects no device.")
+        n, index = len(devices), int(devices[0])
+        if acc == "cuda" and max(devices) >= cuda_count:
+            raise ConfigError(
+                f"`Trainer(devices={devices!r})` asks for CUDA device {max(devices)} but only {cuda_count} exist."
+            )
+    else:
+        raise ConfigError(f"`Trainer(devices={devices!r})` must be 'auto', an int, a list of indices or a string.")
+    if acc == "cuda" and n > cuda_count:
+        raise ConfigError(f"`Trainer(devices={devices!r})` asks for {n} GPUs but only {cuda_count} are available.")
+    if acc == "mps" and n > 1:
+        raise ConfigError(f"`Trainer(devices={devices!r})` asks for {n} MPS devices but only 1 exists.")
+    device = torch.device(acc, index) if acc == "cuda" else torch.device(acc)
+    return device, acc, n
+
+
+def build_config(**kw: Any) -> TrainerConfig:
+    device, acc, n_devices = _pick_device(kw["accelerator"], kw["devices"])
+    strategy = kw["strategy"]
+    if not isinstance(strategy, str):
+        strategy_name = type(strategy).__name__  # a strategy object: the strategies package decides
+    else:
+        strategy_name = strategy.lower()
+        if strategy_name not in _SINGLE_DEVICE_STRATEGIES + _DISTRIBUTED_STRATEGIES:
+            raise ConfigError(
+                f"`Trainer(strategy={strategy!r})` is not a known strategy;"
+                f" use one of {_SINGLE_DEVICE_STRATEGIES + _DISTRIBUTED_STRATEGIES}."
+            )
+    if n_devices > 1 or strategy_name in _DISTRIBUTED_STRATEGIES:
+        # the distributed issue plugs its strategy in at Trainer.__init__ (`self.strategy = ...`)
+        raise ConfigError(
+            f"`Trainer(devices={kw['devices']!r}, strategy={strategy!r})` needs a distributed strategy,"
+            " which is not wired into this build of fastlight yet; use devices=1."
+        )
+
+    precision = normalize_precision(kw["precision"])
+    if precision == "16-mixed" and acc == "cpu":
+        rank_zero_warn(
+            "You passed `Trainer(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is not supported on"
+            " CPU. Using `precision='bf16-mixed'` instead."
+        )
+        precision = "bf16-mixed"
+
+    fast_dev_run = kw["fast_dev_run"]
+    if isinstance(fast_dev_run, bool):
+        fast_dev_run = int(fast_dev_run)
+    if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
+        raise ConfigError(f"`Trainer(fast_dev_run={kw['fast_dev_run']!r})` must be a bool or an int >= 0.")
+
+    accumulate = kw["accumulate_grad_batches"]
+    if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
+        raise ConfigError(f"`Trainer(accumulate_grad_batches={accumulate!r})` must be an int >= 1.")
+
+    clip_val = kw["gradient_clip_val"]
+    if clip_val is not None and (isinstance(clip_val, bool) or not isinstance(clip_val, (int, float))):
+        raise ConfigError(f"`Trainer(gradient_clip_val={clip_val!r})` must be an int or a float.")
+    clip_algo = kw["gradient_clip_algorithm"]
+    if clip_algo is not None:
+        clip_algo = str(clip_algo).lower()
+        if clip_algo not in ("norm", "value"):
+            raise ConfigError(
+                f"`Trainer(gradient_clip_algorithm={kw['gradient_clip_algorithm']!r})` is invalid;"
+                " allowed: 'norm', 'value'."
+            )
+
+    vci = kw["val_check_interval"]
+    if vci is None:
+        vci = 1.0
+    if isinstance(vci, bool) or not isinstance(vci, (int, float)):
+        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int or a float in (0.0, 1.0].")
+    if isinstance(vci, float) and not (0.0 <= vci <= 1.0):
+        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be within [0.0, 1.0] (or an int).")
+    if isinstance(vci, int) and vci < 1:
+        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int >= 1 (or a float).")
+    cve = kw["check_val_every_n_epoch"]
+    if cve is not None and (isinstance(cve, bool) or not isinstance(cve, int) or cve < 1):
+        raise ConfigError(f"`Trainer(check_val_every_n_epoch={cve!r})` must be None or an int >= 1.")
+
+    limits = {k: _limit(k, kw[k]) for k in ("limit_train_batches", "limit_val_batches", "limit_test_batches",
+                                             "limit_predict_batches", "overfit_batches")}
+    nsvs = kw["num_sanity_val_steps"]
+    if nsvs is None:
+        nsvs = 2
+    if isinstance(nsvs, bool) or not isinstance(nsvs, int) or nsvs < -1:
+        raise ConfigError(f"`Trainer(num_sanity_val_steps={nsvs!r})` must be an int >= -1.")
+    nsvs = float("inf") if nsvs == -1 else nsvs
+    log_every = kw["log_every_n_steps"]
+    if log_every is None:
+        log_every = 50
+    if isinstance(log_every, bool) or not isinstance(log_every, int) or log_every < 0:
+        raise ConfigError(f"`Trainer(log_every_n_steps={log_every!r})` must be an int >= 0.")
+
+    max_steps = kw["max_steps"]
+    if max_steps is None:
+        max_steps = -1
+    if not isinstance(max_steps, int) or max_steps < -1:
+        raise ConfigError(f"`Trainer(max_steps={max_steps!r})` must be an int >= -1.")
+    max_time = _parse_max_time(kw["max_time"])
+    max_epochs = kw["max_epochs"]
+    if max_epochs is None:
+        if max_steps == -1 and max_time is None:
+            rank_zero_warn(
+                "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit,"
+                " set `max_epochs=-1`."
+            )
+            max_epochs = 1000
+        else:
+            max_epochs = -1
+    if not isinstance(max_epochs, int) or max_epochs < -1:
+        raise ConfigError(f"`Trainer(max_epochs={max_epochs!r})` must be an int >= -1.")
+    reload_n = kw["reload_dataloaders_every_n_epochs"]
+    if not isinstance(reload_n, int) or reload_n < 0:
+        raise ConfigError(f"`Trainer(reload_dataloaders_every_n_epochs={reload_n!r})` must be an int >= 0.")
+
+    enable_checkpointing = kw["enable_checkpointing"]
+    enable_progress_bar = kw["enable_progress_bar"]
+    enable_model_summary = kw["enable_model_summary"]
+    barebones = bool(kw["barebones"])
+    if barebones:
+        for flag in ("enable_checkpointing", "enable_progress_bar", "enable_model_summary"):
+            if kw[flag]:
+                raise ConfigError(f"`Trainer(barebones=True)` was configured together with `{flag}=True`.")
+        if kw["logger"] not in (None, False):
+            raise ConfigError("`Trainer(barebones=True)` was configured together with a logger.")
+        if kw["detect_anomaly"]:
+            raise ConfigError("`Trainer(barebones=True)` was configured together with `detect_anomaly=True`.")
+        if log_every != 50 and kw["log_every_n_steps"] is not None:
+            raise ConfigError("`Trainer(barebones=True)` was configured together with `log_every_n_steps`.")
+        log_every = 0
+    enable_checkpointing = True if enable_checkpointing is None else enable_checkpointing
+    enable_progress_bar = (not barebones) if enable_progress_bar is None else enable_progress_bar
+    enable_model_summary = (not barebones) if enable_model_summary is None else enable_model_summary
+    if barebones:
+        enable_checkpointing = False
+
+    if fast_dev_run:
+        n = fast_dev_run
+        limits["limit_train_batches"] = limits["limit_val_batches"] = n
+        limits["limit_test_batches"] = limits["limit_predict_batches"] = n
+        max_steps, max_epochs, nsvs, vci, cve = n, 1, 0, 1.0, 1
+        max_time = None
+        log_every = 1
+        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es).")
+    if limits["overfit_batches"] > 0:
+        limits["limit_train_batches"] = limits["overfit_batches"]
+        limits["limit_val_batches"] = limits["overfit_batches"]
+
+    import os
+
+    root = kw["default_root_dir"]
+    root = os.getcwd() if root is None else os.fspath(root)
+    return TrainerConfig(
+        device=device, accelerator=acc, num_devices=n_devices, strategy=strategy_name, precision=precision,
+        max_epochs=max_epochs, min_epochs=kw["min_epochs"], max_steps=max_steps, min_steps=kw["min_steps"],
+        max_time=max_time, accumulate_grad_batches=accumulate, gradient_clip_val=clip_val,
+        gradient_clip_algorithm=clip_algo, val_check_interval=vci, check_val_every_n_epoch=cve,
+        num_sanity_val_steps=nsvs, log_every_n_steps=log_every, fast_dev_run=fast_dev_run,
+        enable_checkpointing=bool(enable_checkpointing), enable_progress_bar=bool(enable_progress_bar),
+        enable_model_summary=bool(enable_model_summary), default_root_dir=root, deterministic=kw["deterministic"],
+        benchmark=kw["benchmark"], detect_anomaly=bool(kw["detect_anomaly"]),
+        inference_mode=bool(kw["inference_mode"]), barebones=barebones,
+        reload_dataloaders_every_n_epochs=reload_n, use_distributed_sampler=bool(kw["use_distributed_sampler"]),
+        fused=bool(kw["fused"]), **limits,
+    )
+
+
+def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> float:
+    """Lightning's rule: an int limit caps the count, a float takes that fraction (at least one batch)."""
+    num = length
+    if isinstance(limit, int):
+        num = min(length, limit)
+    elif isinstance(limit, float) and length != float("inf"):
+        num = int(length * limit)
+    elif limit != 1.0:
+        raise ConfigError(
+            f"When using an IterableDataset for `{stage}_dataloader`, `Trainer(limit_{stage}_batches)` must be"
+            f" `1.0` or an int. An int specifies `num_{stage}_batches` to use."
+        )
+    if num == 0 and limit > 0.0 and isinstance(limit, float) and length != float("inf"):
+        raise ConfigError(
+            f"You requested to check {limit} of the `{stage}_dataloader` but {limit} * {length} < 1."
+            f" Please increase the `limit_{stage}_batches` argument. Try at least"
+            f" `limit_{stage}_batches={1.0 / length}`"
+        )
+    return num
+
+
+def ceil_div(a: float, b: int) -> float:
+    return a if a == float("inf") else math.ceil(a / b)

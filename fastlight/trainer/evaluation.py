@@ -1,0 +1,322 @@
+"""The validation/test loop and the prediction loop, hooks in Lightning's order:
+
+    [iterator of dataloader 0 created]
+    on_{validation,test}_model_eval
+    on_{stage}_start, on_{stage}_epoch_start
+    for each dataloader, for each batch:
+        on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
+        on_{stage}_batch_start, {validation,test}_step, on_{stage}_batch_end
+    on_{stage}_epoch_end, on_{stage}_end
+    on_{stage}_model_train (or the module's train/eval modes restored)
+
+Prediction: on_predict_model_eval, on_predict_start, on_predict_epoch_start, per batch
+on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end.
+"""
+import inspect
+import os
+import shutil
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import Tensor
+
+from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer.fit_loop import _sized_len, _takes_batch_idx
+from fastlight.trainer.results import ResultCollection, to_scalars
+from fastlight.utilities.rank_zero import rank_zero_warn
+
+
+def _as_loader_list(loaders: Any) -> List[Any]:
+    if loaders is None:
+        return []
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    if isinstance(loaders, (list, tuple)) and loaders and all(hasattr(x, "__iter__") and not isinstance(x, Tensor)
+                                                              for x in loaders):
+        first = loaders[0]
+        if not isinstance(first, (list, tuple, dict)):
+            return list(loaders)
+    return [loaders]
+
+
+def _accepts(fn: Any, name: str) -> bool:
+    try:
+        spec = inspect.getfullargspec(fn)
+    except TypeError:
+        return True
+    return name in spec.args or name in spec.kwonlyargs or spec.varargs is not None or spec.varkw is not None
+
+
+class _ModuleMode:
+    """The train/eval mode of every submodule, captured before evaluation and restored after."""
+
+    def capture(self, module: torch.nn.Module) -> None:
+        self.modes = [(m, m.training) for m in module.modules()]
+
+    def restore(self, module: torch.nn.Module) -> None:
+        for m, mode in self.modes:
+            m.training = mode
+
+
+def _to_cpu(data: Any) -> Any:
+    if isinstance(data, Tensor):
+        return data.cpu()
+    if isinstance(data, (list, tuple)):
+        out = [_to_cpu(d) for d in data]
+        return type(data)(*out) if hasattr(data, "_fields") else type(data)(out)
+    if isinstance(data, dict):
+        return type(data)({k: _to_cpu(v) for k, v in data.items()})
+    return data
+
+
+class EvaluationLoop:
+    def __init__(self, trainer: Any, fn: str) -> None:
+        self.trainer = trainer
+        self.fn = fn  # "validate" | "test"
+        self.stage = "validation" if fn == "validate" else "test"
+        self.prefix = "val" if fn == "validate" else "test"
+        self.verbose = True
+        self.loaders: Optional[List[Any]] = None
+        self._max_batches: List[float] = []
+        self._mode = _ModuleMode()
+        self._last_reload_epoch = float("-inf")
+        self.results = ResultCollection(training=False)
+
+    def reset_data(self) -> None:
+        self.loaders = None
+        self._last_reload_epoch = float("-inf")
+
+    def setup_data(self) -> None:
+        trainer = self.trainer
+        fitting = trainer.state.fn == "fit"
+        reload_n = trainer._cfg.reload_dataloaders_every_n_epochs
+        should_reload = bool(reload_n) and trainer.current_epoch - self._last_reload_epoch >= reload_n
+        if self.loaders is not None and fitting and not should_reload:
+            return
+        limit = getattr(trainer._cfg, f"limit_{self.prefix}_batches")
+        if limit == 0:
+            self.loaders, self._max_batches = [], []
+            return
+        if fitting and (not trainer.sanity_checking or trainer.fit_loop._should_check_val_epoch()):
+            self._last_reload_epoch = trainer.current_epoch
+        raw = trainer._request_dataloader(self.prefix)
+        setattr(trainer, f"{self.prefix}_dataloaders", raw)
+        self.loaders = _as_loader_list(raw)
+        self._max_batches = [parse_num_batches(self.prefix, _sized_len(dl), limit) for dl in self.loaders]
+        setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
+        # the logging step of eval step-metrics counts on across a fit's validation runs (Lightning does this)
+        self._seen = [0] * len(self.loaders)
+
+    @property
+    def max_batches(self) -> List[float]:
+        if self.trainer.sanity_checking:
+            return [min(self.trainer._cfg.num_sanity_val_steps, b) for b in self._max_batches]
+        return self._max_batches
+
+    def run(self) -> List[Dict[str, Any]]:
+        trainer = self.trainer
+        fitting = trainer.state.fn == "fit"
+        grad_ctx = torch.inference_mode() if (trainer._cfg.inference_mode and not fitting) else torch.no_grad()
+        with grad_ctx:
+            return self._run(trainer, fitting)
+
+    def _run(self, trainer: Any, fitting: bool) -> List[Dict[str, Any]]:
+        if fitting:
+            trainer.training = False
+            trainer.validating = True
+        else:
+            trainer.validating = self.fn == "validate"
+            trainer.testing = self.fn == "test"
+            trainer.state.stage = self.fn
+        trainer._active_results = self.results
+        self.setup_data()
+        max_batches = self.max_batches
+        if sum(max_batches) == 0:
+            return []
+        if fitting and trainer.sanity_checking:
+            trainer.num_sanity_val_batches = list(max_batches)
+        hub = trainer._hub
+        results = self.results
+        module = trainer._module
+        n_loaders = len(self.loaders)
+        step_fn = getattr(module, f"{self.stage}_step")
+        if n_loaders > 1 and not _accepts(step_fn, "dataloader_idx"):
+            raise RuntimeError(
+                f"You provided multiple {self.prefix} dataloaders, but no `dataloader_idx` argument in"
+                f" `{self.stage}_step`. Add `dataloader_idx: int = 0` to its signature."
+            )
+        pass_batch_idx = _takes_batch_idx(step_fn)
+        logged_outputs: List[Dict[str, Tensor]] = []
+        iterator = iter(self.loaders[0])  # created before the start hooks, as Lightning does (RNG order)
+        self._mode.capture(module)
+        trainer._call_module(f"on_{self.stage}_model_eval")
+        trainer._call_callbacks(f"on_{self.stage}_start")
+        trainer._call_module(f"on_{self.stage}_start")
+        trainer._call_callbacks(f"on_{self.stage}_epoch_start")
+        trainer._call_module(f"on_{self.stage}_epoch_start")
+        seen = self._seen
+        precision = trainer._precision
+        batch_start, batch_end = f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"
+        step_name = f"{self.stage}_step"
+        for dl_idx in range(n_loaders):
+            if dl_idx > 0:
+                iterator = iter(self.loaders[dl_idx])
+            limit = max_batches[dl_idx]
+            batch_idx = 0
+            dl_arg = dl_idx if n_loaders > 1 else None
+            while batch_idx < limit:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                batch = trainer._batch_to_device(batch, dl_idx)
+                hub.on_batch_start(results, batch, dl_arg)
+                hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
+                trainer._call_callbacks(batch_start, *hook_args)
+                trainer._call_module(batch_start, *hook_args)
+                step_args = hook_args if pass_batch_idx else (batch,) + hook_args[2:]
+                prev = module._current_fx_name
+                module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
+                with precision.forward_context():
+                    output = step_fn(*step_args)
+                module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+                trainer._call_callbacks(batch_end, output, *hook_args)
+                trainer._call_module(batch_end, output, *hook_args)
+                hub.on_batch_end(results)
+                if not trainer.sanity_checking:
+                    hub.update_eval_step_metrics(results, seen[dl_idx])
+                    seen[dl_idx] += 1
+                batch_idx += 1
+            hub.epoch_end_reached()  # Lightning stores each dataloader's epoch metrics when it is exhausted
+            logged_outputs.append(hub.update_eval_epoch_metrics(results, trainer.sanity_checking))
+        # epoch end
+        hub.epoch_end_reached()
+        results.dataloader_idx = None
+        trainer._call_callbacks(f"on_{self.stage}_epoch_end")
+        trainer._call_module(f"on_{self.stage}_epoch_end")
+        hub.on_epoch_end(results)
+        epoch_end_logged = hub.update_eval_epoch_metrics(results, trainer.sanity_checking)
+        all_logged: Dict[str, Tensor] = {}
+        for d in reversed(logged_outputs):
+            all_logged.update(d)
+        all_logged.update(epoch_end_logged)
+        for d in logged_outputs:
+            d.update(epoch_end_logged)
+        if not trainer.sanity_checking:
+            hub.log_metrics(all_logged)
+        trainer._call_callbacks(f"on_{self.stage}_end")
+        trainer._call_module(f"on_{self.stage}_end")
+        hub.reset_results(results)
+        train_hook = f"on_{self.stage}_model_train"
+        if trainer._has_hook(module, train_hook):
+            trainer._call_module(train_hook)
+        else:
+            self._mode.restore(module)
+        if self.verbose and not fitting and trainer.is_global_zero:
+            _print_results(logged_outputs, self.fn)
+        trainer._last_val_time = time.monotonic()
+        return [to_scalars(d) for d in logged_outputs] if not fitting else logged_outputs
+
+
+def _print_results(outputs: List[Dict[str, Any]], stage: str) -> None:
+    rows = sorted({k.split("/dataloader_idx_")[0] for d in outputs for k in d})
+    if not rows:
+        return
+    width = shutil.get_terminal_size(fallback=(120, 30)).columns
+    col = max(25, max(len(r) for r in rows) + 2)
+    header = f"{stage.capitalize()} metric".center(col) + "".join(f"DataLoader {i}".center(col) for i in range(len(outputs)))
+    lines = ["─" * min(width, len(header)), header.rstrip(), "─" * min(width, len(header))]
+    for r in rows:
+        cells = []
+        for i, d in enumerate(outputs):
+            v = d.get(r, d.get(f"{r}/dataloader_idx_{i}"))
+            if isinstance(v, Tensor):
+                v = v.item() if v.numel() == 1 else v.tolist()  # host sync: printing the final table
+            cells.append("" if v is None else f"{v}")
+        lines.append((r.center(col) + "".join(c.center(col) for c in cells)).rstrip())
+    lines.append("─" * min(width, len(header)))
+    print(os.linesep.join(lines))
+
+
+class PredictionLoop:
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.return_predictions = True
+        self._mode = _ModuleMode()
+        self.predictions: Any = None
+
+    def run(self) -> Optional[list]:
+        trainer = self.trainer
+        grad_ctx = torch.inference_mode() if trainer._cfg.inference_mode else torch.no_grad()
+        with grad_ctx:
+            return self._run(trainer)
+
+    def _run(self, trainer: Any) -> Optional[list]:
+        trainer.predicting = True
+        trainer.state.stage = "predict"
+        trainer._active_results = None
+        limit = trainer._cfg.limit_predict_batches
+        if limit == 0:
+            return None
+        raw = trainer._request_dataloader("predict")
+        trainer.predict_dataloaders = raw
+        loaders = _as_loader_list(raw)
+        max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
+        trainer.num_predict_batches = list(max_batches)
+        if sum(max_batches) == 0:
+            return None
+        module = trainer._module
+        n_loaders = len(loaders)
+        step_fn = module.predict_step
+        if n_loaders > 1 and not _accepts(step_fn, "dataloader_idx"):
+            raise RuntimeError(
+                "You provided multiple predict dataloaders, but no `dataloader_idx` argument in `predict_step`."
+            )
+        pass_batch_idx = _takes_batch_idx(step_fn)
+        predictions: List[list] = [[] for _ in loaders]
+        iterator = iter(loaders[0])
+        self._mode.capture(module)
+        trainer._call_module("on_predict_model_eval")
+        trainer._call_callbacks("on_predict_start")
+        trainer._call_module("on_predict_start")
+        trainer._call_callbacks("on_predict_epoch_start")
+        trainer._call_module("on_predict_epoch_start")
+        precision = trainer._precision
+        warned = False
+        for dl_idx in range(n_loaders):
+            if dl_idx > 0:
+                iterator = iter(loaders[dl_idx])
+            dl_arg = dl_idx if n_loaders > 1 else None
+            batch_idx = 0
+            while batch_idx < max_batches[dl_idx]:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                batch = trainer._batch_to_device(batch, dl_idx)
+                hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
+                trainer._call_callbacks("on_predict_batch_start", *hook_args)
+                trainer._call_module("on_predict_batch_start", *hook_args)
+                step_args = hook_args if pass_batch_idx else (batch,) + hook_args[2:]
+                prev = module._current_fx_name
+                module.__dict__["_current_fx_name"] = "predict_step"  # plain dict write: nn.Module.__setattr__ is slow
+                with precision.forward_context():
+                    out = step_fn(*step_args)
+                module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+                if out is None and not warned:
+                    warned = True
+                    rank_zero_warn("predict returned None if it was on purpose, ignore this warning...")
+                trainer._call_callbacks("on_predict_batch_end", out, *hook_args)
+                trainer._call_module("on_predict_batch_end", out, *hook_args)
+                if self.return_predictions:
+                    predictions[dl_idx].append(_to_cpu(out))
+                batch_idx += 1
+        self.predictions = predictions[0] if n_loaders == 1 else predictions
+        trainer._call_callbacks("on_predict_epoch_end")
+        trainer._call_module("on_predict_epoch_end")
+        result = self.predictions if self.return_predictions else None
+        trainer._call_callbacks("on_predict_end")
+        trainer._call_module("on_predict_end")
+        self._mode.restore(module)
+        return result

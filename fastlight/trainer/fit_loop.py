@@ -1,0 +1,556 @@
+"""The fit loop, the whole of it, in execution order. Every hook is called on its own line.
+
+    Trainer.fit -> Trainer._run: configure_callbacks, prepare_data, setup, configure_model,
+                   configure_optimizers, on_fit_start, then (RNG isolated) the sanity check:
+                   on_sanity_check_start, validation loop (num_sanity_val_steps batches), on_sanity_check_end
+    FitLoop.run
+        setup_data                          train_dataloader(); the epoch-0 iterator is created here
+        val_dataloader()                    (when not loaded by the sanity check)
+        on_train_start
+        for each epoch:
+            on_train_epoch_start            (the iterator of epochs >= 1 is created after this hook)
+            for each batch:                 FitLoop._run_batch
+                on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
+                on_train_batch_start        (returning -1 ends the epoch)
+                automatic optimization      FitLoop._automatic_step
+                    accumulating: closure() | else: optimizer_step(epoch, batch_idx, optimizer, closure)
+                        -> optimizer.step(closure) -> precision.optimizer_step:
+                        closure():  training_step
+                                    on_before_zero_grad, optimizer_zero_grad  (first batch of a window)
+                                    on_before_backward, backward, on_after_backward
+                        on_before_optimizer_step, configure_gradient_clipping -> clip_gradients
+                        the optimizer's own step
+                manual optimization: training_step (user calls manual_backward, opt.step)
+                lr_scheduler_step           interval="step"; interval="epoch" on the last batch
+                on_train_batch_end
+                validation loop             at val_check_interval: on_validation_model_zero_grad, ...
+                lr_scheduler_step           ReduceLROnPlateau with interval="step"
+            on_train_epoch_end              callbacks, module, then checkpoint/early-stopping callbacks
+            lr_scheduler_step               ReduceLROnPlateau with interval="epoch"
+        on_train_end
+    on_fit_end, teardown
+
+Costs per step: no host sync (the loss stays on the device; logged values too), hooks dispatched only to
+callbacks that override them (resolved once per run), no per-step dict rebuilding.
+"""
+import inspect
+import time
+from typing import Any, Callable, Dict, Optional
+
+import torch
+from torch import Tensor
+
+from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer.precision import Precision
+from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+_SKIPPED = object()
+
+
+class TrainingStepError(ValueError):
+    """`training_step` returned something the loop cannot optimize."""
+
+
+def _takes_batch_idx(fn: Callable) -> bool:
+    """Lightning passes batch_idx when the step names it, takes *args, or has two or more parameters."""
+    try:
+        spec = inspect.getfullargspec(fn)
+    except TypeError:
+        return True
+    args = spec.args[1:] if inspect.ismethod(fn) else spec.args
+    return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
+
+
+def _set_sampler_epoch(loader: Any, epoch: int) -> None:
+    for obj in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        if obj is not None and callable(getattr(obj, "set_epoch", None)):
+            obj.set_epoch(epoch)
+
+
+def _sized_len(loader: Any) -> float:
+    try:
+        n = len(loader)
+    except (TypeError, NotImplementedError):
+        return float("inf")
+    return float("inf") if n is None else n
+
+
+def _overfit_loader(loader: Any) -> Any:
+    """overfit_batches: the same loader without shuffling (Lightning swaps in a SequentialSampler)."""
+    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
+        rank_zero_warn("You requested to overfit but enabled training dataloader shuffling. We are turning off the"
+                       " training dataloader shuffling for you.")
+        return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=SequentialSampler(loader.dataset),
+                          num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                          pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                          worker_init_fn=loader.worker_init_fn)
+    return loader
+
+
+class _Closure:
+    """training_step + zero_grad + backward, called by `optimizer.step(closure)` (or directly when accumulating)."""
+
+    __slots__ = ("loop", "batch_args", "batch_idx", "zero_grad", "result", "optimizer")
+
+    def __init__(self, loop: "FitLoop", batch_args: tuple, batch_idx: int, zero_grad: bool, optimizer: Any) -> None:
+        self.loop = loop
+        self.batch_args = batch_args
+        self.batch_idx = batch_idx
+        self.zero_grad = zero_grad
+        self.optimizer = optimizer
+        self.result: Any = _SKIPPED
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Optional[Tensor]:
+        if not torch.is_grad_enabled():  # an optimizer may call the closure under no_grad
+            with torch.enable_grad():
+                return self._run()
+        return self._run()
+
+    def _run(self) -> Optional[Tensor]:
+        loop = self.loop
+        loss, extra = loop._training_step(self.batch_args)
+        if self.zero_grad:
+            loop._zero_grad(self.batch_idx, self.optimizer)
+        if loss is not None:
+            loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
+            # Lightning hands out a detached clone; a detached view holds the same value without the copy
+            detached = loss.detach()
+            self.result = {"loss": detached, **extra} if extra else {"loss": detached}
+            return detached
+        loop._warn_none()
+        self.result = {}
+        return None
+
+
+class FitLoop:
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.loader: Any = None
+        self._iterator: Any = None
+        self._last_train_dl_reload_epoch = float("-inf")
+        self.epoch_batch_idx = -1  # index of the current batch within the epoch
+        self.total_batch_idx = -1
+        self.is_last_batch = False
+        self._warned_none = False
+
+    def reset_data(self) -> None:
+        self.loader = None
+        self._iterator = None
+        self._last_train_dl_reload_epoch = float("-inf")
+
+    # ------------------------------------------------------------------------------------- data
+    def setup_data(self) -> None:
+        trainer = self.trainer
+        cfg = trainer._cfg
+        reload_n = cfg.reload_dataloaders_every_n_epochs
+        should_reload = bool(reload_n) and trainer.current_epoch - self._last_train_dl_reload_epoch >= reload_n
+        if self.loader is not None and not should_reload:
+            return
+        if cfg.limit_train_batches == 0:
+            return
+        loader = trainer._request_dataloader("train")
+        if loader is None:
+            raise ValueError(
+                "No training data: `train_dataloader()` returned None. Return a DataLoader (or an iterable of"
+                " batches), or pass `train_dataloaders=` to `Trainer.fit`."
+            )
+        if isinstance(loader, (list, tuple, dict)) and loader and all(hasattr(x, "__iter__") and not isinstance(x, Tensor) for x in (loader.values() if isinstance(loader, dict) else loader)) and not isinstance(loader, Tensor):
+            if not (isinstance(loader, (list, tuple)) and loader and isinstance(loader[0], Tensor)):
+                raise NotImplementedError("Several train dataloaders (CombinedLoader) are not supported by fastlight yet.")
+        if cfg.overfit_batches > 0:
+            loader = _overfit_loader(loader)
+        if not hasattr(loader, "__iter__"):
+            raise TypeError(
+                f"`train_dataloader` must return an iterable (a torch DataLoader), got {type(loader).__name__}"
+            )
+        trainer.train_dataloader = loader
+        self.loader = loader
+        length = _sized_len(loader)
+        num = parse_num_batches("train", length, cfg.limit_train_batches)
+        trainer.num_training_batches = num
+        self._iterator = iter(loader)  # epoch 0's iterator: created here, as Lightning does (RNG order)
+        if num == 0:
+            return
+        self._last_train_dl_reload_epoch = trainer.current_epoch
+        vci = cfg.val_check_interval
+        if isinstance(vci, int):
+            trainer.val_check_batch = vci
+            if vci > num and cfg.check_val_every_n_epoch is not None and cfg.limit_val_batches > 0:
+                raise ValueError(
+                    f" `val_check_interval` ({vci}) must be less than or equal"
+                    f" to the number of the training batches ({num})."
+                    " If you want to disable validation set `limit_val_batches` to 0.0 instead."
+                    " If you want to validate based on the total training batches, set `check_val_every_n_epoch=None`."
+                )
+        elif num == float("inf"):
+            if vci != 1.0:
+                raise ValueError(
+                    "When using an IterableDataset for `train_dataloader`, `Trainer(val_check_interval)` must be"
+                    " `1.0` or an int. An int k specifies checking validation every k training batches."
+                )
+            trainer.val_check_batch = float("inf")
+        else:
+            trainer.val_check_batch = max(1, int(num * vci))
+        if trainer.loggers and num < cfg.log_every_n_steps and not cfg.fast_dev_run:
+            rank_zero_warn(
+                f"The number of training batches ({num}) is smaller than the logging interval"
+                f" Trainer(log_every_n_steps={cfg.log_every_n_steps}). Set a lower value for log_every_n_steps if"
+                " you want to see logs for the training epoch."
+            )
+
+    # ------------------------------------------------------------------------------------- stopping
+    def _can_stop_early(self) -> bool:
+        cfg = self.trainer._cfg
+        met_epochs = self._epochs_processed >= cfg.min_epochs if cfg.min_epochs else True
+        met_steps = self.trainer._global_step >= cfg.min_steps if cfg.min_steps else True
+        return met_epochs and met_steps
+
+    def _done(self) -> bool:
+        trainer = self.trainer
+        cfg = trainer._cfg
+        if trainer.num_training_batches == 0:
+            rank_zero_info("`Trainer.fit` stopped: No training batches.")
+            return True
+        if cfg.max_steps != -1 and trainer._global_step >= cfg.max_steps:
+            rank_zero_info(f"`Trainer.fit` stopped: `max_steps={cfg.max_steps!r}` reached.")
+            return True
+        if cfg.max_epochs != -1 and self._epochs_processed >= cfg.max_epochs:
+            rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={cfg.max_epochs!r}` reached.")
+            return True
+        if trainer.should_stop and self._can_stop_early():
+            return True
+        return False
+
+    def _should_check_val_epoch(self) -> bool:
+        trainer = self.trainer
+        cve = trainer._cfg.check_val_every_n_epoch
+        return trainer.enable_validation and (cve is None or (trainer.current_epoch + 1) % cve == 0)
+
+    # ------------------------------------------------------------------------------------- the run
+    def run(self) -> None:
+        trainer = self.trainer
+        cfg = trainer._cfg
+        module = trainer._module
+        self._epochs_processed = trainer.current_epoch
+        trainer.training = True
+        trainer.state.stage = "train"
+        trainer._active_results = trainer._train_results
+        self.setup_data()
+        if self._done() or cfg.limit_train_batches == 0:
+            return
+        torch.set_grad_enabled(True)
+        if self._should_check_val_epoch() and trainer.val_dataloaders is None:
+            trainer.validate_loop.setup_data()
+        eval_modules = [n for n, m in module.named_modules() if not m.training]
+        if eval_modules:
+            rank_zero_warn(f"Found {len(eval_modules)} module(s) in eval mode at the start of training."
+                           " This may lead to unexpected behavior during training. If this is intentional,"
+                           " you can ignore this warning.")
+        self._prepare_step_functions(module)
+        trainer._train_start_time = time.monotonic()
+        trainer._last_val_time = trainer._train_start_time
+        trainer._call_callbacks("on_train_start")
+        trainer._call_module("on_train_start")
+        while not self._done():
+            self.setup_data()
+            _set_sampler_epoch(self.loader, self._epochs_processed)
+            trainer._call_callbacks("on_train_epoch_start")
+            trainer._call_module("on_train_epoch_start")
+            self._val_this_epoch = self._should_check_val_epoch()
+            self._run_epoch()
+            self._end_epoch()
+        trainer._call_callbacks("on_train_end")
+        trainer._call_module("on_train_end")
+
+    def _prepare_step_functions(self, module: Any) -> None:
+        self._pass_batch_idx = _takes_batch_idx(module.training_step)
+        self._plain_forward = type(self.trainer._precision).forward_context is Precision.forward_context
+        self._automatic = module.automatic_optimization
+        if not self._automatic:
+            for opt in self.trainer._lightning_optimizers:
+                opt._on_before_step = self._manual_on_before_step
+                opt._on_after_step = self._manual_on_after_step
+
+    def _run_epoch(self) -> None:
+        trainer = self.trainer
+        hub = trainer._hub
+        results = trainer._train_results
+        num_batches = trainer.num_training_batches
+        self.epoch_batch_idx = -1
+        self.is_last_batch = False
+        if trainer.current_epoch > 0 or self._iterator is None:
+            self._iterator = iter(self.loader)  # a fresh epoch: same place Lightning creates it (RNG order)
+        iterator = self._iterator
+        prefetched: list = []
+        sized = num_batches != float("inf")
+        if not sized:  # an iterable without len: look one batch ahead to know which batch is the last
+            try:
+                prefetched.append(next(iterator))
+            except StopIteration:
+                return
+        while True:
+            if self.is_last_batch or (sized and self.epoch_batch_idx + 1 >= num_batches):
+                break
+            if trainer._cfg.max_steps != -1 and trainer._global_step >= trainer._cfg.max_steps:
+                break
+            if sized:
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                self.is_last_batch = self.epoch_batch_idx + 2 >= num_batches
+            else:
+                batch = prefetched.pop()
+                try:
+                    prefetched.append(next(iterator))
+                except StopIteration:
+                    self.is_last_batch = True
+            if not self._run_batch(batch):
+                break
+            if trainer.should_stop and self._can_stop_early():
+                break
+
+    def _should_accumulate(self) -> bool:
+        """True when this batch only accumulates gradients (no optimizer step)."""
+        ready = self.epoch_batch_idx + 1
+        accumulation_done = ready % self.trainer._cfg.accumulate_grad_batches == 0
+        return not accumulation_done and not self._num_ready_batches_reached()
+
+    def _num_ready_batches_reached(self) -> bool:
+        return self.epoch_batch_idx + 1 == self.trainer.num_training_batches or self.is_last_batch
+
+    def _run_batch(self, batch: Any) -> bool:
+        """One training batch; False when the epoch must end (on_train_batch_start returned -1)."""
+        trainer = self.trainer
+        self.epoch_batch_idx += 1
+        self.total_batch_idx += 1
+        batch_idx = self.epoch_batch_idx
+        batch = trainer._batch_to_device(batch, 0)
+        results = trainer._train_results
+        trainer._hub.on_batch_start(results, batch)
+        output: Any = None
+        skip_rest = False
+        if batch is None:
+            rank_zero_warn("train_dataloader yielded None. If this was on purpose, ignore this warning...")
+        else:
+            trainer._call_callbacks("on_train_batch_start", batch, batch_idx)
+            response = trainer._call_module("on_train_batch_start", batch, batch_idx)
+            skip_rest = response == -1
+            if skip_rest:
+                self.is_last_batch = True
+            else:
+                batch_args = (batch, batch_idx) if self._pass_batch_idx else (batch,)
+                if self._automatic:
+                    output = self._automatic_step(batch_args, batch_idx)
+                else:
+                    output = self._manual_step(batch_args)
+        self._update_lr_schedulers("step", plateau=False)
+        if self._num_ready_batches_reached():
+            self._update_lr_schedulers("epoch", plateau=False)
+        if skip_rest:
+            return False
+        trainer._call_callbacks("on_train_batch_end", output, batch, batch_idx)
+        trainer._call_module("on_train_batch_end", output, batch, batch_idx)
+        trainer._hub.on_batch_end(results)
+        accumulating = self._automatic and self._should_accumulate()
+        if not accumulating:
+            self._log_train_step()
+        self._after_batch()
+        return True
+
+    def _log_train_step(self) -> None:
+        trainer = self.trainer
+        n = trainer._cfg.log_every_n_steps
+        if trainer.loggers and n and ((trainer._batches_that_stepped + 1) % n == 0 or trainer.should_stop):
+            trainer._hub.update_train_step_metrics(trainer._train_results, True)
+
+    def _after_batch(self) -> None:
+        trainer = self.trainer
+        cfg = trainer._cfg
+        if cfg.max_time is not None and time.monotonic() - trainer._train_start_time >= cfg.max_time:
+            trainer.should_stop = True  # Lightning's Timer callback, checked at each batch end
+        if self._should_check_val():
+            hub = trainer._hub
+            first_loop_iter = hub.first_loop_iter
+            if not self._should_accumulate():
+                trainer._call_module("on_validation_model_zero_grad")
+            trainer.validate_loop.run()
+            trainer.training = True
+            trainer.validating = False
+            trainer.state.stage = "train"
+            trainer._active_results = trainer._train_results
+            hub.first_loop_iter = first_loop_iter
+        self._update_lr_schedulers("step", plateau=True)
+        if not (self._automatic and self._should_accumulate()):
+            trainer._batches_that_stepped += 1
+        if trainer.should_stop:
+            for logger in trainer.loggers:
+                logger.save()
+
+    def _should_check_val(self) -> bool:
+        trainer = self.trainer
+        if not self._val_this_epoch:
+            return False
+        infinite = trainer.val_check_batch == float("inf")
+        if self.is_last_batch and infinite:
+            return True
+        if trainer.should_stop and self._can_stop_early():
+            return True
+        is_check = self.is_last_batch
+        if isinstance(trainer._cfg.limit_train_batches, int) and infinite:
+            is_check = (self.epoch_batch_idx + 1) % trainer._cfg.limit_train_batches == 0
+        elif not infinite:
+            it = self.total_batch_idx if trainer._cfg.check_val_every_n_epoch is None else self.epoch_batch_idx
+            is_check = (it + 1) % trainer.val_check_batch == 0
+        return is_check
+
+    def _end_epoch(self) -> None:
+        trainer = self.trainer
+        hub = trainer._hub
+        results = trainer._train_results
+        hub.epoch_end_reached()
+        self._epochs_processed += 1
+        trainer._call_callbacks("on_train_epoch_end")
+        trainer._call_module("on_train_epoch_end")
+        trainer._call_callbacks("on_train_epoch_end:monitoring")
+        hub.on_epoch_end(results)
+        if self._num_ready_batches_reached():
+            self._update_lr_schedulers("epoch", plateau=True)
+        trainer._batches_that_stepped -= 1  # epoch metrics are logged at the last step's index
+        hub.update_train_epoch_metrics(results)
+        trainer._batches_that_stepped += 1
+        trainer._current_epoch += 1
+        if trainer._cfg.max_time is not None and time.monotonic() - trainer._train_start_time >= trainer._cfg.max_time:
+            trainer.should_stop = True
+
+    # ------------------------------------------------------------------------------------- optimization
+    def _automatic_step(self, batch_args: tuple, batch_idx: int) -> Dict[str, Any]:
+        trainer = self.trainer
+        optimizer = trainer._lightning_optimizers[0] if trainer._lightning_optimizers else None
+        zero_grad = batch_idx % trainer._cfg.accumulate_grad_batches == 0
+        closure = _Closure(self, batch_args, batch_idx, zero_grad, optimizer)
+        if self._should_accumulate():
+            closure()
+        else:
+            trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx, optimizer, closure)
+            trainer._global_step += 1
+        result = closure.result
+        if result is _SKIPPED:
+            raise RuntimeError(
+                "The closure hasn't been executed. HINT: did you call `optimizer_closure()` in your"
+                " `optimizer_step` hook? It could also happen because the `optimizer.step(optimizer_closure)`"
+                " call did not execute it internally."
+            )
+        return result
+
+    def _training_step(self, batch_args: tuple) -> tuple:
+        trainer = self.trainer
+        module = trainer._module
+        d = module.__dict__  # plain dict writes: nn.Module.__setattr__ is slow
+        prev = d["_current_fx_name"]
+        d["_current_fx_name"] = "training_step"
+        if self._plain_forward:
+            output = module.training_step(*batch_args)
+        else:
+            with trainer._precision.forward_context():
+                output = module.training_step(*batch_args)
+        d["_current_fx_name"] = prev
+        if isinstance(output, Tensor):
+            loss, extra = output, {}
+        elif isinstance(output, dict):
+            loss = output.get("loss")
+            if loss is None:
+                raise TrainingStepError(
+                    "In automatic_optimization, when `training_step` returns a dict, the 'loss' key needs to be"
+                    f" present (got keys {sorted(output)})"
+                )
+            extra = {k: v for k, v in output.items() if k != "loss"}
+        elif output is None:
+            return None, {}
+        else:
+            raise TrainingStepError(
+                "In automatic optimization, `training_step` must return a Tensor, a dict, or None (where the step"
+                f" will be skipped); got {type(output).__name__}."
+            )
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise TrainingStepError(
+                f"`training_step` must return a scalar loss (one element) for automatic optimization; got {shape}."
+                " Reduce it (e.g. `.mean()`) first."
+            )
+        accumulate = trainer._cfg.accumulate_grad_batches
+        if accumulate != 1:
+            loss = loss / accumulate
+        return loss, extra
+
+    def _zero_grad(self, batch_idx: int, optimizer: Any) -> None:
+        trainer = self.trainer
+        trainer._call_callbacks("on_before_zero_grad", optimizer)
+        trainer._call_module("on_before_zero_grad", optimizer)
+        trainer._call_module("optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizer)
+
+    def _warn_none(self) -> None:
+        if not self._warned_none:
+            self._warned_none = True
+            rank_zero_warn("`training_step` returned `None`. If this was on purpose, ignore this warning...")
+
+    def _manual_step(self, batch_args: tuple) -> Dict[str, Any]:
+        trainer = self.trainer
+        module = trainer._module
+        prev = module._current_fx_name
+        module.__dict__["_current_fx_name"] = "training_step"  # plain dict write: nn.Module.__setattr__ is slow
+        with trainer._precision.forward_context():
+            output = module.training_step(*batch_args)
+        module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+        if isinstance(output, dict):
+            extra = dict(output)
+        elif isinstance(output, Tensor):
+            extra = {"loss": output}
+        elif output is None:
+            extra = {}
+        else:
+            raise TrainingStepError(
+                "In manual optimization, `training_step` must either return a Tensor or have no return."
+            )
+        if "loss" in extra and isinstance(extra["loss"], Tensor):
+            extra["loss"] = extra["loss"].detach()
+        return extra
+
+    def _manual_on_before_step(self) -> None:
+        pass
+
+    def _manual_on_after_step(self) -> None:
+        self.trainer._global_step += 1
+
+    def _update_lr_schedulers(self, interval: str, plateau: bool) -> None:
+        trainer = self.trainer
+        configs = trainer.lr_scheduler_configs
+        if not configs or not self._automatic:
+            return
+        if interval == "step" and self._should_accumulate():
+            return
+        idx = (self.epoch_batch_idx if interval == "step" else trainer.current_epoch) + 1
+        for config in configs:
+            if plateau != config.reduce_on_plateau or config.interval != interval or idx % config.frequency:
+                continue
+            metric = None
+            if config.reduce_on_plateau:
+                metric = trainer.callback_metrics.get(config.monitor)
+                if metric is None:
+                    if config.strict:
+                        raise KeyError(
+                            f"ReduceLROnPlateau conditioned on metric {config.monitor!r} which is not available."
+                            f" Available metrics are: {list(trainer.callback_metrics)}."
+                            " Condition can be set using `monitor` key in lr scheduler dict"
+                        )
+                    rank_zero_warn(
+                        f"ReduceLROnPlateau conditioned on metric {config.monitor} which is not available but strict"
+                        " is set to `False`. Skipping learning rate update.", category=RuntimeWarning,
+                    )
+                    continue
+            trainer._call_module("lr_scheduler_step", config.scheduler, metric)
+
+    def teardown(self) -> None:
+        self._iterator = None

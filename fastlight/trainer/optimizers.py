@@ -1,0 +1,173 @@
+"""Parsing `configure_optimizers` (every return form Lightning accepts) into optimizers and scheduler configs."""
+from dataclasses import dataclass, fields
+from typing import Any, List, Optional, Tuple
+
+import torch
+from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
+
+from fastlight.utilities.rank_zero import rank_zero_warn
+
+try:  # torch >= 2.0 names the base class LRScheduler
+    from torch.optim.lr_scheduler import LRScheduler as _LRScheduler
+except ImportError:  # pragma: no cover
+    from torch.optim.lr_scheduler import _LRScheduler  # type: ignore
+
+
+class OptimizerConfigError(ValueError):
+    """`configure_optimizers` returned something Lightning does not accept."""
+
+
+@dataclass
+class LRSchedulerConfig:
+    scheduler: Any
+    name: Optional[str] = None
+    interval: str = "epoch"
+    frequency: int = 1
+    reduce_on_plateau: bool = False
+    monitor: Optional[str] = None
+    strict: bool = True
+
+
+_UNKNOWN = (
+    "Unknown configuration for model optimizers."
+    " Output from `model.configure_optimizers()` should be one of:\n"
+    " * `Optimizer`\n"
+    " * [`Optimizer`]\n"
+    " * ([`Optimizer`], [`LRScheduler`])\n"
+    ' * {"optimizer": `Optimizer`, (optional) "lr_scheduler": `LRScheduler`}\n'
+    ' * A list of the previously described dict format, with an optional "frequency" key (deprecated)'
+)
+
+
+def _is_optimizer(x: Any) -> bool:
+    return isinstance(x, torch.optim.Optimizer) or (callable(getattr(x, "step", None)) and hasattr(x, "param_groups"))
+
+
+def parse_optimizers(conf: Any) -> Tuple[List[Any], List[Any], Optional[str]]:
+    """-> (optimizers, raw scheduler entries, monitor)."""
+    monitor = None
+    if conf is None:
+        rank_zero_warn("`LightningModule.configure_optimizers` returned `None`, this fit will run with no optimizer")
+        return [], [], None
+    if _is_optimizer(conf):
+        return [conf], [], None
+    if (
+        isinstance(conf, (list, tuple)) and len(conf) == 2 and isinstance(conf[0], list)
+        and all(_is_optimizer(o) for o in conf[0])
+    ):
+        opts = list(conf[0])
+        scheds = conf[1] if isinstance(conf[1], (list, tuple)) else [conf[1]]
+        return opts, list(scheds), None
+    if isinstance(conf, dict):
+        _check_optim_dict(conf)
+        monitor = conf.get("monitor")
+        scheds = [conf["lr_scheduler"]] if "lr_scheduler" in conf else []
+        return [conf["optimizer"]], scheds, monitor
+    if isinstance(conf, (list, tuple)) and conf and all(isinstance(d, dict) for d in conf):
+        for d in conf:
+            _check_optim_dict(d)
+        opts = [d["optimizer"] for d in conf]
+        scheds = [d["lr_scheduler"] for d in conf if "lr_scheduler" in d]
+        monitors = [d.get("monitor") for d in conf]
+        monitor = monitors[0] if len(set(m for m in monitors if m is not None)) <= 1 else None
+        return opts, scheds, next((m for m in monitors if m is not None), None) if monitor is None else monitor
+    if isinstance(conf, (list, tuple)) and conf and all(_is_optimizer(o) for o in conf):
+        return list(conf), [], None
+    raise OptimizerConfigError(_UNKNOWN + f"\nGot: {type(conf).__name__}: {conf!r}")
+
+
+def _check_optim_dict(d: dict) -> None:
+    if "optimizer" not in d:
+        raise OptimizerConfigError(
+            f"`configure_optimizers` returned a dict without the required key 'optimizer': keys {sorted(d)}"
+        )
+    if not _is_optimizer(d["optimizer"]):
+        raise OptimizerConfigError(f"`configure_optimizers` dict 'optimizer' is not an optimizer: {d['optimizer']!r}")
+    extra = set(d) - {"optimizer", "lr_scheduler", "monitor"}
+    if "frequency" in extra:
+        raise OptimizerConfigError(
+            "The `frequency` key of optimizer dicts (optimizer frequencies) was removed in Lightning 2.0;"
+            " use manual optimization to alternate optimizers."
+        )
+    if extra:
+        raise OptimizerConfigError(f"Found unsupported keys in the optimizer configuration: {sorted(extra)}")
+
+
+def configure_schedulers(schedulers: List[Any], monitor: Optional[str], automatic: bool) -> List[LRSchedulerConfig]:
+    supported = {f.name for f in fields(LRSchedulerConfig)}
+    configs = []
+    for sched in schedulers:
+        if isinstance(sched, dict):
+            extra = set(sched) - supported - {"opt_idx"}
+            if extra:
+                rank_zero_warn(
+                    f"Found unsupported keys in the lr scheduler dict: {extra}."
+                    " HINT: remove them from the output of `configure_optimizers`.",
+                    category=RuntimeWarning,
+                )
+            sched = {k: v for k, v in sched.items() if k in supported}
+            if "scheduler" not in sched:
+                raise OptimizerConfigError(
+                    'The lr scheduler dict must have the key "scheduler" with its item being an lr scheduler'
+                )
+            if not automatic:
+                if set(sched) - {"scheduler"}:
+                    rank_zero_warn(
+                        "The lr scheduler dict keys other than 'scheduler' are ignored with manual optimization:"
+                        f" {sorted(set(sched) - {'scheduler'})}"
+                    )
+                configs.append(LRSchedulerConfig(sched["scheduler"]))
+                continue
+            if "interval" in sched and sched["interval"] not in ("step", "epoch"):
+                raise OptimizerConfigError(
+                    f'The "interval" key in lr scheduler dict must be "step" or "epoch" but is "{sched["interval"]}"'
+                )
+            if "frequency" in sched and (not isinstance(sched["frequency"], int) or sched["frequency"] < 1):
+                raise OptimizerConfigError(
+                    f'The "frequency" key in lr scheduler dict must be a positive int, got {sched["frequency"]!r}'
+                )
+            sched["reduce_on_plateau"] = sched.get(
+                "reduce_on_plateau", isinstance(sched["scheduler"], ReduceLROnPlateau)
+            )
+            if sched["reduce_on_plateau"] and sched.get("monitor") is None:
+                raise OptimizerConfigError(
+                    "The lr scheduler dict must include a monitor when a `ReduceLROnPlateau` scheduler is used."
+                    ' For example: {"optimizer": optimizer, "lr_scheduler":'
+                    ' {"scheduler": scheduler, "monitor": "your_loss"}}'
+                )
+            if isinstance(sched["scheduler"], OneCycleLR) and sched.get("interval", "epoch") == "epoch":
+                rank_zero_warn(
+                    "A `OneCycleLR` scheduler is using 'interval': 'epoch'."
+                    " Are you sure you didn't mean 'interval': 'step'?",
+                    category=RuntimeWarning,
+                )
+            configs.append(LRSchedulerConfig(**sched))
+        elif isinstance(sched, ReduceLROnPlateau) and automatic:
+            if monitor is None:
+                raise OptimizerConfigError(
+                    "`configure_optimizers` must include a monitor when a `ReduceLROnPlateau` scheduler is used."
+                    ' For example: {"optimizer": optimizer, "lr_scheduler": scheduler, "monitor": "metric_to_track"}'
+                )
+            configs.append(LRSchedulerConfig(sched, reduce_on_plateau=True, monitor=monitor))
+        else:
+            configs.append(LRSchedulerConfig(sched))
+    return configs
+
+
+def validate_schedulers(configs: List[LRSchedulerConfig], optimizers: List[Any], module: Any) -> None:
+    from fastlight.core.module import LightningModule
+
+    custom_step = type(module).lr_scheduler_step is not LightningModule.lr_scheduler_step
+    for config in configs:
+        sched = config.scheduler
+        if not isinstance(sched, (_LRScheduler, ReduceLROnPlateau)) and not custom_step:
+            raise OptimizerConfigError(
+                f"The provided lr scheduler `{type(sched).__name__}` doesn't follow PyTorch's LRScheduler API."
+                " You should override the `LightningModule.lr_scheduler_step` hook with your own logic if you are"
+                " using a custom LR scheduler."
+            )
+        opt = getattr(sched, "optimizer", None)
+        if opt is not None and not any(opt is o for o in optimizers):
+            raise OptimizerConfigError(
+                f"`{type(sched).__name__}` was given an optimizer that `configure_optimizers` did not return."
+            )

@@ -1,0 +1,980 @@
+"""Trainer: Lightning's Trainer API. Flags are normalized once (config.py); the loops live in fit_loop.py
+(the whole fit loop, in execution order) and evaluation.py (validate / test / predict)."""
+import importlib.util
+import math
+import os
+import random
+import sys
+import time
+from typing import Any, Dict, Iterable, List, Optional, Union
+
+import torch
+from torch import Tensor
+
+from fastlight.callbacks.callback import Callback
+from fastlight.core.datamodule import LightningDataModule
+from fastlight.core.module import LightningModule
+from fastlight.core.optimizer import LightningOptimizer
+from fastlight.trainer.config import ConfigError, build_config, ceil_div, parse_num_batches
+from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
+from fastlight.trainer.precision import Precision, make_precision
+from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
+from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+# Module hooks whose default does nothing: skipped unless the module's class overrides them.
+_NOOP_MODULE_HOOKS = frozenset((
+    "on_fit_start", "on_fit_end", "on_train_start", "on_train_end", "on_validation_start", "on_validation_end",
+    "on_test_start", "on_test_end", "on_predict_start", "on_predict_end", "on_train_batch_start",
+    "on_train_batch_end", "on_validation_batch_start", "on_validation_batch_end", "on_test_batch_start",
+    "on_test_batch_end", "on_predict_batch_start", "on_predict_batch_end", "on_train_epoch_start",
+    "on_train_epoch_end", "on_validation_epoch_start", "on_validation_epoch_end", "on_test_epoch_start",
+    "on_test_epoch_end", "on_predict_epoch_start", "on_predict_epoch_end", "on_before_zero_grad",
+    "on_before_backward", "on_after_backward", "on_before_optimizer_step", "prepare_data", "setup", "teardown",
+    "configure_model", "configure_callbacks",
+))
+_CALLBACK_HOOKS = tuple(n for n, f in vars(Callback).items() if (n.startswith("on_") or n in ("setup", "teardown"))
+                        and callable(f))
+
+
+class MisconfigurationError(ValueError):
+    """The module, datamodule or dataloaders cannot be trained as given."""
+
+
+class _TrainerState:
+    __slots__ = ("fn", "stage", "status")
+
+    def __init__(self) -> None:
+        self.fn: Optional[str] = None  # "fit" | "validate" | "test" | "predict"
+        self.stage: Optional[str] = None  # "train" | "sanity_check" | "validate" | "test" | "predict"
+        self.status = "initializing"
+
+
+class _IsolateRNG:
+    """Save and restore the global RNGs (the sanity check must not change the training's randomness)."""
+
+    def __enter__(self) -> None:
+        self.torch_state = torch.get_rng_state()
+        self.cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+        self.py_state = random.getstate()
+        np = sys.modules.get("numpy")
+        self.np_state = np.random.get_state() if np is not None else None
+
+    def __exit__(self, *exc: Any) -> None:
+        torch.set_rng_state(self.torch_state)
+        if self.cuda_state is not None:
+            torch.cuda.set_rng_state_all(self.cuda_state)
+        random.setstate(self.py_state)
+        if self.np_state is not None:
+            sys.modules["numpy"].random.set_state(self.np_state)
+
+
+class Trainer:
+    def __init__(
+        self,
+        *,
+        accelerator: str = "auto",
+        strategy: Any = "auto",
+        devices: Any = "auto",
+        num_nodes: int = 1,
+        precision: Any = None,
+        logger: Any = None,
+        callbacks: Optional[Union[List[Callback], Callback]] = None,
+        fast_dev_run: Union[int, bool] = False,
+        max_epochs: Optional[int] = None,
+        min_epochs: Optional[int] = None,
+        max_steps: int = -1,
+        min_steps: Optional[int] = None,
+        max_time: Any = None,
+        limit_train_batches: Optional[Union[int, float]] = None,
+        limit_val_batches: Optional[Union[int, float]] = None,
+        limit_test_batches: Optional[Union[int, float]] = None,
+        limit_predict_batches: Optional[Union[int, float]] = None,
+        overfit_batches: Union[int, float] = 0.0,
+        val_check_interval: Optional[Union[int, float]] = None,
+        check_val_every_n_epoch: Optional[int] = 1,
+        num_sanity_val_steps: Optional[int] = None,
+        log_every_n_steps: Optional[int] = None,
+        enable_checkpointing: Optional[bool] = None,
+        enable_progress_bar: Optional[bool] = None,
+        enable_model_summary: Optional[bool] = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: Optional[Union[int, float]] = None,
+        gradient_clip_algorithm: Optional[str] = None,
+        deterministic: Any = None,
+        benchmark: Optional[bool] = None,
+        inference_mode: bool = True,
+        use_distributed_sampler: bool = True,
+        profiler: Any = None,
+        detect_anomaly: bool = False,
+        barebones: bool = False,
+        plugins: Any = None,
+        sync_batchnorm: bool = False,
+        reload_dataloaders_every_n_epochs: int = 0,
+        default_root_dir: Optional[Any] = None,
+        enable_autolog_hparams: bool = True,
+        fused: bool = True,
+    ) -> None:
+        cfg = build_config(
+            accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
+            fast_dev_run=fast_dev_run, max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps,
+            min_steps=min_steps, max_time=max_time,
+            limit_train_batches=1.0 if limit_train_batches is None else limit_train_batches,
+            limit_val_batches=1.0 if limit_val_batches is None else limit_val_batches,
+            limit_test_batches=1.0 if limit_test_batches is None else limit_test_batches,
+            limit_predict_batches=1.0 if limit_predict_batches is None else limit_predict_batches,
+            overfit_batches=overfit_batches, val_check_interval=val_check_interval,
+            check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
+            log_every_n_steps=log_every_n_steps, enable_checkpointing=enable_checkpointing,
+            enable_progress_bar=enable_progress_bar, enable_model_summary=enable_model_summary,
+            accumulate_grad_batches=accumulate_grad_batches, gradient_clip_val=gradient_clip_val,
+            gradient_clip_algorithm=gradient_clip_algorithm, deterministic=deterministic, benchmark=benchmark,
+            inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
+            detect_anomaly=detect_anomaly, barebones=barebones,
+            reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs, default_root_dir=default_root_dir,
+            fused=fused,
+        )
+        self._cfg = cfg
+        self.enable_autolog_hparams = enable_autolog_hparams
+        self.profiler = profiler
+        self.plugins = plugins
+        self._apply_determinism(cfg)
+
+        self.state = _TrainerState()
+        self.should_stop = False
+        self.sanity_checking = False
+        self.training = self.validating = self.testing = self.predicting = False
+        self.received_sigterm = False
+        self._module: Optional[LightningModule] = None
+        self.datamodule: Optional[LightningDataModule] = None
+        self.optimizers: List[torch.optim.Optimizer] = []
+        self._lightning_optimizers: List[LightningOptimizer] = []
+        self.lr_scheduler_configs: list = []
+        self._precision = make_precision(cfg.precision, cfg.device.type)
+        for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
+            if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
+                self._precision = plugin
+            else:
+                raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (precision plugins only).")
+        from fastlight.trainer.strategy import SingleDeviceStrategy
+
+        # THE place a distributed strategy would be chosen (cfg.strategy / cfg.num_devices)
+        self.strategy = SingleDeviceStrategy(cfg.device, self._precision)
+        self._hub = MetricsHub(self)
+        self._train_results = ResultCollection(training=True)
+        self._active_results: Optional[ResultCollection] = None
+
+        # progress counters (Lightning's loop progress, flattened)
+        self._current_epoch = 0
+        self._global_step = 0
+        self._batches_that_stepped = 0
+        self.num_training_batches: float = float("inf")
+        self.num_sanity_val_batches: List[float] = []
+        self.num_val_batches: List[float] = []
+        self.num_test_batches: List[float] = []
+        self.num_predict_batches: List[float] = []
+        self.val_check_batch: float = float("inf")
+        self._last_val_time = 0.0
+        self._train_start_time = 0.0
+
+        self._train_source: Any = None
+        self._val_source: Any = None
+        self._test_source: Any = None
+        self._predict_source: Any = None
+        self.train_dataloader: Any = None
+        self.val_dataloaders: Any = None
+        self.test_dataloaders: Any = None
+        self.predict_dataloaders: Any = None
+
+        from fastlight.trainer.fit_loop import FitLoop
+        from fastlight.trainer.evaluation import EvaluationLoop, PredictionLoop
+
+        self.fit_loop = FitLoop(self)
+        self.validate_loop = EvaluationLoop(self, "validate")
+        self.test_loop = EvaluationLoop(self, "test")
+        self.predict_loop = PredictionLoop(self)
+
+        self.loggers = self._configure_loggers(logger)
+        self.callbacks = self._configure_callbacks(callbacks)
+        self._cb_hooks: Dict[str, tuple] = {}
+        self._module_skip: frozenset = frozenset()
+        self._log_arg_cache: Dict[tuple, tuple] = {}
+
+    # ================================================================= flags / properties
+    def __getattr__(self, name: str) -> Any:
+        cfg = self.__dict__.get("_cfg")
+        if cfg is not None and hasattr(cfg, name):
+            return getattr(cfg, name)
+        raise AttributeError(f"'Trainer' object has no attribute '{name}'")
+
+    @property
+    def fused(self) -> bool:
+        return self._cfg.fused
+
+    @property
+    def accumulate_grad_batches(self) -> int:
+        return self._cfg.accumulate_grad_batches
+
+    @property
+    def gradient_clip_val(self) -> Optional[float]:
+        return self._cfg.gradient_clip_val
+
+    @property
+    def gradient_clip_algorithm(self) -> Optional[str]:
+        return self._cfg.gradient_clip_algorithm
+
+    @property
+    def max_epochs(self) -> int:
+        return self._cfg.max_epochs
+
+    @property
+    def max_steps(self) -> int:
+        return self._cfg.max_steps
+
+    @property
+    def precision(self) -> str:
+        return self._cfg.precision
+
+    @property
+    def lightning_module(self) -> Optional[LightningModule]:
+        return self._module
+
+    @property
+    def model(self) -> Optional[torch.nn.Module]:
+        return self._module
+
+    @property
+    def current_epoch(self) -> int:
+        return self._current_epoch
+
+    @property
+    def global_step(self) -> int:
+        return self._global_step
+
+    @property
+    def is_global_zero(self) -> bool:
+        return True
+
+    @property
+    def global_rank(self) -> int:
+        return 0
+
+    @property
+    def local_rank(self) -> int:
+        return 0
+
+    @property
+    def node_rank(self) -> int:
+        return 0
+
+    @property
+    def world_size(self) -> int:
+        return 1
+
+    @property
+    def num_devices(self) -> int:
+        return self._cfg.num_devices
+
+    @property
+    def num_nodes(self) -> int:
+        return 1
+
+    @property
+    def device_ids(self) -> List[int]:
+        d = self._cfg.device
+        return [d.index or 0]
+
+    @property
+    def root_device(self) -> torch.device:
+        return self._cfg.device
+
+    @property
+    def precision_plugin(self) -> Any:
+        return self._precision
+
+    @property
+    def scaler(self) -> Any:
+        return self._precision.scaler
+
+    @property
+    def logger(self) -> Any:
+        return self.loggers[0] if self.loggers else None
+
+    @logger.setter
+    def logger(self, logger: Any) -> None:
+        self.loggers = [] if not logger else [logger]
+
+    @property
+    def log_dir(self) -> Optional[str]:
+        if self.loggers:
+            first = self.loggers[0]
+            return getattr(first, "log_dir", None) or getattr(first, "save_dir", None)
+        return self._cfg.default_root_dir
+
+    @property
+    def default_root_dir(self) -> str:
+        return self._cfg.default_root_dir
+
+    @property
+    def is_last_batch(self) -> bool:
+        return self.fit_loop.is_last_batch
+
+    @property
+    def evaluating(self) -> bool:
+        return self.validating or self.testing
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state.status == "interrupted"
+
+    @property
+    def enable_validation(self) -> bool:
+        m = self._module
+        source = self._val_source
+        if m is None or source is None or self._cfg.limit_val_batches == 0:
+            return False
+        if type(m).validation_step is LightningModule.validation_step:
+            return False
+        kind, owner = source
+        return kind == "given" or self._has_hook(owner, "val_dataloader")
+
+    @property
+    def checkpoint_callback(self) -> Optional[Callback]:
+        cbs = self.checkpoint_callbacks
+        return cbs[0] if cbs else None
+
+    @property
+    def checkpoint_callbacks(self) -> List[Callback]:
+        return [c for c in self.callbacks if _is_checkpoint_callback(c)]
+
+    @property
+    def early_stopping_callback(self) -> Optional[Callback]:
+        cbs = [c for c in self.callbacks if type(c).__name__ == "EarlyStopping"]
+        return cbs[0] if cbs else None
+
+    @property
+    def progress_bar_callback(self) -> Optional[Callback]:
+        for c in self.callbacks:
+            if getattr(c, "_is_progress_bar", False):
+                return c
+        return None
+
+    @property
+    def _results(self) -> Optional[ResultCollection]:
+        return self._active_results
+
+    @property
+    def callback_metrics(self) -> Dict[str, Tensor]:
+        return self._hub.callback_metrics(self._active_results)
+
+    @property
+    def logged_metrics(self) -> Dict[str, Tensor]:
+        return self._hub.logged_metrics(self._active_results)
+
+    @property
+    def progress_bar_metrics(self) -> Dict[str, float]:
+        return self._hub.progress_bar_metrics(self._active_results)
+
+    @property
+    def lr_schedulers(self) -> list:
+        return [c.scheduler for c in self.lr_scheduler_configs]
+
+    @property
+    def estimated_stepping_batches(self) -> Union[int, float]:
+        """Optimizer steps the whole fit will take (Lightning's estimate; loads the train dataloader if needed)."""
+        cfg = self._cfg
+        if cfg.max_epochs == -1:
+            return float("inf") if cfg.max_steps == -1 else cfg.max_steps
+        if self.train_dataloader is None:
+            rank_zero_info("Loading `train_dataloader` to estimate number of stepping batches.")
+            self.fit_loop.setup_data()
+        total = self.num_training_batches
+        if total == float("inf"):
+            return cfg.max_steps
+        est = math.ceil(total / cfg.accumulate_grad_batches) * max(cfg.max_epochs, 1)
+        return min(est, cfg.max_steps) if cfg.max_steps != -1 else est
+
+    # ================================================================= setup helpers
+    @staticmethod
+    def _apply_determinism(cfg: Any) -> None:
+        if cfg.deterministic is not None:
+            warn_only = cfg.deterministic == "warn"
+            torch.use_deterministic_algorithms(bool(cfg.deterministic), warn_only=warn_only)
+            if cfg.deterministic:
+                os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        if cfg.benchmark is not None and torch.backends.cudnn.is_available():
+            torch.backends.cudnn.benchmark = cfg.benchmark
+        elif cfg.deterministic and torch.backends.cudnn.is_available():
+            torch.backends.cudnn.benchmark = False
+
+    def _configure_loggers(self, logger: Any) -> list:
+        cfg = self._cfg
+        if cfg.barebones or cfg.fast_dev_run:
+            return []
+        if logger is None or logger is True:
+            try:
+                import fastlight.loggers as loggers_pkg  # lazy: the surface issue provides it
+            except ImportError:
+                rank_zero_warn(
+                    "`Trainer(logger=True)`: fastlight.loggers is not available in this build, running without a"
+                    " logger. Pass `logger=False` to silence this."
+                )
+                return []
+            if importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX"):
+                return [loggers_pkg.TensorBoardLogger(save_dir=cfg.default_root_dir)]
+            return [loggers_pkg.CSVLogger(save_dir=cfg.default_root_dir)]
+        if logger is False:
+            return []
+        if isinstance(logger, Iterable) and not isinstance(logger, (str, bytes)):
+            return list(logger)
+        return [logger]
+
+    def _configure_callbacks(self, callbacks: Any) -> List[Callback]:
+        cfg = self._cfg
+        if callbacks is None:
+            cbs: List[Callback] = []
+        elif isinstance(callbacks, Callback):
+            cbs = [callbacks]
+        else:
+            cbs = list(callbacks)
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise ConfigError(f"`Trainer(callbacks=...)` got {cb!r}, which is not a `Callback`.")
+        if cfg.enable_checkpointing and not cfg.fast_dev_run:
+            self._add_default_checkpoint_callback(cbs)
+        if cfg.enable_progress_bar and not any(getattr(c, "_is_progress_bar", False) for c in cbs):
+            from fastlight.trainer.progress import ProgressBar
+
+            cbs.append(ProgressBar())
+        if cfg.enable_model_summary and not any(getattr(c, "_is_model_summary", False) for c in cbs):
+            from fastlight.trainer.progress import ModelSummary
+
+            cbs.append(ModelSummary())
+        return _reorder_callbacks(cbs)
+
+    @staticmethod
+    def _add_default_checkpoint_callback(cbs: List[Callback]) -> None:
+        """The default ModelCheckpoint (wired by the checkpoints issue; skipped until its module exists)."""
+        if any(_is_checkpoint_callback(c) for c in cbs):
+            return
+        try:
+            from fastlight.callbacks.model_checkpoint import ModelCheckpoint
+        except ImportError:
+            return
+        cbs.append(ModelCheckpoint())
+
+    def _resolve_hooks(self) -> None:
+        """Once per run: which callbacks override which hook, which no-op module hooks are overridden."""
+        table: Dict[str, list] = {}
+        for cb in self.callbacks:
+            cls = type(cb)
+            for name in _CALLBACK_HOOKS:
+                impl = getattr(cls, name, None)
+                if impl is not None and (impl is not getattr(Callback, name) or name in vars(cb)):
+                    table.setdefault(name, []).append(getattr(cb, name))
+        self._cb_hooks = {k: tuple(v) for k, v in table.items()}
+        # epoch-end monitoring callbacks (checkpoint, early stopping) run after the module's on_train_epoch_end
+        epoch_end = [cb for cb in self.callbacks
+                     if type(cb).on_train_epoch_end is not Callback.on_train_epoch_end]
+        self._cb_hooks["on_train_epoch_end"] = tuple(
+            cb.on_train_epoch_end for cb in epoch_end if not _is_monitoring_callback(cb))
+        self._cb_hooks["on_train_epoch_end:monitoring"] = tuple(
+            cb.on_train_epoch_end for cb in epoch_end if _is_monitoring_callback(cb))
+        module = self._module
+        cls = type(module)
+        # configure_gradient_clipping's default does nothing without a clip value: skip it then
+        self._clipping_active = bool(self._cfg.gradient_clip_val) or (
+            type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
+        self._module_skip = frozenset(
+            name for name in _NOOP_MODULE_HOOKS
+            if getattr(cls, name, None) is getattr(LightningModule, name) and name not in vars(module)
+        )
+
+    # ================================================================= hook dispatch
+    def _call_callbacks(self, name: str, *args: Any, **kwargs: Any) -> None:
+        fns = self._cb_hooks.get(name)
+        if not fns:
+            return
+        module = self._module
+        prev = module._current_fx_name
+        module.__dict__["_current_fx_name"] = name.split(":")[0]  # plain dict write: nn.Module.__setattr__ is slow
+        for fn in fns:
+            fn(self, module, *args, **kwargs)
+        module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+
+    def _call_module(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        if name in self._module_skip:
+            return None
+        module = self._module
+        prev = module._current_fx_name
+        module.__dict__["_current_fx_name"] = name  # plain dict write: nn.Module.__setattr__ is slow
+        try:
+            return getattr(module, name)(*args, **kwargs)
+        finally:
+            module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+
+    def _call_datamodule(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        dm = self.datamodule
+        if dm is None:
+            return None
+        return getattr(dm, name)(*args, **kwargs)
+
+    # ================================================================= self.log
+    def _log(self, module: LightningModule, name: str, value: Any, prog_bar: bool, logger: Optional[bool],
+             on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, enable_graph: bool,
+             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
+        if self._cfg.barebones:
+            rank_zero_warn(
+                "You are trying to `self.log()` but `Trainer(barebones=True)` is configured."
+                " Logging can impact raw speed so it is disabled under this setting."
+            )
+            return
+        results = self._active_results
+        if results is None:
+            raise LoggingError(
+                "You are trying to `self.log()` but the loop's result collection is not registered"
+                " yet. This is most likely because you are trying to log in a `predict` hook,"
+                " but it doesn't support logging"
+            )
+        fx = module._current_fx_name
+        if fx is None:
+            raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
+        # the argument checks depend only on these: resolved once per distinct call site
+        try:
+            key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx)
+            resolved = self._log_arg_cache.get(key)
+        except TypeError:  # unhashable reduce_fx
+            key, resolved = None, None
+        if resolved is None:
+            on_step, on_epoch = resolve_log_levels(fx, on_step, on_epoch)
+            if add_dataloader_idx and "/dataloader_idx_" in name:
+                raise LoggingError(
+                    f"You called `self.log` with the key `{name}`"
+                    " but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"
+                )
+            resolved = (on_step, on_epoch, parse_reduce_fx(reduce_fx))
+            if key is not None:
+                self._log_arg_cache[key] = resolved
+        on_step, on_epoch, reduce = resolved
+        if isinstance(value, Tensor):
+            # a copy: the caller may change the tensor in place later (Lightning clones too)
+            value = value.detach().clone() if not enable_graph else value.clone()
+        else:
+            value = torch.tensor(value, device=module.device, dtype=_default_float())
+        if value.dim():
+            value = value.squeeze()
+        dtype = value.dtype
+        if dtype is not torch.float32 and dtype is not torch.float64:
+            if not value.is_floating_point():
+                rank_zero_warn(
+                    f"You called `self.log({name!r}, ...)` in your `{fx}` but the value needs to"
+                    " be floating to be reduced. Converting it to the default dtype."
+                )
+            value = value.to(_default_float())
+        hub = self._hub
+        if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
+            hub.reset_fx(results, fx)
+        results.log(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce,
+                    enable_graph, add_dataloader_idx, batch_size)
+        hub.current_fx = fx
+
+    # ================================================================= public entry points
+    def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
+            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None) -> None:
+        if isinstance(train_dataloaders, LightningDataModule):
+            datamodule, train_dataloaders = train_dataloaders, None
+        if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
+            raise MisconfigurationError(
+                "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
+            )
+        self._attach(model, datamodule, "fit", train=train_dataloaders, val=val_dataloaders)
+        self._run(model, "fit", ckpt_path)
+
+    def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+                 ckpt_path: Optional[str] = None, verbose: bool = True,
+                 datamodule: Optional[LightningDataModule] = None) -> List[Dict[str, float]]:
+        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "validate")
+
+    def test(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+             ckpt_path: Optional[str] = None, verbose: bool = True,
+             datamodule: Optional[LightningDataModule] = None) -> List[Dict[str, float]]:
+        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "test")
+
+    def _evaluate(self, model, dataloaders, ckpt_path, verbose, datamodule, fn):
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        if dataloaders is not None and datamodule is not None:
+            raise MisconfigurationError(f"You cannot pass both `trainer.{fn}(dataloaders=..., datamodule=...)`")
+        model = self._resolve_model(model, fn)
+        loop = self.validate_loop if fn == "validate" else self.test_loop
+        loop.verbose = verbose
+        self._attach(model, datamodule, fn, **{"val" if fn == "validate" else "test": dataloaders})
+        return self._run(model, fn, ckpt_path)
+
+    def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
+                datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
+                ckpt_path: Optional[str] = None) -> Optional[list]:
+        if isinstance(dataloaders, LightningDataModule):
+            datamodule, dataloaders = dataloaders, None
+        if dataloaders is not None and datamodule is not None:
+            raise MisconfigurationError("You cannot pass both `trainer.predict(dataloaders=..., datamodule=...)`")
+        model = self._resolve_model(model, "predict")
+        self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
+        self._attach(model, datamodule, "predict", predict=dataloaders)
+        return self._run(model, "predict", ckpt_path)
+
+    def _resolve_model(self, model: Optional[LightningModule], fn: str) -> LightningModule:
+        if model is None:
+            if self._module is None:
+                raise MisconfigurationError(
+                    f"`model` must be provided to `trainer.{fn}()` when it hasn't been passed in a previous run"
+                )
+            return self._module
+        return model
+
+    def _attach(self, model: Any, datamodule: Any, fn: str, **sources: Any) -> None:
+        if not isinstance(model, LightningModule):
+            raise TypeError(f"`Trainer.{fn}()` requires a `LightningModule`, got: {type(model).__qualname__}")
+        if datamodule is not None and not isinstance(datamodule, LightningDataModule):
+            raise TypeError(f"`datamodule` must be a `LightningDataModule`, got {type(datamodule).__qualname__}")
+        self.state.fn = fn
+        self.datamodule = datamodule
+        if datamodule is not None:
+            datamodule.trainer = self
+        # a dataloader given to this call, else the datamodule's, else the module's hook
+        owner = datamodule if datamodule is not None else model
+        for stage in ("train", "val", "test", "predict"):
+            given = sources.get(stage)
+            if given is not None:
+                setattr(self, f"_{stage}_source", ("given", given))
+            elif fn == "fit" and stage in ("train", "val") or fn == "validate" and stage == "val" \
+                    or fn == stage:
+                setattr(self, f"_{stage}_source", ("hook", owner))
+        if fn == "fit":
+            self.train_dataloader = None
+            self.val_dataloaders = None
+            self.fit_loop.reset_data()
+            self.validate_loop.reset_data()
+        elif fn == "validate":
+            self.val_dataloaders = None
+            self.validate_loop.reset_data()
+        elif fn == "test":
+            self.test_dataloaders = None
+            self.test_loop.reset_data()
+
+    # ================================================================= data
+    def _has_hook(self, owner: Any, name: str) -> bool:
+        if isinstance(owner, LightningModule):
+            return getattr(type(owner), name) is not getattr(LightningModule, name)
+        if isinstance(owner, LightningDataModule):
+            return getattr(type(owner), name) is not getattr(LightningDataModule, name)
+        return hasattr(owner, name)
+
+    def _request_dataloader(self, stage: str) -> Any:
+        """The dataloader(s) for stage "train"/"val"/"test"/"predict", calling the `*_dataloader` hook if needed."""
+        source = getattr(self, f"_{stage}_source")
+        hook = f"{stage}_dataloader"
+        if source is None:
+            return None
+        kind, owner = source
+        if kind == "given":
+            return self.strategy.process_dataloader(owner, stage)
+        if not self._has_hook(owner, hook):
+            if owner is self._module and self.datamodule is None:
+                return None
+            return None
+        if isinstance(owner, LightningModule):
+            loader = self._call_module(hook)
+        else:
+            loader = getattr(owner, hook)()
+        return self.strategy.process_dataloader(loader, stage)
+
+    def _batch_to_device(self, batch: Any, dataloader_idx: int) -> Any:
+        """Precision input conversion, the transfer hooks, and the move to the device (the strategy's seam)."""
+        batch = self._precision.convert_input(batch)
+        if self._fast_transfer:
+            return batch
+        batch = self._call_transfer_hook("on_before_batch_transfer", batch, dataloader_idx)
+        batch = self.strategy.batch_to_device(batch, self._transfer, dataloader_idx)
+        batch = self._call_transfer_hook("on_after_batch_transfer", batch, dataloader_idx)
+        return batch
+
+    def _transfer(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return self._call_transfer_hook("transfer_batch_to_device", batch, device, dataloader_idx)
+
+    def _call_transfer_hook(self, name: str, *args: Any) -> Any:
+        dm = self.datamodule
+        module = self._module
+        if dm is not None and self._has_hook(dm, name) and not self._has_hook(module, name):
+            return getattr(dm, name)(*args)
+        return self._call_module(name, *args)
+
+    # ================================================================= the run
+    def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Any:
+        cfg = self._cfg
+        self._module = model
+        model._trainer = self
+        self.state.status = "running"
+        self.should_stop = False
+        # the loop that is running owns the results `self.log` writes to (predict has none)
+        self.training = fn == "fit"
+        self.validating, self.testing, self.predicting = fn == "validate", fn == "test", fn == "predict"
+        self._active_results = {"fit": self._train_results, "validate": self.validate_loop.results,
+                                "test": self.test_loop.results}.get(fn)
+        self._merge_model_callbacks(model)
+        self._resolve_hooks()
+        self._verify_loop_configuration(model, fn)
+        dm = self.datamodule
+        device = cfg.device
+        self._fast_transfer = (
+            device.type == "cpu"
+            and all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
+                                                           "on_after_batch_transfer"))
+            and (dm is None or all(not self._has_hook(dm, h) for h in (
+                "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
+        )
+        try:
+            # prepare_data: datamodule first, then the module
+            if dm is not None:
+                dm.prepare_data()
+            self._call_module("prepare_data")
+            # setup: the module's device is faked so `setup` can use it; loggers create their experiment
+            model._device = device
+            for logger in self.loggers:
+                if hasattr(logger, "experiment"):
+                    _ = logger.experiment
+            if dm is not None:
+                dm.setup(stage=fn)
+            self._call_callbacks("setup", stage=fn)
+            self._call_module("setup", stage=fn)
+            self._call_module("configure_model")
+            self._restore_checkpoint(ckpt_path, before_setup=True)
+            self._hub.reset_results(self._active_results)
+            self._hub.reset_metrics()
+            self._setup_strategy(model, fn)
+            if fn == "fit":
+                self._call_callbacks("on_fit_start")
+                self._call_module("on_fit_start")
+            if self.enable_autolog_hparams:
+                self._log_hyperparams(model)
+            self._restore_checkpoint(ckpt_path, before_setup=False)
+            result = self._run_stage(fn)
+            self._teardown()
+            if fn == "fit":
+                self._call_callbacks("on_fit_end")
+                self._call_module("on_fit_end")
+            if dm is not None:
+                dm.teardown(stage=fn)
+            self._call_callbacks("teardown", stage=fn)
+            self._call_module("teardown", stage=fn)
+            for logger in self.loggers:
+                logger.finalize("success")
+            self.state.status = "finished"
+            self.state.stage = None
+            return result
+        except BaseException as exc:
+            self.state.status = "interrupted"
+            self._call_callbacks("on_exception", exc)
+            self._call_module("on_exception", exc) if hasattr(model, "on_exception") else None
+            if dm is not None:
+                dm.on_exception(exc)
+            for logger in self.loggers:
+                try:
+                    logger.finalize("failed")
+                except Exception:
+                    pass
+            raise
+        finally:
+            self.training = self.validating = self.testing = self.predicting = self.sanity_checking = False
+            self._active_results = None
+
+    def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool) -> None:
+        """Resume from `ckpt_path`: the seam where the checkpoints issue restores module, optimizers and loop
+        state (after `configure_optimizers`, before the sanity check, as Lightning does)."""
+        if ckpt_path is None or before_setup:
+            return
+        try:
+            from fastlight.trainer.checkpoint_connector import restore  # type: ignore[import-not-found]
+        except ImportError:
+            raise NotImplementedError(
+                f"`ckpt_path={ckpt_path!r}`: checkpoint restore is not wired into this build of fastlight yet."
+            ) from None
+        restore(self, ckpt_path)
+
+    def _merge_model_callbacks(self, model: LightningModule) -> None:
+        extra = self._call_module("configure_callbacks")
+        if not extra:
+            return
+        extra = [extra] if isinstance(extra, Callback) else list(extra)
+        types = {type(c) for c in extra}
+        kept = [c for c in self.callbacks if type(c) not in types]
+        self.callbacks = _reorder_callbacks(kept + extra)
+        self._resolve_hooks()
+
+    def _verify_loop_configuration(self, model: LightningModule, fn: str) -> None:
+        def overridden(name: str) -> bool:
+            return getattr(type(model), name) is not getattr(LightningModule, name)
+
+        if fn == "fit":
+            if not overridden("training_step"):
+                raise MisconfigurationError(
+                    "No `training_step()` method defined. Lightning `Trainer` expects as minimum a"
+                    " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
+                )
+            kind, owner = self._train_source
+            if kind == "hook" and not self._has_hook(owner, "train_dataloader"):
+                raise MisconfigurationError(
+                    "No `train_dataloader()` method defined. Lightning `Trainer` expects as minimum a"
+                    " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
+                    " Pass `train_dataloaders=` to `fit`, a datamodule, or define `train_dataloader()`."
+                )
+            if not overridden("configure_optimizers"):
+                raise MisconfigurationError(
+                    "No `configure_optimizers()` method defined. Lightning `Trainer` expects as minimum a"
+                    " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
+                )
+            if not model.automatic_optimization:
+                if self._cfg.gradient_clip_val is not None and self._cfg.gradient_clip_val > 0:
+                    raise MisconfigurationError(
+                        "Automatic gradient clipping is not supported for manual optimization."
+                        f" Remove `Trainer(gradient_clip_val={self._cfg.gradient_clip_val})`"
+                        " or switch to automatic optimization."
+                    )
+                if self._cfg.accumulate_grad_batches != 1:
+                    raise MisconfigurationError(
+                        "Automatic gradient accumulation is not supported for manual optimization."
+                        f" Remove `Trainer(accumulate_grad_batches={self._cfg.accumulate_grad_batches})`"
+                        " or switch to automatic optimization."
+                    )
+        elif fn in ("validate", "test"):
+            step = "validation_step" if fn == "validate" else "test_step"
+            if not overridden(step):
+                raise MisconfigurationError(f"No `{step}()` method defined to run `Trainer.{fn}`.")
+            stage = "val" if fn == "validate" else "test"
+            kind, owner = getattr(self, f"_{stage}_source")
+            if kind == "hook" and not self._has_hook(owner, f"{stage}_dataloader"):
+                raise MisconfigurationError(
+                    f"No `{stage}_dataloader()` method defined to run `Trainer.{fn}`."
+                    " Pass `dataloaders=` or a datamodule that defines it."
+                )
+        elif fn == "predict":
+            kind, owner = self._predict_source
+            if kind == "hook" and not self._has_hook(owner, "predict_dataloader"):
+                raise MisconfigurationError(
+                    "No `predict_dataloader()` method defined to run `Trainer.predict`."
+                    " Pass `dataloaders=` or a datamodule that defines it."
+                )
+
+    def _setup_strategy(self, model: LightningModule, fn: str) -> None:
+        """Convert (precision) and move the module, then set up optimizers when fitting (the strategy's job)."""
+        self.strategy.setup_module(model)
+        if fn == "fit":
+            self._setup_optimizers(model)
+        else:
+            self.optimizers, self._lightning_optimizers, self.lr_scheduler_configs = [], [], []
+
+    def _setup_optimizers(self, model: LightningModule) -> None:
+        conf = self._call_module("configure_optimizers")
+        optimizers, schedulers, monitor = parse_optimizers(conf)
+        configs = configure_schedulers(schedulers, monitor, model.automatic_optimization)
+        validate_schedulers(configs, optimizers, model)
+        if model.automatic_optimization and len(optimizers) > 1:
+            raise MisconfigurationError(
+                "Training with multiple optimizers is only supported with manual optimization. Set"
+                " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
+                " `opt1, opt2, ... = self.optimizers()`."
+            )
+        optimizers = self._select_optimizer_engine(optimizers)
+        optimizers = self.strategy.setup_optimizers(optimizers)
+        self.optimizers = optimizers
+        self._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
+        self.lr_scheduler_configs = configs
+
+    def _select_optimizer_engine(self, optimizers: List[Any]) -> List[Any]:
+        """THE place where `fused` is decided: the engine issue swaps in fused optimizers / flat buffers here.
+
+        For now fused=True behaves like fused=False: the user's torch optimizers are used as they are."""
+        return optimizers
+
+    def _log_hyperparams(self, model: LightningModule) -> None:
+        if not self.loggers:
+            return
+        dm = self.datamodule
+        dm_log = dm._log_hyperparams if dm is not None else False
+        hparams = None
+        if model._log_hyperparams and dm_log:
+            mh, dh = model.hparams_initial, dm.hparams_initial
+            bad = [k for k in mh.keys() & dh.keys() if type(mh[k]) != type(dh[k]) or mh[k] != dh[k]]  # noqa: E721
+            if bad:
+                raise RuntimeError(
+                    f"Error while merging hparams: the keys {bad} are present in both the LightningModule's and"
+                    " LightningDataModule's hparams but have different values."
+                )
+            hparams = {**mh, **dh}
+        elif model._log_hyperparams:
+            hparams = model.hparams_initial
+        elif dm_log:
+            hparams = dm.hparams_initial
+        for logger in self.loggers:
+            if hparams is not None:
+                logger.log_hyperparams(hparams)
+            if hasattr(logger, "log_graph"):
+                logger.log_graph(model)
+            logger.save()
+
+    def _run_stage(self, fn: str) -> Any:
+        self._module.zero_grad()
+        if fn in ("validate", "test"):
+            loop = self.validate_loop if fn == "validate" else self.test_loop
+            return loop.run()
+        if fn == "predict":
+            return self.predict_loop.run()
+        with _IsolateRNG():
+            self._run_sanity_check()
+        with torch.autograd.set_detect_anomaly(self._cfg.detect_anomaly):
+            self.fit_loop.run()
+        return None
+
+    def _run_sanity_check(self) -> None:
+        loop = self.validate_loop
+        if not (self.enable_validation and self._cfg.num_sanity_val_steps > 0):
+            return
+        self.sanity_checking = True
+        self.state.stage = "sanity_check"
+        self._hub.reset_results(loop.results)
+        self._hub.reset_metrics()
+        self._call_callbacks("on_sanity_check_start")
+        loop.run()
+        self._call_callbacks("on_sanity_check_end")
+        self._hub.reset_results(loop.results)
+        self._hub.reset_metrics()
+        self.sanity_checking = False
+
+    def _teardown(self) -> None:
+        self.strategy.teardown()
+        self.fit_loop.teardown()
+        self._hub.teardown()
+
+    # ================================================================= backward (used by manual_backward)
+    def _backward(self, loss: Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> None:
+        self._precision.backward(self, loss, optimizer, *args, **kwargs)
+
+    def print(self, *args: Any, **kwargs: Any) -> None:
+        print(*args, **kwargs)
+
+
+def _default_float() -> torch.dtype:
+    dtype = torch.get_default_dtype()
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
+def _is_checkpoint_callback(cb: Any) -> bool:
+    return any(c.__name__ in ("Checkpoint", "ModelCheckpoint") for c in type(cb).__mro__)
+
+
+def _is_monitoring_callback(cb: Any) -> bool:
+    return _is_checkpoint_callback(cb) or any(c.__name__ == "EarlyStopping" for c in type(cb).__mro__)
+
+
+def _reorder_callbacks(cbs: List[Callback]) -> List[Callback]:
+    """Checkpoint callbacks run last (Lightning does the same so they see the final metrics)."""
+    return [c for c in cbs if not _is_checkpoint_callback(c)] + [c for c in cbs if _is_checkpoint_callback(c)]

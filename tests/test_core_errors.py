@@ -1,0 +1,252 @@
+"""Bad input gets a clear error naming the problem, before training starts where that is possible."""
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import fastlight as fl
+from fastlight.trainer.config import ConfigError
+
+
+def _data(n=16):
+    g = torch.Generator().manual_seed(0)
+    return DataLoader(TensorDataset(torch.randn(n, 4, generator=g), torch.randn(n, 1, generator=g)), batch_size=4)
+
+
+class Model(fl.LightningModule):
+    def __init__(self, step=None, optim=None, log_value=None, monitor=None):
+        super().__init__()
+        self.layer = nn.Linear(4, 1)
+        self._step, self._optim, self._log_value, self._monitor = step, optim, log_value, monitor
+        self.steps_run = 0
+
+    def training_step(self, batch, batch_idx):
+        self.steps_run += 1
+        x, y = batch
+        loss = nn.functional.mse_loss(self.layer(x), y)
+        if self._log_value is not None:
+            self.log("bad", self._log_value)
+        if self._step is not None:
+            return self._step(loss, x)
+        return loss
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        if self._optim is not None:
+            return self._optim(opt)
+        if self._monitor is not None:
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+            return {"optimizer": opt, "lr_scheduler": sched, "monitor": self._monitor}
+        return opt
+
+    def train_dataloader(self):
+        return _data()
+
+
+def _trainer(**kw):
+    base = dict(max_epochs=1, enable_progress_bar=False, enable_model_summary=False, logger=False,
+                enable_checkpointing=False, accelerator="cpu")
+    base.update(kw)
+    return fl.Trainer(**base)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda opt: "sgd",
+    lambda opt: {"lr_scheduler": None},
+    lambda opt: ({"optimizer": opt, "frequency": 2},),
+    lambda opt: 42,
+])
+def test_unsupported_configure_optimizers_return_fails_before_training(bad):
+    model = Model(optim=bad)
+    with pytest.raises(ValueError, match="configure_optimizers|optimizer"):
+        _trainer().fit(model)
+    assert model.steps_run == 0
+
+
+def test_scheduler_dict_without_scheduler_key_is_named():
+    model = Model(optim=lambda opt: {"optimizer": opt, "lr_scheduler": {"interval": "step"}})
+    with pytest.raises(ValueError, match='"scheduler"'):
+        _trainer().fit(model)
+
+
+def test_scheduler_interval_must_be_step_or_epoch():
+    model = Model(optim=lambda opt: {"optimizer": opt, "lr_scheduler": {
+        "scheduler": torch.optim.lr_scheduler.StepLR(opt, 1), "interval": "batch"}})
+    with pytest.raises(ValueError, match='"interval"'):
+        _trainer().fit(model)
+
+
+def test_plateau_without_monitor_is_rejected_before_training():
+    model = Model(optim=lambda opt: [[opt], [torch.optim.lr_scheduler.ReduceLROnPlateau(opt)]])
+    with pytest.raises(ValueError, match="monitor"):
+        _trainer().fit(model)
+    assert model.steps_run == 0
+
+
+def test_plateau_monitor_never_logged_names_the_key():
+    model = Model(monitor="val_acc")
+    with pytest.raises(KeyError, match="val_acc"):
+        _trainer().fit(model)
+
+
+def test_training_step_dict_without_loss():
+    with pytest.raises(ValueError, match="'loss' key"):
+        _trainer().fit(Model(step=lambda loss, x: {"los": loss}))
+
+
+def test_training_step_non_scalar_loss():
+    with pytest.raises(ValueError, match="scalar loss"):
+        _trainer().fit(Model(step=lambda loss, x: x.sum(1)))
+
+
+def test_training_step_bad_return_type():
+    with pytest.raises(ValueError, match="must return a Tensor, a dict, or None"):
+        _trainer().fit(Model(step=lambda loss, x: [loss]))
+
+
+def test_logging_non_scalar_value():
+    with pytest.raises(ValueError, match="single element"):
+        _trainer().fit(Model(log_value=torch.ones(3)))
+
+
+def test_logging_unsupported_type():
+    with pytest.raises(ValueError, match="cannot be logged"):
+        _trainer().fit(Model(log_value="text"))
+
+
+def test_logging_in_a_hook_that_forbids_it():
+    class M(Model):
+        def on_fit_start(self):
+            self.log("x", 1.0)
+
+    with pytest.raises(RuntimeError, match="on_fit_start"):
+        _trainer().fit(M())
+
+
+def test_logging_epoch_level_hook_with_on_step_true():
+    class M(Model):
+        def on_train_epoch_end(self):
+            self.log("x", 1.0, on_step=True)
+
+    with pytest.raises(RuntimeError, match="on_step=True"):
+        _trainer().fit(M())
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(precision="8-mixed"), "Precision '8-mixed'"),
+    (dict(precision="fp16"), "Precision 'fp16'"),
+    (dict(accelerator="quantum"), "accelerator='quantum'"),
+    (dict(strategy="magic"), "strategy='magic'"),
+    (dict(limit_train_batches=1.5), "limit_train_batches=1.5"),
+    (dict(limit_val_batches=-1), "limit_val_batches=-1"),
+    (dict(limit_test_batches="all"), "limit_test_batches='all'"),
+    (dict(limit_predict_batches=2.5), "limit_predict_batches=2.5"),
+    (dict(accumulate_grad_batches=0), "accumulate_grad_batches=0"),
+    (dict(gradient_clip_algorithm="l1"), "gradient_clip_algorithm='l1'"),
+    (dict(val_check_interval=1.5), "val_check_interval=1.5"),
+    (dict(check_val_every_n_epoch=0), "check_val_every_n_epoch=0"),
+    (dict(devices=0), "devices=0"),
+    (dict(max_epochs=-5), "max_epochs=-5"),
+])
+def test_bad_trainer_flags_fail_at_construction(kw, needle):
+    with pytest.raises(ConfigError) as info:
+        _trainer(**kw)
+    assert needle in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_gpu_requested_without_cuda():
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        fl.Trainer(accelerator="gpu", logger=False)
+
+
+def test_devices_more_than_available():
+    n = torch.cuda.device_count()
+    with pytest.raises(ConfigError, match="devices"):
+        fl.Trainer(accelerator="cuda" if n else "cpu", devices=n + 1 if n else 4, logger=False)
+
+
+def test_no_train_dataloader_fails_before_training():
+    class NoData(fl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            raise AssertionError("must not run")
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    with pytest.raises(ValueError, match="train_dataloader"):
+        _trainer().fit(NoData())
+
+
+def test_train_dataloader_returning_none():
+    class NoneData(Model):
+        def train_dataloader(self):
+            return None
+
+    with pytest.raises(ValueError, match="No training data"):
+        _trainer().fit(NoneData())
+
+
+def test_fractional_limit_below_one_batch():
+    with pytest.raises(ConfigError, match="limit_train_batches"):
+        _trainer(limit_train_batches=0.1).fit(Model())
+
+
+def test_val_check_interval_larger_than_epoch():
+    class WithVal(Model):
+        def validation_step(self, batch, batch_idx):
+            pass
+
+        def val_dataloader(self):
+            return _data()
+
+    with pytest.raises(ValueError, match="val_check_interval"):
+        _trainer(val_check_interval=10).fit(WithVal())
+
+
+def test_multiple_optimizers_need_manual_optimization():
+    with pytest.raises(ValueError, match="manual optimization"):
+        _trainer().fit(Model(optim=lambda opt: [opt, torch.optim.Adam(opt.param_groups[0]["params"])]))
+
+
+def test_manual_backward_in_automatic_optimization():
+    def step(loss, x):
+        pass
+
+    class M(Model):
+        def training_step(self, batch, batch_idx):
+            loss = super().training_step(batch, batch_idx)
+            self.manual_backward(loss)
+
+    with pytest.raises(RuntimeError, match="automatic_optimization"):
+        _trainer().fit(M())
+
+
+def test_optimizer_step_override_that_never_runs_the_closure():
+    class M(Model):
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            pass  # forgot optimizer.step(closure=optimizer_closure)
+
+    with pytest.raises(RuntimeError, match="closure hasn't been executed"):
+        _trainer().fit(M())
+
+
+def test_optimizer_step_override_with_closure_runs_training_step_inside_step():
+    order = []
+
+    class M(Model):
+        def training_step(self, batch, batch_idx):
+            order.append("training_step")
+            return super().training_step(batch, batch_idx)
+
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            order.append("before step")
+            optimizer.step(closure=optimizer_closure)
+            order.append("after step")
+
+    _trainer(limit_train_batches=2).fit(M())
+    assert order == ["before step", "training_step", "after step"] * 2
