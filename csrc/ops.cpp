@@ -18,6 +18,7 @@ TORCH_LIBRARY(fastlight, m) {
       "float weight_decay, float momentum, float dampening, bool nesterov, bool maximize, bool is_first_step, "
       "Tensor? grad_scale=None, Tensor? found_inf=None) -> ()");
   m.def("cpu_optim_isa() -> str", &fastlight::cpu_optim_isa);
+  m.def("cpu_optim_set_isa(str cap) -> str", &fastlight::cpu_optim_set_isa);
 }
 
 TORCH_LIBRARY_IMPL(fastlight, CPU, m) {

@@ -76,5 +76,6 @@ void adam_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList e
 }
 
 std::string cpu_optim_isa() { return cpu::optim_kernels().isa; }
+std::string cpu_optim_set_isa(const std::string& cap) { return cpu::set_optim_isa(cap); }
 
 }  // namespace fastlight

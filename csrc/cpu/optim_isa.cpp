@@ -3,6 +3,7 @@
 // portable (no -march), so the .so runs on any x86-64 CPU and still uses the widest vectors available.
 #include "fastlight/optim_cpu.h"
 
+#include <c10/util/Exception.h>
 #include <c10/util/Half.h>
 
 #include <cstdlib>
@@ -54,9 +55,8 @@ namespace isa_avx512 {
 #endif
 
 namespace {
-OptimKernels pick() {
-  const char* cap_env = std::getenv("FASTLIGHT_CPU_ISA");
-  const std::string cap = cap_env ? cap_env : "";
+// best: the widest variant this CPU runs, capped by `cap` ("" = no cap).
+OptimKernels pick(const std::string& cap) {
 #if FL_X86
   __builtin_cpu_init();
   const bool has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -70,11 +70,23 @@ OptimKernels pick() {
 #endif
   return {&isa_baseline::adam_range, &isa_baseline::sgd_range, "baseline"};
 }
+
+OptimKernels& current() {
+  static OptimKernels k = [] {
+    const char* cap = std::getenv("FASTLIGHT_CPU_ISA");
+    return pick(cap ? cap : "");
+  }();
+  return k;
+}
 }  // namespace
 
-const OptimKernels& optim_kernels() {
-  static const OptimKernels k = pick();
-  return k;
+const OptimKernels& optim_kernels() { return current(); }
+
+std::string set_optim_isa(const std::string& cap) {
+  TORCH_CHECK(cap.empty() || cap == "baseline" || cap == "avx2" || cap == "avx512",
+              "fastlight: CPU ISA must be '', 'baseline', 'avx2' or 'avx512', got '", cap, "'");
+  current() = pick(cap);
+  return current().isa;
 }
 
 }  // namespace cpu

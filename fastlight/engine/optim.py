@@ -55,7 +55,9 @@ def _check_param(opt, gi: int, pi: int, p: Tensor, grad: Tensor) -> None:
 
 
 def _same_layout(p: Tensor, t: Tensor) -> bool:
-    return t.numel() == 0 or (t.stride() == p.stride() and t.is_non_overlapping_and_dense())
+    # Equal shapes and strides: one linear walk visits matching elements (the kernels check that the
+    # param itself is non-overlapping and dense).
+    return t.numel() == 0 or (t.shape == p.shape and t.stride() == p.stride())
 
 
 def _layout_like(p: Tensor, t: Tensor) -> Tensor:

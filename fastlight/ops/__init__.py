@@ -10,7 +10,8 @@ import torch
 from . import reference
 from ._loader import load as _load
 
-__all__ = ["backend", "backend_reason", "grad_stats", "adam_step_", "sgd_step_", "cpu_optim_isa", "reference"]
+__all__ = ["backend", "backend_reason", "grad_stats", "adam_step_", "sgd_step_", "cpu_optim_isa", "cpu_optim_set_isa",
+           "reference"]
 
 _DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 _backend_cache: Dict[str, str] = {}
@@ -193,6 +194,14 @@ def cpu_optim_isa() -> str:
     if backend("cpu") != "native" or not hasattr(torch.ops.fastlight, "cpu_optim_isa"):
         return "torch"
     return torch.ops.fastlight.cpu_optim_isa()
+
+
+def cpu_optim_set_isa(cap: str = "") -> str:
+    """Caps the CPU optimizer loops' ISA ('' = best available, 'baseline', 'avx2', 'avx512'); returns the one
+    now used. For tests and benchmarks; not to be called while a step runs in another thread."""
+    if backend("cpu") != "native" or not hasattr(torch.ops.fastlight, "cpu_optim_set_isa"):
+        return "torch"
+    return torch.ops.fastlight.cpu_optim_set_isa(cap)
 
 
 def _register_fakes():

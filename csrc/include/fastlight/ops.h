@@ -32,6 +32,8 @@ void sgd_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList mo
                   const c10::optional<at::Tensor>& found_inf);
 // Which ISA variant of the CPU optimizer loops runs here: "avx512", "avx2" or "baseline".
 std::string cpu_optim_isa();
+// Caps the ISA variant ("" = best available, "baseline", "avx2", "avx512"); returns the variant now in use.
+std::string cpu_optim_set_isa(const std::string& cap);
 #ifdef FASTLIGHT_WITH_CUDA
 void adam_step_cuda(at::TensorList params, at::TensorList grads, at::TensorList exp_avgs,
                     at::TensorList exp_avg_sqs, at::TensorList max_exp_avg_sqs, at::TensorList state_steps,

@@ -3,6 +3,7 @@
 // pull in inline code compiled for another one.
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace fastlight {
 namespace cpu {
@@ -79,6 +80,9 @@ struct OptimKernels {
 // The element loops for the best ISA this CPU supports (chosen once). FASTLIGHT_CPU_ISA=baseline|avx2|avx512
 // caps the choice (for tests and benchmarks).
 const OptimKernels& optim_kernels();
+// Re-picks the variant with a cap ("" = best available); returns the one now in use. Not thread-safe
+// against running steps: for tests and benchmarks.
+std::string set_optim_isa(const std::string& cap);
 
 }  // namespace cpu
 }  // namespace fastlight
