@@ -16,7 +16,7 @@ import torch
 
 from fastlight import ops
 from fastlight.optim import FusedAdam, FusedAdamW, FusedSGD
-from optim_helpers import SIZES, make_params, max_ulp, run_lockstep, state_max_ulp
+from optim_helpers import MULTI_CHUNK_SIZES, SIZES, make_params, max_ulp, run_lockstep, state_max_ulp
 
 STEPS = 60
 # Max ulp distance allowed after STEPS steps (fp32/fp64 vs torch's for-loop; 16-bit vs fused=True): params,
@@ -31,13 +31,9 @@ def _ref_kwargs(dtype):
     return {"foreach": False} if dtype in (torch.float32, torch.float64) else {"fused": True}
 
 
-def _sizes_with_extras():
+def _params(dtype, sizes=SIZES):
     # an empty param and a frozen one ride along in every run
-    return SIZES + [(0,), (9,)]
-
-
-def _params(dtype):
-    ps = make_params(_sizes_with_extras(), dtype)
+    ps = make_params(sizes + [(0,), (9,)], dtype)
     ps[-1].requires_grad_(False)  # frozen
     return ps
 
@@ -68,7 +64,7 @@ def test_adam_dtypes_match_torch(dtype, fused_cls):
     torch_cls = torch.optim.AdamW if fused_cls is FusedAdamW else torch.optim.Adam
     kw = dict(lr=1e-3, weight_decay=0.05, amsgrad=True)
     out = run_lockstep(lambda ps: torch_cls(ps, **_ref_kwargs(dtype), **kw), lambda ps: fused_cls(ps, **kw),
-                       _params(dtype), steps=STEPS, grad_none=_grad_none)
+                       _params(dtype, MULTI_CHUNK_SIZES), steps=STEPS, grad_none=_grad_none)
     assert all(p.dtype == dtype for p in out["fused_params"])
     assert max_ulp(out["ref_params"], out["fused_params"]) <= ULP_BOUND[dtype]
     for s in out["fused"].state.values():
@@ -131,11 +127,11 @@ def test_sgd_matches_torch_for_loop_fp32_over_60_steps(kw):
         assert state_max_ulp(out["ref"], out["fused"], ["momentum_buffer"]) <= STATE_ULP_BOUND
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
 def test_sgd_dtypes_match_torch(dtype):
     kw = dict(lr=0.01, momentum=0.9, weight_decay=0.01, nesterov=True)
     out = run_lockstep(lambda ps: torch.optim.SGD(ps, **_ref_kwargs(dtype), **kw), lambda ps: FusedSGD(ps, **kw),
-                       _params(dtype), steps=STEPS, grad_none=_grad_none)
+                       _params(dtype, MULTI_CHUNK_SIZES), steps=STEPS, grad_none=_grad_none)
     assert max_ulp(out["ref_params"], out["fused_params"]) <= ULP_BOUND[dtype]
 
 
