@@ -372,3 +372,31 @@ def test_rebind_lr_scheduler_moves_schedulers_to_the_fused_optimizer():
             sched.step()
     assert new.param_groups[0]["lr"] == pytest.approx(sched.get_last_lr()[0])
     assert new.param_groups[0]["lr"] != 0.1 * 0.5
+
+
+def test_optimizers_fall_back_to_the_references_without_native_kernels(monkeypatch):
+    params = make_params(SIZES, torch.float32)
+    twin = clone_params(params)
+    native_opt = FusedAdamW(params, weight_decay=0.1, amsgrad=True)
+    _train(native_opt, params, 4)
+    monkeypatch.setitem(ops._backend_cache, "cpu", "torch")
+    monkeypatch.setattr(ops, "_op_cache", {})
+    fallback_opt = FusedAdamW(twin, weight_decay=0.1, amsgrad=True)
+    _train(fallback_opt, twin, 4)
+    for a, b in zip(params, twin):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_native_op_errors_name_the_argument_and_index():
+    p = [torch.zeros(4), torch.zeros(5)]
+    g = [torch.zeros(4), torch.zeros(6)]
+    st = [torch.zeros(()), torch.zeros(())]
+    lr = torch.tensor(0.1)
+    with pytest.raises(RuntimeError, match=r"grads\[1\] has shape \[6\] but params\[1\] has shape \[5\]"):
+        ops.adam_step_(p, g, [torch.zeros(4), torch.zeros(5)], [torch.zeros(4), torch.zeros(5)], [], st, lr,
+                       0.9, 0.999, 0.0, 1e-8, False, False, True)
+    with pytest.raises(RuntimeError, match=r"momentum_buffers has 1 tensors but params has 2"):
+        ops.sgd_step_(p, [torch.zeros(4), torch.zeros(5)], [torch.zeros(4)], lr, 0.0, 0.9, 0.0, False, False, False)
+    with pytest.raises(RuntimeError, match=r"lr must have one element"):
+        ops.sgd_step_(p, [torch.zeros(4), torch.zeros(5)], [], torch.ones(2), 0.0, 0.0, 0.0, False, False, False)
+    assert [float(s) for s in st] == [0.0, 0.0]  # checked before anything was written
