@@ -1,0 +1,1 @@
+"""fastlight.engine: flat gradient buffers, fused optimizers, the device-side loss scaler."""

@@ -1,0 +1,307 @@
+"""Flat gradient buffers: per (device, dtype) one contiguous gradient buffer, `param.grad` views into it.
+
+Why: the optimizer-side work (non-finite check, norm, unscale/clip, step, zero_grad) then runs over one
+tensor per (device, dtype) instead of a list of hundreds: one kernel launch, one OpenMP region, one memset.
+
+Layout of a bucket (one per (device, dtype), in the order the optimizer's param groups list them):
+
+    flat: [ p0 | pad | p1 | pad | ... | pN | pad ]      each segment starts 16-byte aligned, padding stays zero
+    group_segments: [(group_index, start, stop), ...]    params of one param group are one contiguous range
+
+Invariants the class keeps:
+- every trainable param of the optimizer (requires_grad=True) has `param.grad` = its view, always defined;
+  frozen params are left out (their grad stays None), a param listed twice (tied weights) is stored once;
+- autograd accumulates into existing grads in place (AccumulateGrad adds into a defined `.grad`), so
+  gradient accumulation over micro-batches needs nothing special;
+- `zero_grad` is one memset per bucket; `optimizer.zero_grad(set_to_none=...)` is patched to do exactly that;
+- anything that replaces `.grad` behind our back (`module.zero_grad()`, `p.grad = None`, `p.grad = t`) is
+  repaired by `ensure_bound()` (the value is kept: None -> zeros, a tensor -> copied into the view);
+- `model.to(...)`, dtype changes, `add_param_group` and requires_grad flips rebuild the buffers
+  (the current gradient values are carried over).
+
+Known difference from per-tensor grads: a trainable param that gets no gradient in a step sees a zero
+gradient instead of None, so a stateful optimizer still updates it (weight decay, momentum). DDP with
+`gradient_as_bucket_view=True` behaves the same way.
+"""
+import operator
+import weakref
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import torch
+
+__all__ = ["FlatGradBuffer", "GradBucket", "ALIGN_BYTES"]
+
+ALIGN_BYTES = 16
+
+
+def _is_dense_non_overlapping(t: torch.Tensor) -> bool:
+    """True when the elements of t fill exactly numel() consecutive slots (any dim order), e.g. contiguous,
+    channels_last or transposed; then a segment of a flat buffer can hold it with t's own strides."""
+    dims = sorted((s, n) for s, n in zip(t.stride(), t.shape) if n != 1)
+    expected = 1
+    for stride, size in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _align_elems(dtype: torch.dtype) -> int:
+    size = torch.empty((), dtype=dtype).element_size()
+    return max(1, ALIGN_BYTES // size)
+
+
+class GradBucket:
+    """One (device, dtype) gradient buffer. Read-only for users; FlatGradBuffer owns it."""
+
+    __slots__ = ("device", "dtype", "flat", "params", "views", "offsets", "group_segments", "_base_ptr")
+
+    def __init__(self, device: torch.device, dtype: torch.dtype):
+        self.device = device
+        self.dtype = dtype
+        self.flat: torch.Tensor = torch.empty(0, device=device, dtype=dtype)
+        self.params: List[torch.nn.Parameter] = []
+        self.views: List[torch.Tensor] = []
+        self.offsets: List[int] = []  # element offset of each param's segment in flat
+        # (param group index, first element, end element) for each param group present in this bucket
+        self.group_segments: List[Tuple[int, int, int]] = []
+        self._base_ptr = 0
+
+    def __repr__(self):
+        return (
+            f"GradBucket(device={self.device}, dtype={self.dtype}, params={len(self.params)}, "
+            f"numel={self.flat.numel()}, groups={[g for g, _, _ in self.group_segments]})"
+        )
+
+
+class FlatGradBuffer:
+    """Flat gradient buffers for the trainable params of `optimizer`.
+
+    Args:
+        optimizer: any torch.optim.Optimizer; its param groups define which params are covered and the order.
+        patch_optimizer: replace `optimizer.zero_grad` with the memset (whatever `set_to_none` says) and
+            `optimizer.add_param_group` with a version that rebuilds the buffers. `detach()` undoes both.
+
+    Use: build once after the model is on its device and the optimizer exists; call `ensure_bound()` before
+    each backward (cheap check, repairs views dropped by `module.zero_grad()` or `p.grad = None`) and
+    before the optimizer-side work; read the buffers from `buffers` (one tensor per (device, dtype)).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, *, patch_optimizer: bool = True):
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"FlatGradBuffer: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        self._optimizer_ref = weakref.ref(optimizer)
+        self._buckets: List[GradBucket] = []
+        self._frozen: List[torch.Tensor] = []  # params of the optimizer left out (requires_grad=False)
+        self._index: Dict[int, Tuple[int, int]] = {}  # id(param) -> (bucket index, position in bucket)
+        self._dirty = False
+        self._patched: Dict[str, object] = {}
+        self.rebuild_count = 0
+        self.rebuild()
+        if patch_optimizer:
+            self._patch(optimizer)
+
+    # ---- structure -------------------------------------------------------------------------------------
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        opt = self._optimizer_ref()
+        if opt is None:
+            raise RuntimeError("FlatGradBuffer: its optimizer was garbage collected")
+        return opt
+
+    @property
+    def buckets(self) -> List[GradBucket]:
+        return self._buckets
+
+    @property
+    def buffers(self) -> List[torch.Tensor]:
+        """The flat gradient tensors, one per (device, dtype): the input of the stats pass and the step."""
+        return [b.flat for b in self._buckets]
+
+    def params(self) -> Iterator[torch.nn.Parameter]:
+        for b in self._buckets:
+            yield from b.params
+
+    def view_of(self, param: torch.Tensor) -> torch.Tensor:
+        """The gradient view of a covered param (KeyError naming the shape if not covered)."""
+        try:
+            bi, pos = self._index[id(param)]
+        except KeyError:
+            raise KeyError(
+                f"FlatGradBuffer: param of shape {tuple(param.shape)} is not covered (frozen or not in the optimizer)"
+            ) from None
+        return self._buckets[bi].views[pos]
+
+    def invalidate(self) -> None:
+        """Mark the layout stale; the next ensure_bound()/zero_grad() rebuilds it."""
+        self._dirty = True
+
+    def rebuild(self) -> None:
+        """(Re)collect trainable params from the optimizer, allocate the buffers, bind the views.
+
+        Current gradient values are kept (copied into the new views); a None grad becomes zeros.
+        """
+        opt = self.optimizer
+        order: Dict[Tuple[torch.device, torch.dtype], List[Tuple[int, torch.nn.Parameter]]] = {}
+        seen = set()
+        frozen = []
+        for gi, group in enumerate(opt.param_groups):
+            for p in group["params"]:
+                if id(p) in seen:  # tied weights or a param listed twice: one segment
+                    continue
+                seen.add(id(p))
+                if not p.requires_grad:
+                    frozen.append(p)
+                    continue
+                if p.is_sparse or p.layout != torch.strided:
+                    raise ValueError(
+                        f"FlatGradBuffer: param group {gi} has a param with layout {p.layout}; only dense params "
+                        "can have views into a flat buffer"
+                    )
+                if p.is_complex():
+                    raise ValueError(f"FlatGradBuffer: param group {gi} has a complex param ({p.dtype}); not supported")
+                if not _is_dense_non_overlapping(p):
+                    raise ValueError(
+                        f"FlatGradBuffer: param group {gi} has a param with overlapping or gapped strides "
+                        f"{p.stride()} for shape {tuple(p.shape)}; its grad cannot be a view into a flat buffer"
+                    )
+                order.setdefault((p.device, p.dtype), []).append((gi, p))
+
+        buckets = []
+        index = {}
+        for (device, dtype), entries in order.items():
+            b = GradBucket(device, dtype)
+            align = _align_elems(dtype)
+            offsets, total = [], 0
+            segs: List[List[int]] = []
+            for gi, p in entries:
+                offsets.append(total)
+                if not segs or segs[-1][0] != gi:
+                    segs.append([gi, total, total])
+                total += -(-p.numel() // align) * align  # round the segment up: next one starts aligned
+                segs[-1][2] = total
+            # zeros: padding must stay zero (it is read by the stats pass and written by nothing)
+            b.flat = torch.zeros(total, device=device, dtype=dtype)
+            b.offsets = offsets
+            b.group_segments = [tuple(s) for s in segs]
+            bi = len(buckets)
+            with torch.no_grad():
+                for pos, ((gi, p), off) in enumerate(zip(entries, offsets)):
+                    view = b.flat.as_strided(p.shape, p.stride(), off)
+                    g = p.grad
+                    if g is not None:
+                        if g.shape != p.shape:
+                            raise RuntimeError(
+                                f"FlatGradBuffer: param group {gi} has a param of shape {tuple(p.shape)} whose grad has "
+                                f"shape {tuple(g.shape)}"
+                            )
+                        view.copy_(g)
+                    p.grad = view
+                    b.params.append(p)
+                    b.views.append(view)
+                    index[id(p)] = (bi, pos)
+            b._base_ptr = b.flat.data_ptr()
+            buckets.append(b)
+        # A param that left the buffer (now frozen) keeps its gradient value, in its own storage, so the
+        # old buffer can be freed.
+        with torch.no_grad():
+            for b in self._buckets:
+                for p, view in zip(b.params, b.views):
+                    if id(p) not in index and p.grad is view:
+                        p.grad = view.clone()
+        self._buckets = buckets
+        self._index = index
+        self._frozen = frozen
+        self._dirty = False
+        self.rebuild_count += 1
+
+    # ---- per step ----------------------------------------------------------------------------------------
+
+    def ensure_bound(self) -> None:
+        """Cheap check that every covered param's grad is still its view; repair or rebuild if not.
+
+        Costs one Python pass over the params (measured in benchmarks/bench_amp.py: a few microseconds for
+        ~150 params). Repairs: grad None -> view zeroed and re-bound (the value None meant zero); grad replaced
+        by another tensor -> copied into the view. Rebuilds on: invalidate()/add_param_group, a param moved
+        or cast (model.to), requires_grad flipped either way.
+        """
+        if self._dirty:
+            self.rebuild()
+            return
+        for b in self._buckets:
+            # model.to()/.double() swap the storage under the same grad object (grad.data = ...)
+            if b.views and (b.views[0].data_ptr() != b._base_ptr or b.params[0].dtype != b.dtype):
+                self.rebuild()
+                return
+            grads = [p.grad for p in b.params]
+            if not all(map(operator.is_, grads, b.views)):
+                if self._repair(b, grads):
+                    return
+            if not all(p.requires_grad for p in b.params):
+                self.rebuild()
+                return
+        if self._frozen and any(p.requires_grad for p in self._frozen):
+            self.rebuild()
+
+    def _repair(self, b: GradBucket, grads: Sequence[Optional[torch.Tensor]]) -> bool:
+        """Re-bind dropped views; True if a full rebuild was needed (and done)."""
+        with torch.no_grad():
+            for p, g, view in zip(b.params, grads, b.views):
+                if g is view:
+                    continue
+                if p.device != b.device or p.dtype != b.dtype or p.shape != view.shape or p.stride() != view.stride():
+                    self.rebuild()
+                    return True
+                if g is None:
+                    view.zero_()
+                else:
+                    view.copy_(g)
+                p.grad = view
+        return False
+
+    def zero_grad(self) -> None:
+        """One memset per bucket; the views stay bound. Frozen params holding a grad get it set to None."""
+        self.ensure_bound()
+        for b in self._buckets:
+            b.flat.zero_()
+        for p in self._frozen:
+            if p.grad is not None:
+                p.grad = None
+
+    # ---- optimizer patching ----------------------------------------------------------------------------
+
+    def _patch(self, opt: torch.optim.Optimizer) -> None:
+        me = weakref.ref(self)
+        orig_zero_grad = opt.zero_grad
+        orig_add_param_group = opt.add_param_group
+
+        def zero_grad(set_to_none: bool = True):
+            # set_to_none is ignored on purpose: dropping the views would cost a rebind (and a fresh
+            # allocation by autograd) at the next backward; zeros are what None means to accumulation.
+            flat = me()
+            if flat is None:
+                return orig_zero_grad(set_to_none)
+            flat.zero_grad()
+
+        def add_param_group(param_group):
+            orig_add_param_group(param_group)
+            flat = me()
+            if flat is not None:
+                flat.rebuild()
+
+        zero_grad.__doc__ = "Patched by fastlight FlatGradBuffer: one memset per flat gradient buffer."
+        opt.zero_grad = zero_grad
+        opt.add_param_group = add_param_group
+        self._patched = {"zero_grad": orig_zero_grad, "add_param_group": orig_add_param_group}
+
+    def detach(self) -> None:
+        """Undo the optimizer patches. Grads stay as they are (views keep the buffer alive until replaced)."""
+        opt = self._optimizer_ref()
+        if opt is not None:
+            for name in self._patched:
+                opt.__dict__.pop(name, None)
+        self._patched = {}
+
+    def __repr__(self):
+        return f"FlatGradBuffer({self._buckets})"
