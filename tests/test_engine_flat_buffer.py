@@ -326,3 +326,81 @@ def test_detach_restores_the_optimizer_methods():
 def test_bad_optimizer_argument():
     with pytest.raises(TypeError, match="torch.optim.Optimizer"):
         FlatGradBuffer([nn.Parameter(torch.zeros(1))])
+
+
+# ---- flat_params=True: params' storage in one buffer with the grads' layout ---------------------------
+
+
+def _assert_params_flat(flat):
+    for b in flat.buckets:
+        assert b.param_flat is not None
+        for p, off in zip(b.params, b.offsets):
+            assert p.untyped_storage().data_ptr() == b.param_flat.untyped_storage().data_ptr()
+            assert p.storage_offset() == off
+
+
+def test_flat_params_train_bit_identically_and_padding_stays_zero():
+    ref, m = _mlp(), _mlp()
+    opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.1)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+    params_before = list(m.parameters())
+    flat = FlatGradBuffer(opt, flat_params=True)
+    assert [id(p) for p in m.parameters()] == [id(p) for p in params_before]  # same Parameter objects
+    _assert_params_flat(flat)
+    for batch in _batches(5):
+        for model, o in ((ref, opt_ref), (m, opt)):
+            o.zero_grad()
+            _loss(model, batch).backward()
+            o.step()
+    for p, q in zip(ref.parameters(), m.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
+    _assert_params_flat(flat)
+    mask = _padding_mask(flat.buckets[0])
+    assert torch.count_nonzero(flat.buckets[0].param_flat[mask]) == 0
+
+
+def test_flat_state_and_one_fused_call_over_the_buffers_match_per_param_adamw():
+    """What a fused optimizer can do with the layout: state from bucket.new_flat(), one kernel call."""
+    ref, m = _mlp(), _mlp()
+    opt_ref = torch.optim.AdamW(ref.parameters(), lr=1e-2, weight_decay=0.1, fused=True)
+    flat = FlatGradBuffer(torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1), flat_params=True)
+    b = flat.buckets[0]
+    exp_avg, exp_avg_sq, step = b.new_flat(), b.new_flat(), torch.zeros(())
+    for batch in _batches(5):
+        opt_ref.zero_grad()
+        _loss(ref, batch).backward()
+        opt_ref.step()
+        flat.zero_grad()
+        _loss(m, batch).backward()
+        step += 1  # torch.optim.AdamW increments the step before its fused kernel runs
+        torch._fused_adamw_([b.param_flat], [b.flat], [exp_avg], [exp_avg_sq], [], [step], lr=1e-2, beta1=0.9,
+                            beta2=0.999, weight_decay=0.1, eps=1e-8, amsgrad=False, maximize=False)
+    for p, q in zip(ref.parameters(), m.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=0)
+    for p, v in zip(ref.parameters(), b.split(exp_avg)):
+        torch.testing.assert_close(v, opt_ref.state[p]["exp_avg"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="expected a tensor of shape"):
+        b.split(torch.zeros(3))
+
+
+def test_flat_params_rebuild_after_model_to_and_load_state_dict_keeps_views():
+    m = _mlp()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    flat = FlatGradBuffer(opt, flat_params=True)
+    sd = {k: v.clone() + 1 for k, v in m.state_dict().items()}
+    m.load_state_dict(sd)  # copies in place: still views
+    flat.ensure_bound()
+    assert flat.rebuild_count == 1
+    _assert_params_flat(flat)
+    torch.testing.assert_close(m[0].weight, sd["0.weight"], rtol=0, atol=0)
+    m.double()
+    flat.ensure_bound()
+    assert flat.rebuild_count == 2 and flat.buckets[0].param_flat.dtype == torch.float64
+    _assert_params_flat(flat)
+    torch.testing.assert_close(m[0].weight, sd["0.weight"].double(), rtol=0, atol=0)
+    with torch.no_grad():
+        m[2].bias.data = torch.zeros(3, dtype=torch.float64)  # user code replacing one param's storage
+    flat.ensure_bound()
+    assert flat.rebuild_count == 3
+    _assert_params_flat(flat)
+    assert torch.count_nonzero(m[2].bias) == 0

@@ -54,7 +54,8 @@ def _align_elems(dtype: torch.dtype) -> int:
 class GradBucket:
     """One (device, dtype) gradient buffer. Read-only for users; FlatGradBuffer owns it."""
 
-    __slots__ = ("device", "dtype", "flat", "params", "views", "offsets", "group_segments", "_base_ptr")
+    __slots__ = ("device", "dtype", "flat", "params", "views", "offsets", "group_segments", "param_flat",
+                 "_base_ptr", "_param_ptrs")
 
     def __init__(self, device: torch.device, dtype: torch.dtype):
         self.device = device
@@ -65,7 +66,20 @@ class GradBucket:
         self.offsets: List[int] = []  # element offset of each param's segment in flat
         # (param group index, first element, end element) for each param group present in this bucket
         self.group_segments: List[Tuple[int, int, int]] = []
+        # with flat_params=True: the params' storage, same layout as flat (param.data are views into it)
+        self.param_flat: Optional[torch.Tensor] = None
         self._base_ptr = 0
+        self._param_ptrs: List[int] = []
+
+    def new_flat(self) -> torch.Tensor:
+        """A zero tensor with this bucket's layout (e.g. for flat optimizer state such as exp_avg)."""
+        return torch.zeros_like(self.flat)
+
+    def split(self, flat: torch.Tensor) -> List[torch.Tensor]:
+        """Per-param views of a tensor with this bucket's layout, with each param's shape and strides."""
+        if flat.shape != self.flat.shape:
+            raise ValueError(f"GradBucket.split: expected a tensor of shape {tuple(self.flat.shape)}, got {tuple(flat.shape)}")
+        return [flat.as_strided(p.shape, p.stride(), off) for p, off in zip(self.params, self.offsets)]
 
     def __repr__(self):
         return (
@@ -81,13 +95,17 @@ class FlatGradBuffer:
         optimizer: any torch.optim.Optimizer; its param groups define which params are covered and the order.
         patch_optimizer: replace `optimizer.zero_grad` with the memset (whatever `set_to_none` says) and
             `optimizer.add_param_group` with a version that rebuilds the buffers. `detach()` undoes both.
+        flat_params: also move the params' storage into one buffer per bucket with the same layout
+            (`bucket.param_flat`; `param.data` become views, the Parameter objects stay the same), so a fused
+            step can run over single tensors (params, grads, and state made with `bucket.new_flat()`).
+            Saving one param alone (torch.save(p)) then writes the whole buffer; model.state_dict() is fine.
 
     Use: build once after the model is on its device and the optimizer exists; call `ensure_bound()` before
     each backward (cheap check, repairs views dropped by `module.zero_grad()` or `p.grad = None`) and
     before the optimizer-side work; read the buffers from `buffers` (one tensor per (device, dtype)).
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, patch_optimizer: bool = True):
+    def __init__(self, optimizer: torch.optim.Optimizer, *, patch_optimizer: bool = True, flat_params: bool = False):
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"FlatGradBuffer: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self._optimizer_ref = weakref.ref(optimizer)
@@ -95,6 +113,7 @@ class FlatGradBuffer:
         self._frozen: List[torch.Tensor] = []  # params of the optimizer left out (requires_grad=False)
         self._index: Dict[int, Tuple[int, int]] = {}  # id(param) -> (bucket index, position in bucket)
         self._dirty = False
+        self._flat_params = bool(flat_params)
         self._patched: Dict[str, object] = {}
         self.rebuild_count = 0
         self.rebuild()
@@ -202,6 +221,13 @@ class FlatGradBuffer:
                     b.views.append(view)
                     index[id(p)] = (bi, pos)
             b._base_ptr = b.flat.data_ptr()
+            if self._flat_params:
+                b.param_flat = torch.zeros(total, device=device, dtype=dtype)
+                with torch.no_grad():
+                    for p, pv in zip(b.params, b.split(b.param_flat)):
+                        pv.copy_(p)
+                        p.data = pv  # same Parameter object, storage now in param_flat
+                b._param_ptrs = [p.data_ptr() for p in b.params]
             buckets.append(b)
         # A param that left the buffer (now frozen) keeps its gradient value, in its own storage, so the
         # old buffer can be freed.
@@ -232,6 +258,10 @@ class FlatGradBuffer:
         for b in self._buckets:
             # model.to()/.double() swap the storage under the same grad object (grad.data = ...)
             if b.views and (b.views[0].data_ptr() != b._base_ptr or b.params[0].dtype != b.dtype):
+                self.rebuild()
+                return
+            # flat_params: model.to() or `p.data = ...` moved a param out of param_flat
+            if b.param_flat is not None and list(map(torch.Tensor.data_ptr, b.params)) != b._param_ptrs:
                 self.rebuild()
                 return
             grads = [p.grad for p in b.params]

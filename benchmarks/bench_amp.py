@@ -1,0 +1,241 @@
+"""Optimizer-side time per AMP step (inf check + unscale + clip + step + zero_grad), fastlight vs torch.
+
+torch:      GradScaler.unscale_ + clip_grad_norm_(foreach) + GradScaler.step(AdamW(fused=True)) + update
+            + zero_grad(set_to_none=True)
+fastlight:  FlatGradBuffer.ensure_bound + DeviceGradScaler.prepare_step (one read-only grad_stats pass)
+            + step with grad_scale/found_inf + update + zero_grad (one memset)
+
+Until fastlight's fused AdamW is merged, the fastlight candidate steps torch's AdamW(fused=True) through
+its grad_scale/found_inf inputs (DeviceGradScaler.step); that kernel divides by grad_scale and writes the
+unscaled grads back, 4 bytes/param that fastlight's own fused step will not move.
+
+Nominal bytes per fp32 param (read + write):
+    torch clip:      unscale 8 + norm 4 + clip 8 + step 28 = 48 (zero_grad set_to_none moves nothing)
+    torch no clip:   inf check with unscale by 1 (reads and writes) 8 + step 28 (+4 grad write-back) = 40
+    fastlight:       stats 4 + step 28 + grad write-back 4 (torch's kernel) + memset 4 = 40
+    same, per-param grad list instead of the flat buffer (zero_grad set_to_none): 36
+                     (with fastlight's fused step, no write-back: 36; the memset is the price of a flat buffer
+                     that autograd accumulates into, paid instead of an allocation in backward)
+Grads are refilled with the same (scaled) values before every timed step, untimed.
+
+Run alone: python -m benchmarks.bench_amp [--quick] [--cuda]
+"""
+import gc
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+from fastlight.engine.flat_buffer import FlatGradBuffer
+from fastlight.engine.scaler import DeviceGradScaler
+
+try:
+    from .harness import copy_bandwidth_gbps, synchronize
+except ImportError:  # run as a script
+    from harness import copy_bandwidth_gbps, synchronize
+
+SCALE = 2.0**16
+MAX_NORM = 1.0
+
+
+def resnet18_like_shapes() -> List[Tuple[int, ...]]:
+    """The 62 parameter tensors of torchvision's ResNet-18 (11.7M)."""
+    shapes = [(64, 3, 7, 7), (64,), (64,)]
+    cin = 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        for block in range(2):
+            c_in = cin if block == 0 else cout
+            shapes += [(cout, c_in, 3, 3), (cout,), (cout,), (cout, cout, 3, 3), (cout,), (cout,)]
+            if block == 0 and (stride != 1 or c_in != cout):
+                shapes += [(cout, c_in, 1, 1), (cout,), (cout,)]
+        cin = cout
+    shapes += [(1000, 512), (1000,)]
+    return shapes
+
+
+def gpt2_like_shapes(n_layer=12, d=768, vocab=50257, ctx=1024) -> List[Tuple[int, ...]]:
+    """GPT-2 small's parameter tensors (lm_head tied to wte): 148 tensors, 124.4M with the defaults."""
+    shapes = [(vocab, d), (ctx, d)]
+    for _ in range(n_layer):
+        shapes += [(d,), (d,), (d, 3 * d), (3 * d,), (d, d), (d,), (d,), (d,), (d, 4 * d), (4 * d,), (4 * d, d), (d,)]
+    shapes += [(d,), (d,)]
+    return shapes
+
+
+def cases(quick: bool):
+    yield "resnet18 (62 tensors, 11.7M)", resnet18_like_shapes()
+    if quick:
+        yield "gpt2-like small (4 layers, 8k vocab)", gpt2_like_shapes(n_layer=4, vocab=8192)
+    else:
+        yield "gpt2-small (148 tensors, 124M)", gpt2_like_shapes()
+
+
+def _params(shapes, device, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter((torch.randn(s, generator=g) * 0.02).to(device)) for s in shapes]
+
+
+def _scaled_grads(shapes, device, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(s, generator=g) * 1e-3 * SCALE).to(device) for s in shapes]
+
+
+def _torch_candidate(shapes, device, clip: bool):
+    params = _params(shapes, device)
+    master = _scaled_grads(shapes, device)
+    grads = [m.clone() for m in master]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True)
+    scaler = torch.amp.GradScaler(device if device != "cpu" else "cpu", init_scale=SCALE, growth_interval=10**9)
+    scaler.scale(torch.ones((), device=device))  # lazy init of the scale tensor, as the forward would
+
+    def setup():
+        torch._foreach_copy_(grads, master)
+        for p, g in zip(params, grads):
+            p.grad = g
+
+    def step():
+        if clip:
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, MAX_NORM, foreach=True)
+        scaler.step(opt)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    return setup, step
+
+
+def _fastlight_candidate(shapes, device, clip: bool):
+    params = _params(shapes, device)
+    master = _scaled_grads(shapes, device)
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True)
+    flat = FlatGradBuffer(opt)
+    with torch.no_grad():
+        for p, m in zip(params, master):
+            p.grad.copy_(m)
+    master_flat = [b.clone() for b in flat.buffers]
+    scaler = DeviceGradScaler(device, init_scale=SCALE, growth_interval=10**9)
+
+    def setup():
+        for b, m in zip(flat.buffers, master_flat):
+            b.copy_(m)
+
+    def step():
+        flat.ensure_bound()
+        inputs = scaler.prepare_step(flat.buffers, clip_val=MAX_NORM if clip else None, key=opt)
+        scaler.step(opt, inputs, flat.buffers)
+        scaler.update()
+        opt.zero_grad()  # patched: one memset per flat buffer
+
+    return setup, step, flat
+
+
+def _fastlight_list_candidate(shapes, device, clip: bool):
+    """The same stats-pass scaler over the per-param grad list, no flat buffer: shows what the buffer costs
+    (memset) and saves (one tensor instead of a list)."""
+    params = _params(shapes, device)
+    master = _scaled_grads(shapes, device)
+    grads = [m.clone() for m in master]
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True)
+    scaler = DeviceGradScaler(device, init_scale=SCALE, growth_interval=10**9)
+
+    def setup():
+        torch._foreach_copy_(grads, master)
+        for p, g in zip(params, grads):
+            p.grad = g
+
+    def step():
+        gs = [p.grad for p in params]
+        inputs = scaler.prepare_step(gs, clip_val=MAX_NORM if clip else None, key=opt)
+        scaler.step(opt, inputs, gs)
+        scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    return setup, step
+
+
+def _time(setup: Callable, fn: Callable, device: str) -> float:
+    setup()
+    synchronize(device)
+    if device.startswith("cuda"):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def interleaved_with_setup(cands: Dict[str, Tuple[Callable, Callable]], device: str, repeats: int, warmup: int = 2):
+    names = list(cands)
+    for _ in range(warmup):
+        for n in names:
+            _time(*cands[n], device)
+    samples = {n: [] for n in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for r in range(repeats):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for n in order:
+                samples[n].append(_time(*cands[n], device))
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+BYTES_PER_PARAM = {
+    ("torch", True): 48,
+    ("torch", False): 40,
+    ("fastlight", True): 40,
+    ("fastlight", False): 40,
+    ("fastlight, no flat buffer", True): 36,
+    ("fastlight, no flat buffer", False): 36,
+}
+
+
+def run(quick: bool = False, device: str = "cpu") -> List[dict]:
+    bw = copy_bandwidth_gbps(device, nbytes=(64 if quick else 256) << 20)
+    repeats = 5 if quick else 9
+    rows = []
+    for case, shapes in cases(quick):
+        n_params = sum(torch.Size(s).numel() for s in shapes)
+        for clip in (True, False):
+            name = f"{case}, {'clip by norm' if clip else 'no clip'}"
+            t_setup, t_step = _torch_candidate(shapes, device, clip)
+            f_setup, f_step, flat = _fastlight_candidate(shapes, device, clip)
+            l_setup, l_step = _fastlight_list_candidate(shapes, device, clip)
+            med = interleaved_with_setup(
+                {"torch": (t_setup, t_step), "fastlight": (f_setup, f_step),
+                 "fastlight, no flat buffer": (l_setup, l_step)}, device, repeats
+            )
+            for cand, ms in med.items():
+                bpp = BYTES_PER_PARAM[(cand, clip)]
+                gbps = bpp * n_params / (ms * 1e-3) / 1e9
+                rows.append(dict(name=name, candidate=cand, median_ms=ms, ratio=ms / med["torch"],
+                                 bytes_per_param=bpp, gbps=gbps, pct_of_bw=100.0 * gbps / bw))
+            del t_setup, t_step, f_setup, f_step, l_setup, l_step, flat
+        # host overhead of the per-step view check, for this number of tensors
+        f_setup, f_step, flat = _fastlight_candidate(shapes, device, False)
+        n = 2000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            flat.ensure_bound()
+        rows.append(dict(name=f"{case}, host", candidate=f"FlatGradBuffer.ensure_bound ({len(shapes)} params)",
+                         median_ms=(time.perf_counter() - t0) * 1e3 / n, ratio=None))
+        del flat, f_setup, f_step
+        gc.collect()
+    rows.append(dict(name="copy bandwidth", candidate="tensor copy (read+write)", median_ms=None, ratio=None,
+                     gbps=bw, pct_of_bw=100.0))
+    return rows
+
+
+if __name__ == "__main__":
+    from harness import format_table
+
+    print(format_table(run(quick="--quick" in sys.argv, device="cuda" if "--cuda" in sys.argv else "cpu")))
