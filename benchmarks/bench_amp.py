@@ -14,6 +14,7 @@ Nominal bytes per fp32 param (read + write):
     torch no clip:   inf check with unscale by 1 (reads and writes) 8 + step 28 (+4 grad write-back) = 40
     fastlight:       stats 4 + step 28 + grad write-back 4 (torch's kernel) + memset 4 = 40
     same, per-param grad list instead of the flat buffer (zero_grad set_to_none): 36
+    same, flat params + flat state, one fused call over single tensors: 40
                      (with fastlight's fused step, no write-back: 36; the memset is the price of a flat buffer
                      that autograd accumulates into, paid instead of an allocation in backward)
 Grads are refilled with the same (scaled) values before every timed step, untimed.
@@ -131,6 +132,39 @@ def _fastlight_candidate(shapes, device, clip: bool):
     return setup, step, flat
 
 
+def _fastlight_flat_state_candidate(shapes, device, clip: bool):
+    """flat_params=True + optimizer state with the same layout: the step is ONE fused call over single tensors
+    (torch._fused_adamw_ as the stand-in for fastlight's op). What fastlight's fused AdamW can do with the layout."""
+    params = _params(shapes, device)
+    master = _scaled_grads(shapes, device)
+    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)  # owns the param groups; its step is not used
+    flat = FlatGradBuffer(opt, flat_params=True)
+    with torch.no_grad():
+        for p, m in zip(params, master):
+            p.grad.copy_(m)
+    master_flat = [b.clone() for b in flat.buffers]
+    state = [(b.new_flat(), b.new_flat(), torch.zeros((), device=device)) for b in flat.buckets]
+    scaler = DeviceGradScaler(device, init_scale=SCALE, growth_interval=10**9)
+
+    def setup():
+        for b, m in zip(flat.buffers, master_flat):
+            b.copy_(m)
+
+    def step():
+        flat.ensure_bound()
+        inputs = scaler.prepare_step(flat.buffers, clip_val=MAX_NORM if clip else None, key=opt)
+        divisor = None if inputs.grad_multiplier is None else torch.reciprocal(inputs.grad_multiplier)
+        for b, (m, v, st) in zip(flat.buckets, state):
+            st.add_(1 - inputs.found_inf)  # the step counter does not move on a skipped step
+            torch._fused_adamw_([b.param_flat], [b.flat], [m], [v], [], [st], lr=1e-3, beta1=0.9, beta2=0.999,
+                                weight_decay=0.01, eps=1e-8, amsgrad=False, maximize=False,
+                                grad_scale=divisor, found_inf=inputs.found_inf)
+        scaler.update()
+        opt.zero_grad()
+
+    return setup, step
+
+
 def _fastlight_list_candidate(shapes, device, clip: bool):
     """The same stats-pass scaler over the per-param grad list, no flat buffer: shows what the buffer costs
     (memset) and saves (one tensor instead of a list)."""
@@ -196,6 +230,8 @@ BYTES_PER_PARAM = {
     ("fastlight", False): 40,
     ("fastlight, no flat buffer", True): 36,
     ("fastlight, no flat buffer", False): 36,
+    ("fastlight, flat params+state", True): 40,
+    ("fastlight, flat params+state", False): 40,
 }
 
 
@@ -210,16 +246,18 @@ def run(quick: bool = False, device: str = "cpu") -> List[dict]:
             t_setup, t_step = _torch_candidate(shapes, device, clip)
             f_setup, f_step, flat = _fastlight_candidate(shapes, device, clip)
             l_setup, l_step = _fastlight_list_candidate(shapes, device, clip)
+            s_setup, s_step = _fastlight_flat_state_candidate(shapes, device, clip)
             med = interleaved_with_setup(
                 {"torch": (t_setup, t_step), "fastlight": (f_setup, f_step),
-                 "fastlight, no flat buffer": (l_setup, l_step)}, device, repeats
+                 "fastlight, no flat buffer": (l_setup, l_step),
+                 "fastlight, flat params+state": (s_setup, s_step)}, device, repeats
             )
             for cand, ms in med.items():
                 bpp = BYTES_PER_PARAM[(cand, clip)]
                 gbps = bpp * n_params / (ms * 1e-3) / 1e9
                 rows.append(dict(name=name, candidate=cand, median_ms=ms, ratio=ms / med["torch"],
                                  bytes_per_param=bpp, gbps=gbps, pct_of_bw=100.0 * gbps / bw))
-            del t_setup, t_step, f_setup, f_step, l_setup, l_step, flat
+            del t_setup, t_step, f_setup, f_step, l_setup, l_step, s_setup, s_step, flat
         # host overhead of the per-step view check, for this number of tensors
         f_setup, f_step, flat = _fastlight_candidate(shapes, device, False)
         n = 2000

@@ -33,6 +33,11 @@ __all__ = ["FlatGradBuffer", "GradBucket", "ALIGN_BYTES"]
 
 ALIGN_BYTES = 16
 
+# map() with C getters: the per-step checks below run over every param, a generator costs ~2x more
+_get_grad = operator.attrgetter("grad")
+_get_requires_grad = operator.attrgetter("requires_grad")
+_data_ptr = torch.Tensor.data_ptr
+
 
 def _is_dense_non_overlapping(t: torch.Tensor) -> bool:
     """True when the elements of t fill exactly numel() consecutive slots (any dim order), e.g. contiguous,
@@ -261,17 +266,17 @@ class FlatGradBuffer:
                 self.rebuild()
                 return
             # flat_params: model.to() or `p.data = ...` moved a param out of param_flat
-            if b.param_flat is not None and list(map(torch.Tensor.data_ptr, b.params)) != b._param_ptrs:
+            if b.param_flat is not None and list(map(_data_ptr, b.params)) != b._param_ptrs:
                 self.rebuild()
                 return
-            grads = [p.grad for p in b.params]
+            grads = list(map(_get_grad, b.params))
             if not all(map(operator.is_, grads, b.views)):
                 if self._repair(b, grads):
                     return
-            if not all(p.requires_grad for p in b.params):
+            if not all(map(_get_requires_grad, b.params)):
                 self.rebuild()
                 return
-        if self._frozen and any(p.requires_grad for p in self._frozen):
+        if self._frozen and any(map(_get_requires_grad, self._frozen)):
             self.rebuild()
 
     def _repair(self, b: GradBucket, grads: Sequence[Optional[torch.Tensor]]) -> bool:
