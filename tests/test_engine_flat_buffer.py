@@ -404,3 +404,23 @@ def test_flat_params_rebuild_after_model_to_and_load_state_dict_keeps_views():
     assert flat.rebuild_count == 3
     _assert_params_flat(flat)
     assert torch.count_nonzero(m[2].bias) == 0
+
+
+def test_patched_optimizer_can_be_deep_copied_and_pickled():
+    import pickle
+
+    m = _mlp()
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
+    flat = FlatGradBuffer(opt)
+    _loss(m, _batches(1)[0]).backward()
+    opt.step()
+    clone = copy.deepcopy(opt)
+    clone.zero_grad()  # plain torch method on the copy: sets the copy's grads to None
+    assert all(p.grad is None for g in clone.param_groups for p in g["params"])
+    _assert_bound(flat)  # the original is untouched
+    assert torch.count_nonzero(flat.buffers[0]) > 0
+    restored = pickle.loads(pickle.dumps(opt))
+    assert restored.state_dict()["state"].keys() == opt.state_dict()["state"].keys()
+    opt.zero_grad()
+    _assert_bound(flat)
+    assert torch.count_nonzero(flat.buffers[0]) == 0

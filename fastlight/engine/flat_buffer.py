@@ -24,6 +24,7 @@ gradient instead of None, so a stateful optimizer still updates it (weight decay
 `gradient_as_bucket_view=True` behaves the same way.
 """
 import operator
+import types
 import weakref
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -308,27 +309,9 @@ class FlatGradBuffer:
 
     def _patch(self, opt: torch.optim.Optimizer) -> None:
         me = weakref.ref(self)
-        orig_zero_grad = opt.zero_grad
-        orig_add_param_group = opt.add_param_group
-
-        def zero_grad(set_to_none: bool = True):
-            # set_to_none is ignored on purpose: dropping the views would cost a rebind (and a fresh
-            # allocation by autograd) at the next backward; zeros are what None means to accumulation.
-            flat = me()
-            if flat is None:
-                return orig_zero_grad(set_to_none)
-            flat.zero_grad()
-
-        def add_param_group(param_group):
-            orig_add_param_group(param_group)
-            flat = me()
-            if flat is not None:
-                flat.rebuild()
-
-        zero_grad.__doc__ = "Patched by fastlight FlatGradBuffer: one memset per flat gradient buffer."
-        opt.zero_grad = zero_grad
-        opt.add_param_group = add_param_group
-        self._patched = {"zero_grad": orig_zero_grad, "add_param_group": orig_add_param_group}
+        opt.zero_grad = _ZeroGradPatch(me, opt)
+        opt.add_param_group = _AddParamGroupPatch(me, opt)
+        self._patched = {"zero_grad": True, "add_param_group": True}
 
     def detach(self) -> None:
         """Undo the optimizer patches. Grads stay as they are (views keep the buffer alive until replaced)."""
@@ -340,3 +323,45 @@ class FlatGradBuffer:
 
     def __repr__(self):
         return f"FlatGradBuffer({self._buckets})"
+
+
+class _OptimizerPatch:
+    """An instance attribute shadowing one Optimizer method. Holds weak references only; a pickled or
+    deep-copied optimizer gets the plain torch method back (the copy has no flat buffer)."""
+
+    name = ""
+
+    def __init__(self, flat_ref, opt):
+        self._flat_ref = flat_ref
+        self._opt_ref = weakref.ref(opt)
+
+    def _orig(self):
+        opt = self._opt_ref()
+        return getattr(type(opt), self.name).__get__(opt)
+
+    def __reduce__(self):
+        opt = self._opt_ref()
+        return (types.MethodType, (getattr(type(opt), self.name), opt))
+
+
+class _ZeroGradPatch(_OptimizerPatch):
+    name = "zero_grad"
+    __doc__ = "Patched by fastlight FlatGradBuffer: one memset per flat gradient buffer; the views stay."
+
+    def __call__(self, set_to_none: bool = True):
+        # set_to_none is ignored on purpose: dropping the views would cost a rebind (and a fresh allocation
+        # by autograd) at the next backward; zeros are what None means to accumulation.
+        flat = self._flat_ref()
+        if flat is None:
+            return self._orig()(set_to_none)
+        flat.zero_grad()
+
+
+class _AddParamGroupPatch(_OptimizerPatch):
+    name = "add_param_group"
+
+    def __call__(self, param_group):
+        self._orig()(param_group)
+        flat = self._flat_ref()
+        if flat is not None:
+            flat.rebuild()
