@@ -137,38 +137,31 @@ def test_works_without_flat_buffer_on_a_list_of_grads():
 
 
 class _MultiplierAdamW(torch.optim.AdamW):
-    """Stand-in for a fastlight fused optimizer: reads self.grad_scale as a MULTIPLIER."""
+    """Stand-in for a fastlight fused optimizer: step(closure, *, grad_scale=MULTIPLIER, found_inf=)."""
 
-    _grad_scale_is_multiplier = True
+    seen = {}
 
-    def step(self, closure=None):
-        mult = getattr(self, "grad_scale", None)
-        found_inf = getattr(self, "found_inf", None)
-        # torch's fused kernel divides by grad_scale; convert to exercise the multiplier protocol
-        self.grad_scale = None if mult is None else 1.0 / mult
-        self.found_inf = found_inf
+    @torch.no_grad()
+    def step(self, closure=None, *, grad_scale=None, found_inf=None):
+        type(self).seen = {"grad_scale": grad_scale.clone(), "found_inf": found_inf.clone()}
+        assert not hasattr(self, "grad_scale")  # the attribute protocol is not used for these
+        # torch's fused kernel divides by grad_scale: convert, to exercise the multiplier protocol end to end
+        self.grad_scale, self.found_inf = 1.0 / grad_scale, found_inf
         try:
             return super().step(closure)
         finally:
-            self.grad_scale, self.found_inf = mult, found_inf
+            del self.grad_scale, self.found_inf
 
 
-def test_fastlight_fused_protocol_gets_the_multiplier():
-    seen = {}
-
-    class Spy(_MultiplierAdamW):
-        def step(self, closure=None):
-            seen["grad_scale"] = self.grad_scale.clone()
-            seen["found_inf"] = self.found_inf.clone()
-            return super().step(closure)
-
+def test_fastlight_fused_protocol_gets_the_multiplier_as_keyword():
     m = _model()
-    opt = Spy(m.parameters(), lr=1e-2, fused=True)
+    opt = _MultiplierAdamW(m.parameters(), lr=1e-2, fused=True)
     flat = FlatGradBuffer(opt)
     scaler = DeviceGradScaler("cpu")
     scaler.scale(_loss(m, _data(1)[0])).backward()
     inputs = scaler.prepare_step(flat.buffers, clip_val=1e-3, key=opt)
     scaler.step(opt, inputs, flat.buffers)
+    seen = _MultiplierAdamW.seen
     assert torch.equal(seen["grad_scale"], inputs.grad_multiplier)
     assert float(seen["found_inf"]) == 0.0
     assert not hasattr(opt, "grad_scale") and not hasattr(opt, "found_inf")
@@ -178,6 +171,11 @@ def test_fastlight_fused_protocol_gets_the_multiplier():
     norm = torch.nn.utils.clip_grad_norm_(ref.parameters(), 1e-3)
     torch.testing.assert_close(inputs.grad_norm, norm, rtol=1e-6, atol=0)
     torch.testing.assert_close(inputs.grad_multiplier, (1e-3 / (norm + 1e-6)) / 2.0**16, rtol=1e-6, atol=0)
+    # and the step it took equals torch's composition
+    o_ref = torch.optim.AdamW(ref.parameters(), lr=1e-2, fused=True)
+    o_ref.step()
+    for p, q in zip(ref.parameters(), m.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-7)
 
 
 def test_disabled_scaler_clips_without_skipping_like_bf16_mixed():

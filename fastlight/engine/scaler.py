@@ -15,6 +15,7 @@ skipped on found_inf (see `step`). The same object serves precision 32-true / bf
 `enabled=False`: no scaling, no skipping (as in torch), but clipping through the same stats pass.
 """
 import enum
+import inspect
 from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
 
 import torch
@@ -295,8 +296,9 @@ class DeviceGradScaler:
     ):
         """Run optimizer.step() with `inputs` applied; returns what step returned (None when skipped).
 
-        - fastlight fused optimizers (class attribute `_grad_scale_is_multiplier = True`): get
-          `optimizer.grad_scale = grad_multiplier` and `optimizer.found_inf` for the duration of the step;
+        - fastlight fused optimizers (their `step` takes keyword arguments `grad_scale` and `found_inf`):
+          `optimizer.step(*args, grad_scale=grad_multiplier, found_inf=found_inf, **kwargs)`, the multiplier
+          applied in registers;
         - torch optimizers that handle AMP scaling (`_step_supports_amp_scaling`, e.g. AdamW(fused=True)):
           the same attributes in torch's convention (grads are DIVIDED by grad_scale), so grad_scale is
           1 / grad_multiplier (exact without clipping: a power of two);
@@ -306,8 +308,8 @@ class DeviceGradScaler:
         mult, found_inf = inputs.grad_multiplier, inputs.found_inf
         if mult is None and found_inf is None:
             return optimizer.step(*args, **kwargs)
-        if getattr(optimizer, "_grad_scale_is_multiplier", False):
-            return self._step_with_attrs(optimizer, mult, found_inf, *args, **kwargs)
+        if _step_takes_amp_kwargs(optimizer):
+            return optimizer.step(*args, grad_scale=mult, found_inf=found_inf, **kwargs)
         if getattr(optimizer, "_step_supports_amp_scaling", False):
             divisor = None if mult is None else torch.reciprocal(mult)
             return self._step_with_attrs(optimizer, divisor, found_inf, *args, **kwargs)
@@ -376,6 +378,24 @@ class DeviceGradScaler:
             f"DeviceGradScaler(enabled={self._enabled}, init_scale={self._init_scale}, growth_factor={self._growth_factor}, "
             f"backoff_factor={self._backoff_factor}, growth_interval={self._growth_interval})"
         )
+
+
+_AMP_KWARGS_CACHE: Dict[type, bool] = {}
+
+
+def _step_takes_amp_kwargs(optimizer) -> bool:
+    """True for optimizers whose step(..., grad_scale=, found_inf=) takes the multiplier directly (fastlight's
+    fused optimizers). Decided once per class from the signature (decorators keep it via __wrapped__)."""
+    cls = type(optimizer)
+    known = _AMP_KWARGS_CACHE.get(cls)
+    if known is None:
+        try:
+            params = inspect.signature(optimizer.step).parameters
+            known = "grad_scale" in params and "found_inf" in params
+        except (TypeError, ValueError):
+            known = False
+        _AMP_KWARGS_CACHE[cls] = known
+    return known
 
 
 def _by_dtype(tensors: Sequence[torch.Tensor]) -> List[List[torch.Tensor]]:
