@@ -5,16 +5,17 @@ torch:      GradScaler.unscale_ + clip_grad_norm_(foreach) + GradScaler.step(Ada
 fastlight:  FlatGradBuffer.ensure_bound + DeviceGradScaler.prepare_step (one read-only grad_stats pass)
             + step with grad_scale/found_inf + update + zero_grad (one memset)
 
-Until fastlight's fused AdamW is merged, the fastlight candidate steps torch's AdamW(fused=True) through
-its grad_scale/found_inf inputs (DeviceGradScaler.step); that kernel divides by grad_scale and writes the
-unscaled grads back, 4 bytes/param that fastlight's own fused step will not move.
+The fastlight candidates step fastlight's FusedAdamW / fastlight.ops.adam_step_ when they are present
+(column step_kernel says which); otherwise torch's AdamW(fused=True) / torch._fused_adamw_ as a stand-in
+through the same grad_scale/found_inf inputs. torch's kernel divides by grad_scale and writes the unscaled
+grads back: 4 bytes/param that fastlight's step (a multiplier in registers, grads not written) does not move.
 
 Nominal bytes per fp32 param (read + write):
     torch clip:      unscale 8 + norm 4 + clip 8 + step 28 = 48 (zero_grad set_to_none moves nothing)
     torch no clip:   inf check with unscale by 1 (reads and writes) 8 + step 28 (+4 grad write-back) = 40
-    fastlight:       stats 4 + step 28 + grad write-back 4 (torch's kernel) + memset 4 = 40
-    same, per-param grad list instead of the flat buffer (zero_grad set_to_none): 36
-    same, flat params + flat state, one fused call over single tensors: 40
+    fastlight:       stats 4 + step 28 + memset 4 = 36 (+4 grad write-back with torch's stand-in kernel)
+    same, per-param grad list instead of the flat buffer (zero_grad set_to_none): 32 (+4)
+    same, flat params + flat state, one fused call over single tensors: 36 (+4)
                      (with fastlight's fused step, no write-back: 36; the memset is the price of a flat buffer
                      that autograd accumulates into, paid instead of an allocation in backward)
 Grads are refilled with the same (scaled) values before every timed step, untimed.
@@ -39,6 +40,32 @@ except ImportError:  # run as a script
 
 SCALE = 2.0**16
 MAX_NORM = 1.0
+
+try:  # fastlight's fused optimizer (issue 5), when merged
+    from fastlight.engine.optim import FusedAdamW as _FastlightAdamW
+    from fastlight.ops import adam_step_ as _fastlight_adam_step_
+except ImportError:
+    _FastlightAdamW = None
+    _fastlight_adam_step_ = None
+STEP_KERNEL = "fastlight" if _FastlightAdamW is not None else "torch fused (stand-in)"
+
+
+def _fused_adamw(params):
+    if _FastlightAdamW is not None:
+        return _FastlightAdamW(params, lr=1e-3, weight_decay=0.01)
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True)
+
+
+def _flat_adamw_step(p, g, m, v, st, multiplier, found_inf):
+    """One AdamW step over single flat tensors with the scaler's multiplier and found_inf."""
+    if _fastlight_adam_step_ is not None:
+        _fastlight_adam_step_([p], [g], [m], [v], [], [st], torch.tensor(1e-3), 0.9, 0.999, 0.01, 1e-8,
+                              False, False, True, multiplier, found_inf)
+        return
+    divisor = None if multiplier is None else torch.reciprocal(multiplier)
+    st.add_(1 - found_inf)  # torch increments before its kernel; a skipped step must not move it
+    torch._fused_adamw_([p], [g], [m], [v], [], [st], lr=1e-3, beta1=0.9, beta2=0.999, weight_decay=0.01,
+                        eps=1e-8, amsgrad=False, maximize=False, grad_scale=divisor, found_inf=found_inf)
 
 
 def resnet18_like_shapes() -> List[Tuple[int, ...]]:
@@ -110,7 +137,7 @@ def _torch_candidate(shapes, device, clip: bool):
 def _fastlight_candidate(shapes, device, clip: bool):
     params = _params(shapes, device)
     master = _scaled_grads(shapes, device)
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True)
+    opt = _fused_adamw(params)
     flat = FlatGradBuffer(opt)
     with torch.no_grad():
         for p, m in zip(params, master):
@@ -153,12 +180,8 @@ def _fastlight_flat_state_candidate(shapes, device, clip: bool):
     def step():
         flat.ensure_bound()
         inputs = scaler.prepare_step(flat.buffers, clip_val=MAX_NORM if clip else None, key=opt)
-        divisor = None if inputs.grad_multiplier is None else torch.reciprocal(inputs.grad_multiplier)
         for b, (m, v, st) in zip(flat.buckets, state):
-            st.add_(1 - inputs.found_inf)  # the step counter does not move on a skipped step
-            torch._fused_adamw_([b.param_flat], [b.flat], [m], [v], [], [st], lr=1e-3, beta1=0.9, beta2=0.999,
-                                weight_decay=0.01, eps=1e-8, amsgrad=False, maximize=False,
-                                grad_scale=divisor, found_inf=inputs.found_inf)
+            _flat_adamw_step(b.param_flat, b.flat, m, v, st, inputs.grad_multiplier, inputs.found_inf)
         scaler.update()
         opt.zero_grad()
 
@@ -171,7 +194,7 @@ def _fastlight_list_candidate(shapes, device, clip: bool):
     params = _params(shapes, device)
     master = _scaled_grads(shapes, device)
     grads = [m.clone() for m in master]
-    opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01, fused=True)
+    opt = _fused_adamw(params)
     scaler = DeviceGradScaler(device, init_scale=SCALE, growth_interval=10**9)
 
     def setup():
@@ -223,15 +246,16 @@ def interleaved_with_setup(cands: Dict[str, Tuple[Callable, Callable]], device: 
     return {n: statistics.median(v) for n, v in samples.items()}
 
 
+_WRITE_BACK = 0 if _FastlightAdamW is not None else 4  # torch's stand-in kernel writes the grads back
 BYTES_PER_PARAM = {
     ("torch", True): 48,
     ("torch", False): 40,
-    ("fastlight", True): 40,
-    ("fastlight", False): 40,
-    ("fastlight, no flat buffer", True): 36,
-    ("fastlight, no flat buffer", False): 36,
-    ("fastlight, flat params+state", True): 40,
-    ("fastlight, flat params+state", False): 40,
+    ("fastlight", True): 36 + _WRITE_BACK,
+    ("fastlight", False): 36 + _WRITE_BACK,
+    ("fastlight, no flat buffer", True): 32 + _WRITE_BACK,
+    ("fastlight, no flat buffer", False): 32 + _WRITE_BACK,
+    ("fastlight, flat params+state", True): 36 + _WRITE_BACK,
+    ("fastlight, flat params+state", False): 36 + _WRITE_BACK,
 }
 
 
@@ -256,7 +280,8 @@ def run(quick: bool = False, device: str = "cpu") -> List[dict]:
                 bpp = BYTES_PER_PARAM[(cand, clip)]
                 gbps = bpp * n_params / (ms * 1e-3) / 1e9
                 rows.append(dict(name=name, candidate=cand, median_ms=ms, ratio=ms / med["torch"],
-                                 bytes_per_param=bpp, gbps=gbps, pct_of_bw=100.0 * gbps / bw))
+                                 bytes_per_param=bpp, gbps=gbps, pct_of_bw=100.0 * gbps / bw,
+                                 step_kernel="torch fused" if cand == "torch" else STEP_KERNEL))
             del t_setup, t_step, f_setup, f_step, l_setup, l_step, s_setup, s_step, flat
         # host overhead of the per-step view check, for this number of tensors
         f_setup, f_step, flat = _fastlight_candidate(shapes, device, False)
