@@ -39,6 +39,10 @@ def _optimizer(m, kind):
         return torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1, foreach=True)
     if kind == "sgd":
         return torch.optim.SGD(m.parameters(), lr=1e-2, momentum=0.9, foreach=False)
+    if kind == "fastlight_adamw":
+        return pytest.importorskip("fastlight.engine.optim").FusedAdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+    if kind == "fastlight_sgd":
+        return pytest.importorskip("fastlight.engine.optim").FusedSGD(m.parameters(), lr=1e-2, momentum=0.9)
     raise ValueError(kind)
 
 
@@ -119,6 +123,22 @@ def test_matches_torch_grad_scaler_with_injected_non_finite_grads(kind, clip, al
         tol = dict(rtol=1e-5, atol=1e-6) if algo == "norm" and clip else dict(rtol=0, atol=0)
         torch.testing.assert_close(q, p, **tol)
         assert torch.isfinite(q).all()
+
+
+@pytest.mark.parametrize("flat_buffer", [True, False])
+@pytest.mark.parametrize("accum", [1, 2])
+@pytest.mark.parametrize("clip,algo", [(None, "norm"), (0.05, "norm"), (0.01, "value")])
+@pytest.mark.parametrize("kind,ref_kind", [("fastlight_adamw", "foreach"), ("fastlight_sgd", "sgd")])
+def test_fastlight_fused_optimizers_match_torch_grad_scaler_composition(kind, ref_kind, clip, algo, accum, flat_buffer):
+    """The real pairing (skipped until fastlight.engine.optim is merged): multiplier and found_inf as step()
+    keywords, against GradScaler + torch's optimizer (+ clip_grad_*_)."""
+    pytest.importorskip("fastlight.engine.optim")
+    ref, ref_scales, ref_steps = _run_torch(ref_kind, clip, algo, accum)
+    m, scales, steps = _run_fastlight(kind, clip, algo, accum, flat_buffer=flat_buffer)
+    assert scales == ref_scales
+    assert steps == pytest.approx(ref_steps, rel=1e-5)
+    for p, q in zip(ref.parameters(), m.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6)
 
 
 def test_skipped_steps_leave_adamw_step_counter_untouched():
@@ -310,10 +330,14 @@ def test_multiple_devices_is_not_needed_but_two_optimizers_share_one_update():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_optimizer_side_step_does_not_sync_on_cuda():
+@pytest.mark.parametrize("optimizer", ["torch_fused", "fastlight_fused"])
+def test_optimizer_side_step_does_not_sync_on_cuda(optimizer):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 8)).cuda()
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, fused=True)
+    if optimizer == "torch_fused":
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-3, fused=True)
+    else:
+        opt = pytest.importorskip("fastlight.engine.optim").FusedAdamW(m.parameters(), lr=1e-3)
     flat = FlatGradBuffer(opt)
     scaler = DeviceGradScaler("cuda")
     x, y = torch.randn(32, 64, device="cuda"), torch.randn(32, 8, device="cuda")
