@@ -259,6 +259,68 @@ BYTES_PER_PARAM = {
 }
 
 
+def _train_step_candidates(device: str, quick: bool):
+    """Whole training steps (forward, scaled backward, optimizer side) on an MLP: includes what the flat buffer
+    costs in backward (autograd adds into the zeroed views instead of stealing the fresh gradient)."""
+    width, depth, batch = (512, 3, 32) if quick else (1024, 6, 64)
+
+    def model():
+        torch.manual_seed(0)
+        layers = []
+        for _ in range(depth):
+            layers += [torch.nn.Linear(width, width), torch.nn.GELU()]
+        return torch.nn.Sequential(*layers, torch.nn.Linear(width, 10)).to(device)
+
+    x = torch.randn(batch, width, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    dev_type = "cuda" if device.startswith("cuda") else "cpu"
+
+    def loss_of(m):
+        # fp16 autocast on CUDA; fp32 compute on the CPU (bf16/fp16 matmuls there would dominate the step),
+        # with the same loss scaling either way
+        with torch.autocast(dev_type, dtype=torch.float16, enabled=dev_type == "cuda"):
+            return torch.nn.functional.cross_entropy(m(x), y)
+
+    mt = model()
+    ot = torch.optim.AdamW(mt.parameters(), lr=1e-4, fused=True)
+    st = torch.amp.GradScaler(dev_type, init_scale=SCALE, growth_interval=10**9)
+
+    def torch_step():
+        ot.zero_grad(set_to_none=True)
+        st.scale(loss_of(mt)).backward()
+        st.unscale_(ot)
+        torch.nn.utils.clip_grad_norm_(mt.parameters(), MAX_NORM, foreach=True)
+        st.step(ot)
+        st.update()
+
+    def fastlight(flat_buffer: bool):
+        m = model()
+        o = _fused_adamw(list(m.parameters()))
+        flat = FlatGradBuffer(o) if flat_buffer else None
+        sc = DeviceGradScaler(device, init_scale=SCALE, growth_interval=10**9)
+        params = list(m.parameters())
+
+        def step():
+            o.zero_grad()  # flat: one memset; list: set_to_none
+            sc.scale(loss_of(m)).backward()
+            if flat is not None:
+                flat.ensure_bound()
+                grads = flat.buffers
+            else:
+                grads = [p.grad for p in params if p.grad is not None]
+            sc.step(o, sc.prepare_step(grads, clip_val=MAX_NORM, key=o), grads)
+            sc.update()
+
+        return step
+
+    n_params = sum(p.numel() for p in mt.parameters())
+    name = (f"train step, MLP {depth}x{width} ({n_params / 1e6:.1f}M), batch {batch}, clip by norm, "
+            f"{'fp16 autocast' if dev_type == 'cuda' else 'fp32 compute'}")
+    noop = lambda: None  # noqa: E731
+    return name, {"torch": (noop, torch_step), "fastlight": (noop, fastlight(True)),
+                  "fastlight, no flat buffer": (noop, fastlight(False))}
+
+
 def run(quick: bool = False, device: str = "cpu") -> List[dict]:
     bw = copy_bandwidth_gbps(device, nbytes=(64 if quick else 256) << 20)
     repeats = 5 if quick else 9
@@ -293,6 +355,11 @@ def run(quick: bool = False, device: str = "cpu") -> List[dict]:
                          median_ms=(time.perf_counter() - t0) * 1e3 / n, ratio=None))
         del flat, f_setup, f_step
         gc.collect()
+    name, cands = _train_step_candidates(device, quick)
+    med = interleaved_with_setup(cands, device, repeats=2 * repeats + 1)
+    for cand, ms in med.items():
+        rows.append(dict(name=name, candidate=cand, median_ms=ms, ratio=ms / med["torch"],
+                         step_kernel="torch fused" if cand == "torch" else STEP_KERNEL))
     rows.append(dict(name="copy bandwidth", candidate="tensor copy (read+write)", median_ms=None, ratio=None,
                      gbps=bw, pct_of_bw=100.0))
     return rows
