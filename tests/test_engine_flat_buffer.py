@@ -424,3 +424,35 @@ def test_patched_optimizer_can_be_deep_copied_and_pickled():
     opt.zero_grad()
     _assert_bound(flat)
     assert torch.count_nonzero(flat.buffers[0]) == 0
+
+
+def test_ddp_bucket_views_take_the_grads_back_every_step_and_a_warning_says_so(tmp_path):
+    """DDP(gradient_as_bucket_view=True) re-points p.grad to its own buckets in every backward: the flat buffer
+    must give way (the Trainer uses the grad list under DDP). The values stay right, the cost is a copy."""
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed unavailable")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        ref, m = _mlp(), _mlp()
+        ddp = nn.parallel.DistributedDataParallel(m, gradient_as_bucket_view=True)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1)
+        flat = FlatGradBuffer(opt)
+        with pytest.warns(RuntimeWarning, match="gradient_as_bucket_view"):
+            for batch in _batches(3):
+                opt.zero_grad()
+                _loss(ddp, batch).backward()
+                assert m[0].weight.grad is not flat.view_of(m[0].weight)  # DDP's bucket view now
+                flat.ensure_bound()
+                _assert_bound(flat)
+                opt.step()
+                opt_ref.zero_grad()
+                _loss(ref, batch).backward()
+                opt_ref.step()
+        assert flat.copy_count >= 3
+        for p, q in zip(ref.parameters(), m.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-6, atol=1e-7)
+    finally:
+        dist.destroy_process_group()

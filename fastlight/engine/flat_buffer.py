@@ -25,6 +25,7 @@ gradient instead of None, so a stateful optimizer still updates it (weight decay
 """
 import operator
 import types
+import warnings
 import weakref
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -122,6 +123,9 @@ class FlatGradBuffer:
         self._flat_params = bool(flat_params)
         self._patched: Dict[str, object] = {}
         self.rebuild_count = 0
+        self.repair_count = 0  # ensure_bound calls that had to re-bind views
+        self.copy_count = 0  # of those, repairs that found a foreign gradient tensor and copied it in
+        self._warned_copies = False
         self.rebuild()
         if patch_optimizer:
             self._patch(optimizer)
@@ -272,6 +276,7 @@ class FlatGradBuffer:
                 return
             grads = list(map(_get_grad, b.params))
             if not all(map(operator.is_, grads, b.views)):
+                self.repair_count += 1
                 if self._repair(b, grads):
                     return
             if not all(map(_get_requires_grad, b.params)):
@@ -280,8 +285,22 @@ class FlatGradBuffer:
         if self._frozen and any(map(_get_requires_grad, self._frozen)):
             self.rebuild()
 
+    def _note_copy(self) -> None:
+        self.copy_count += 1
+        if self.copy_count >= 3 and not self._warned_copies:
+            self._warned_copies = True
+            warnings.warn(
+                "FlatGradBuffer: param.grad was replaced by another tensor 3 times, and each time its values were "
+                "copied back into the flat buffer. If something re-binds grads every step, e.g. DDP with "
+                "gradient_as_bucket_view=True (its buckets are flat already), use the per-param grad list there "
+                "instead of a FlatGradBuffer.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
     def _repair(self, b: GradBucket, grads: Sequence[Optional[torch.Tensor]]) -> bool:
         """Re-bind dropped views; True if a full rebuild was needed (and done)."""
+        copied = False
         with torch.no_grad():
             for p, g, view in zip(b.params, grads, b.views):
                 if g is view:
@@ -293,7 +312,10 @@ class FlatGradBuffer:
                     view.zero_()
                 else:
                     view.copy_(g)
+                    copied = True
                 p.grad = view
+        if copied:
+            self._note_copy()
         return False
 
     def zero_grad(self) -> None:
