@@ -101,8 +101,8 @@ class DeviceGradScaler:
         self._growth_tracker: Optional[torch.Tensor] = None
         self._found_infs: List[torch.Tensor] = []  # since the last update(), one per prepared optimizer
         self._stage: Dict[int, _Stage] = {}  # id(optimizer or grads list owner) -> stage
-        if self._enabled and self._device is not None:
-            self._lazy_init(self._device)
+        # The state tensors are made at the first scale()/prepare_step()/unscale_(), not here: constructing a
+        # scaler must work before the device is usable (as torch's, which is lazy too).
 
     # ---- state -----------------------------------------------------------------------------------------
 
@@ -351,7 +351,12 @@ class DeviceGradScaler:
             self._stage.clear()
             return
         if self._scale is None:
-            raise RuntimeError("DeviceGradScaler.update: nothing was scaled or prepared since the scaler was made")
+            if self._device is None:
+                raise RuntimeError(
+                    "DeviceGradScaler.update: nothing was scaled or prepared since the scaler was made (and no "
+                    "device was given)"
+                )
+            self._lazy_init(self._device)
         if new_scale is not None:
             if isinstance(new_scale, torch.Tensor):
                 if new_scale.numel() != 1 or new_scale.requires_grad:
