@@ -1,1 +1,1 @@
-"""fastlight.engine: fused optimizers, flat buffers, device-side loss scaling (kernels via fastlight.ops)."""
+"""fastlight.engine: fused optimizers, flat gradient buffers, the device-side loss scaler (kernels via fastlight.ops)."""
