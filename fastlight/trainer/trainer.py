@@ -198,6 +198,7 @@ class Trainer:
         self._cb_hooks: Dict[str, tuple] = {}
         self._module_skip: frozenset = frozenset()
         self._log_arg_cache: Dict[tuple, tuple] = {}
+        self._active_hooks: frozenset = frozenset()
 
     # ================================================================= flags / properties
     def __getattr__(self, name: str) -> Any:
@@ -488,6 +489,13 @@ class Trainer:
             name for name in _NOOP_MODULE_HOOKS
             if getattr(cls, name, None) is getattr(LightningModule, name) and name not in vars(module)
         )
+        # hooks someone listens to: a callback overrides it, or the module overrides it (for the hooks with a
+        # default body: optimizer_zero_grad, backward). The step loop skips the dispatch call for the others.
+        overridden = {
+            name for name in _NOOP_MODULE_HOOKS | {"optimizer_zero_grad", "backward"}
+            if getattr(cls, name, None) is not getattr(LightningModule, name) or name in vars(module)
+        }
+        self._active_hooks = frozenset(overridden | {k.split(":")[0] for k, v in self._cb_hooks.items() if v})
 
     # ================================================================= hook dispatch
     def _call_callbacks(self, name: str, *args: Any, **kwargs: Any) -> None:
