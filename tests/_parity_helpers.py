@@ -49,10 +49,12 @@ def _describe(name, args, kwargs):
     return f"{name}({', '.join(map(str, simple))})" if simple else name
 
 
-def recording_module(base_cls, calls):
-    """Subclass `base_cls`, overriding every module hook to append its call to `calls` then call the original."""
+def recording_module(base_cls, calls, skip=()):
+    """Subclass `base_cls`, overriding every module hook (but `skip`) to record its call, then call the original."""
     ns = {}
     for name in MODULE_HOOKS:
+        if name in skip:
+            continue
         orig = getattr(base_cls, name, None)
         if orig is None:
             continue
