@@ -7,7 +7,7 @@ closure, on_before_optimizer_step, configure_gradient_clipping, the step itself.
 """
 import contextlib
 from functools import partial
-from typing import Any, Callable, Generator, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
