@@ -465,13 +465,16 @@ class FitLoop:
 
     def _automatic_step(self, batch_args: tuple, batch_idx: int) -> Dict[str, Any]:
         trainer = self.trainer
-        optimizer = trainer._lightning_optimizers[0] if trainer._lightning_optimizers else None
+        # as in Lightning: zero_grad/backward/on_before_optimizer_step get the torch optimizer, the
+        # optimizer_step hook gets the LightningOptimizer (whose step() runs the closure)
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
         zero_grad = batch_idx % trainer._cfg.accumulate_grad_batches == 0
         closure = _Closure(self, batch_args, batch_idx, zero_grad, optimizer)
         if self._should_accumulate():
             closure()
         else:
-            trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx, optimizer, closure)
+            trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx,
+                                 trainer._lightning_optimizers[0] if trainer._lightning_optimizers else None, closure)
             trainer._global_step += 1
         result = closure.result
         if result is _SKIPPED:
@@ -486,7 +489,7 @@ class FitLoop:
         """The closure's work, then `optimizer.step()`: same hooks, same order, same numbers as the closure path
         (see `_can_step_directly`), without the closure/partial/wrapper layers. The fused engine plugs in here."""
         trainer = self.trainer
-        optimizer = trainer._lightning_optimizers[0]
+        optimizer = trainer.optimizers[0]  # the torch optimizer, as Lightning passes to these hooks
         loss, extra = self._training_step(batch_args)
         if batch_idx % trainer._cfg.accumulate_grad_batches == 0:
             self._zero_grad(batch_idx, optimizer)
@@ -497,7 +500,7 @@ class FitLoop:
         if not self._should_accumulate():
             with torch.no_grad():  # inside torch's optimizer.step these run with grad disabled too
                 trainer._precision._after_closure(trainer, optimizer)
-                optimizer._optimizer.step()
+                optimizer.step()
             trainer._global_step += 1
         if loss is None:
             return {}
@@ -553,7 +556,7 @@ class FitLoop:
         if "optimizer_zero_grad" in active:
             trainer._call_module("optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizer)
         else:
-            optimizer._optimizer.zero_grad()  # LightningModule.optimizer_zero_grad's body
+            optimizer.zero_grad()  # LightningModule.optimizer_zero_grad's body
 
     def _warn_none(self) -> None:
         if not self._warned_none:
