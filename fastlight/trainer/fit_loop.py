@@ -275,6 +275,9 @@ class FitLoop:
         self._plain_forward = type(self.trainer._precision).forward_context is Precision.forward_context
         self._automatic = module.automatic_optimization
         self._direct_step = self._can_step_directly(module)
+        trainer = self.trainer
+        self._pre_step_work = "on_before_optimizer_step" in trainer._active_hooks or trainer._clipping_active
+        self._accumulating = False
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
                 opt._on_before_step = self._manual_on_before_step
@@ -334,6 +337,8 @@ class FitLoop:
         self.epoch_batch_idx += 1
         self.total_batch_idx += 1
         batch_idx = self.epoch_batch_idx
+        # fixed for this batch (only on_train_batch_start returning -1 changes is_last_batch, and then we stop)
+        self._accumulating = self._should_accumulate()
         batch = trainer._batch_to_device(batch, 0)
         results = trainer._train_results
         trainer._hub.on_batch_start(results, batch)
@@ -368,7 +373,7 @@ class FitLoop:
             trainer._call_callbacks("on_train_batch_end", output, batch, batch_idx)
             trainer._call_module("on_train_batch_end", output, batch, batch_idx)
         trainer._hub.on_batch_end(results)
-        if trainer.loggers and not (self._automatic and self._should_accumulate()):
+        if trainer.loggers and not (self._automatic and self._accumulating):
             self._log_train_step()
         self._after_batch()
         return True
@@ -387,7 +392,7 @@ class FitLoop:
         if self._should_check_val():
             hub = trainer._hub
             first_loop_iter = hub.first_loop_iter
-            if not self._should_accumulate():
+            if not self._accumulating:
                 trainer._call_module("on_validation_model_zero_grad")
             trainer.validate_loop.run()
             trainer.training = True
@@ -397,7 +402,7 @@ class FitLoop:
             hub.first_loop_iter = first_loop_iter
         if trainer.lr_scheduler_configs:
             self._update_lr_schedulers("step", plateau=True)
-        if not (self._automatic and self._should_accumulate()):
+        if not (self._automatic and self._accumulating):
             trainer._batches_that_stepped += 1
         if trainer.should_stop:
             for logger in trainer.loggers:
@@ -497,10 +502,11 @@ class FitLoop:
             trainer._precision.backward(trainer, loss, optimizer)
         else:
             self._warn_none()
-        if not self._should_accumulate():
-            with torch.no_grad():  # inside torch's optimizer.step these run with grad disabled too
-                trainer._precision._after_closure(trainer, optimizer)
-                optimizer.step()
+        if not self._accumulating:
+            if self._pre_step_work:
+                with torch.no_grad():  # inside torch's optimizer.step these run with grad disabled too
+                    trainer._precision._after_closure(trainer, optimizer)
+            optimizer.step()
             trainer._global_step += 1
         if loss is None:
             return {}
