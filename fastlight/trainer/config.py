@@ -55,6 +55,7 @@ class TrainerConfig:
     reload_dataloaders_every_n_epochs: int
     use_distributed_sampler: bool
     fused: bool
+    flat_grads: bool = False
     extras: dict = field(default_factory=dict)
 
 
@@ -289,8 +290,22 @@ def build_config(**kw: Any) -> TrainerConfig:
         benchmark=kw["benchmark"], detect_anomaly=bool(kw["detect_anomaly"]),
         inference_mode=bool(kw["inference_mode"]), barebones=barebones,
         reload_dataloaders_every_n_epochs=reload_n, use_distributed_sampler=bool(kw["use_distributed_sampler"]),
-        fused=bool(kw["fused"]), **limits,
+        fused=bool(kw["fused"]), flat_grads=_flat_grads(kw.get("flat_grads", "auto"), bool(kw["fused"]), device),
+        **limits,
     )
+
+
+def _flat_grads(flat_grads: Any, fused: bool, device: torch.device) -> bool:
+    """"auto": on for CUDA with fused=True, off on the CPU (BENCHMARKS.md, "AMP and flat buffers": there the
+    memset and the in-place accumulation cost more than one-tensor kernel calls save)."""
+    if isinstance(flat_grads, str) and flat_grads.lower() == "auto":
+        return fused and device.type == "cuda"
+    if not isinstance(flat_grads, bool):
+        raise ConfigError(f"`Trainer(flat_grads={flat_grads!r})` must be 'auto', True or False.")
+    if flat_grads and not fused:
+        raise ConfigError("`Trainer(flat_grads=True)` needs `fused=True`: flat gradient buffers are part of the"
+                          " fused engine.")
+    return flat_grads
 
 
 def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> float:

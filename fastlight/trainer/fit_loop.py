@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from fastlight.trainer.config import parse_num_batches
-from fastlight.trainer.precision import Precision
+from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _SKIPPED = object()
@@ -277,6 +277,16 @@ class FitLoop:
         self._direct_step = self._can_step_directly(module)
         trainer = self.trainer
         self._pre_step_work = "on_before_optimizer_step" in trainer._active_hooks or trainer._clipping_active
+        engine = trainer._precision._engine
+        # the fused engine's step when it has work beyond optimizer.step() (scale, clip, flat grads); else None
+        self._engine_step = None
+        if engine is not None:
+            from fastlight.core.module import LightningModule
+
+            engine.unscale_for_hooks = "on_before_optimizer_step" in trainer._active_hooks or (
+                type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
+            if self._direct_step and engine.needs_step_work(trainer, trainer.optimizers[0]):
+                self._engine_step = engine.step
         self._accumulating = False
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
@@ -459,13 +469,17 @@ class FitLoop:
             return False
         opt = trainer.optimizers[0]
         cls = type(opt)
-        if not cls.__module__.startswith("torch.optim.") or isinstance(opt, torch.optim.LBFGS):
+        precision = trainer._precision
+        engine = precision._engine
+        fused = engine is not None and engine.manages(opt)
+        if not (cls.__module__.startswith("torch.optim.") or fused) or isinstance(opt, torch.optim.LBFGS):
             return False
         import torch.optim.optimizer as torch_optimizer
 
         if getattr(opt, "_optimizer_step_pre_hooks", None) or torch_optimizer._global_optimizer_pre_hooks:
             return False
-        precision = trainer._precision
+        if fused:  # the engine's step runs the same hooks in the same order (see fused_step.py)
+            return type(precision).optimizer_step in (Precision.optimizer_step, MixedPrecision.optimizer_step)
         return precision.scaler is None and type(precision).optimizer_step is Precision.optimizer_step
 
     def _automatic_step(self, batch_args: tuple, batch_idx: int) -> Dict[str, Any]:
@@ -503,10 +517,13 @@ class FitLoop:
         else:
             self._warn_none()
         if not self._accumulating:
-            if self._pre_step_work:
-                with torch.no_grad():  # inside torch's optimizer.step these run with grad disabled too
+            if self._engine_step is not None:  # hooks, clipping, one stats pass, the fused step, scale update
+                self._engine_step(trainer, trainer._precision, optimizer, loss)
+            else:
+                if self._pre_step_work:
+                    # torch's optimizer.step runs the closure (and so these hooks) under enable_grad
                     trainer._precision._after_closure(trainer, optimizer)
-            optimizer.step()
+                optimizer.step()
             trainer._global_step += 1
         if loss is None:
             return {}

@@ -51,6 +51,8 @@ class Precision:
 
     precision = "32-true"
     scaler: Optional[Any] = None
+    # the fused engine's step (fastlight/trainer/fused_step.py), set by the Trainer when it is used
+    _engine: Optional[Any] = None
 
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module
@@ -68,6 +70,9 @@ class Precision:
     def backward(self, trainer: Any, loss: Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> Tensor:
         """on_before_backward hooks, `LightningModule.backward`, on_after_backward hooks."""
         loss = self.pre_backward(loss)
+        engine = self._engine
+        if engine is not None and engine.flat_list and trainer._module._automatic_optimization:
+            engine.before_backward()
         active = trainer._active_hooks  # hooks nobody listens to are not dispatched (resolved once per run)
         if "on_before_backward" in active:
             trainer._call_callbacks("on_before_backward", loss)
@@ -98,12 +103,24 @@ class Precision:
         return result
 
     def optimizer_step(self, optimizer: Any, trainer: Any, closure: Callable[[], Any], **kwargs: Any) -> Any:
+        engine = self._engine
+        if engine is not None and engine.manages(optimizer):
+            # the closure first, as torch's and fastlight's Adam/AdamW/SGD do inside step(closure)
+            return engine.step(trainer, self, optimizer, closure(), **kwargs)
         return optimizer.step(closure=partial(self._wrap_closure, trainer, optimizer, closure), **kwargs)
 
     # -- clipping ------------------------------------------------------------------------------------
     def clip_gradients(self, optimizer: Any, clip_val: float, algorithm: str) -> None:
         if clip_val <= 0:
             return
+        engine = self._engine
+        if engine is not None:
+            from fastlight.core.optimizer import LightningOptimizer
+
+            inner = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
+            if engine.manages(inner):  # folded into the step (one stats pass), nothing clipped in place now
+                engine.record_clip(inner, clip_val, algorithm)
+                return
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if algorithm == "value":
             torch.nn.utils.clip_grad_value_(params, clip_val)
@@ -118,12 +135,22 @@ class Precision:
 
 
 class MixedPrecision(Precision):
-    """16-mixed (autocast fp16 + torch.amp.GradScaler) and bf16-mixed (autocast bf16, no scaler)."""
+    """16-mixed (autocast fp16 + a loss scaler) and bf16-mixed (autocast bf16, no scaler).
 
-    def __init__(self, precision: str, device_type: str) -> None:
+    scaler: torch.amp.GradScaler (the default; what Lightning uses) or fastlight's DeviceGradScaler (the
+    Trainer's choice with fused=True: scale on the device, clipping folded into the step, no host sync).
+    """
+
+    def __init__(self, precision: str, device_type: str, scaler: Optional[Any] = None) -> None:
+        if precision not in ("16-mixed", "bf16-mixed"):
+            raise ValueError(f"MixedPrecision(precision={precision!r}): must be '16-mixed' or 'bf16-mixed'.")
+        if scaler is not None and precision == "bf16-mixed":
+            raise ValueError(f"MixedPrecision: precision='bf16-mixed' does not use a scaler, got {scaler!r}.")
         self.precision = precision
         self.device_type = device_type
-        self.scaler = torch.amp.GradScaler(device=device_type) if precision == "16-mixed" else None
+        if scaler is None and precision == "16-mixed":
+            scaler = torch.amp.GradScaler(device=device_type)
+        self.scaler = scaler
         self._dtype = torch.float16 if precision == "16-mixed" else torch.bfloat16
 
     def forward_context(self) -> contextlib.AbstractContextManager:
@@ -135,7 +162,7 @@ class MixedPrecision(Precision):
         return loss
 
     def optimizer_step(self, optimizer: Any, trainer: Any, closure: Callable[[], Any], **kwargs: Any) -> Any:
-        if self.scaler is None:
+        if self.scaler is None or self._engine is not None:
             return super().optimizer_step(optimizer, trainer, closure, **kwargs)
         if isinstance(optimizer, torch.optim.LBFGS):
             raise TypeError("AMP and the LBFGS optimizer are not compatible.")
@@ -153,6 +180,8 @@ class MixedPrecision(Precision):
         return closure_result
 
     def clip_gradients(self, optimizer: Any, clip_val: float, algorithm: str) -> None:
+        if self._engine is not None:  # the engine clips fused optimizers under AMP too (Lightning refuses)
+            return super().clip_gradients(optimizer, clip_val, algorithm)
         if clip_val > 0 and getattr(optimizer, "_step_supports_amp_scaling", False):
             raise RuntimeError(
                 f"The current optimizer, {type(optimizer).__qualname__}, does not allow for gradient clipping"
@@ -198,9 +227,13 @@ class TruePrecision(Precision):
         return _DefaultDtype(self.dtype)
 
 
-def make_precision(precision: str, device_type: str) -> Precision:
+def make_precision(precision: str, device_type: str, fused: bool = False) -> Precision:
     if precision == "32-true":
         return Precision()
+    if precision == "16-mixed" and fused:
+        from fastlight.engine.scaler import DeviceGradScaler
+
+        return MixedPrecision(precision, device_type, scaler=DeviceGradScaler(device_type))
     if precision in ("16-mixed", "bf16-mixed"):
         return MixedPrecision(precision, device_type)
     return TruePrecision(precision)

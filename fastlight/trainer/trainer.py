@@ -112,7 +112,19 @@ class Trainer:
         default_root_dir: Optional[Any] = None,
         enable_autolog_hparams: bool = True,
         fused: bool = True,
+        flat_grads: Union[bool, str] = "auto",
     ) -> None:
+        """Lightning's Trainer arguments, plus fastlight's:
+
+        fused: use the fused engine (default True): torch.optim.Adam/AdamW/SGD from `configure_optimizers`
+            are replaced by fastlight's fused versions (same param groups, hyperparameters and state; LR
+            schedulers re-bound), gradient clipping is folded into the step (one read-only stats pass), and
+            precision="16-mixed" scales the loss on the device (DeviceGradScaler: no host sync per step).
+            False: plain PyTorch, weights bit-for-bit equal to PyTorch Lightning's.
+        flat_grads: "auto" (default), True or False. Flat gradient buffers (one contiguous buffer per device
+            and dtype, `param.grad` views into it, zero_grad one memset) for the fused optimizers. "auto": on
+            for CUDA, off on the CPU (measured slower there). Needs fused=True; never built under DDP.
+        """
         cfg = build_config(
             accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
             fast_dev_run=fast_dev_run, max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps,
@@ -130,7 +142,7 @@ class Trainer:
             inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
             detect_anomaly=detect_anomaly, barebones=barebones,
             reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs, default_root_dir=default_root_dir,
-            fused=fused,
+            fused=fused, flat_grads=flat_grads,
         )
         self._cfg = cfg
         self.enable_autolog_hparams = enable_autolog_hparams
@@ -148,7 +160,7 @@ class Trainer:
         self.optimizers: List[torch.optim.Optimizer] = []
         self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
-        self._precision = make_precision(cfg.precision, cfg.device.type)
+        self._precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused)
         for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
             if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
                 self._precision = plugin
@@ -890,17 +902,62 @@ class Trainer:
                 " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
                 " `opt1, opt2, ... = self.optimizers()`."
             )
-        optimizers = self._select_optimizer_engine(optimizers)
+        optimizers = self._select_optimizer_engine(optimizers, configs)
         optimizers = self.strategy.setup_optimizers(optimizers)
         self.optimizers = optimizers
         self._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
         self.lr_scheduler_configs = configs
 
-    def _select_optimizer_engine(self, optimizers: List[Any]) -> List[Any]:
-        """THE place where `fused` is decided: the engine issue swaps in fused optimizers / flat buffers here.
+    def _select_optimizer_engine(self, optimizers: List[Any], scheduler_configs: List[Any]) -> List[Any]:
+        """THE place where `fused` is decided: fused optimizers swapped in (schedulers re-bound), the step
+        engine attached to the precision plugin, flat gradient buffers built. fused=False: nothing changes."""
+        from fastlight.engine.optim import fuse_optimizer, rebind_lr_scheduler
+        from fastlight.engine.scaler import DeviceGradScaler, _step_takes_amp_kwargs
+        from fastlight.trainer.fused_step import FusedStepEngine
 
-        For now fused=True behaves like fused=False: the user's torch optimizers are used as they are."""
+        precision = self._precision
+        precision._engine = None
+        scaler = precision.scaler
+        device_scaler = isinstance(scaler, DeviceGradScaler)
+        if not self._cfg.fused and not device_scaler:
+            return optimizers
+        if scaler is not None and not device_scaler:
+            self._info_once(f"fused engine off: the precision plugin's scaler is a {type(scaler).__name__}"
+                            " (fastlight's engine scales with DeviceGradScaler); the optimizers are left as they are.")
+            return optimizers
+        if self._cfg.fused:
+            swapped = []
+            for opt in optimizers:
+                new, reason = fuse_optimizer(opt)
+                if new is None:
+                    self._info_once(f"fused=True: {reason}; it runs as it is.")
+                    swapped.append(opt)
+                    continue
+                if new is not opt:
+                    for config in scheduler_configs:
+                        rebind_lr_scheduler(config.scheduler, opt, new)
+                swapped.append(new)
+            optimizers = swapped
+        engine = FusedStepEngine(scaler if device_scaler else None, self._cfg.device)
+        if self._cfg.flat_grads:
+            if getattr(self.strategy, "is_distributed", False):
+                # DDP (gradient_as_bucket_view=True) re-points every p.grad at its own flat buckets in each
+                # backward: a second flat layout would be copied into every step. Ours gives way; the grad
+                # list (views into DDP's few buckets) goes to the stats pass and the step instead.
+                self._info_once("flat_grads: not built under a distributed strategy (DDP's buckets are flat).")
+            else:
+                for opt in optimizers:
+                    if _step_takes_amp_kwargs(opt) and not engine.build_flat(opt):
+                        self._info_once("flat_grads: an optimizer shares params with another one; it keeps"
+                                        " per-param grads.")
+        precision._engine = engine
         return optimizers
+
+    def _info_once(self, message: str) -> None:
+        said = self.__dict__.setdefault("_said", set())
+        if message not in said:
+            said.add(message)
+            rank_zero_info(message)
 
     def _log_hyperparams(self, model: LightningModule) -> None:
         if not self.loggers:
