@@ -280,5 +280,8 @@ def test_hooks_receive_the_same_optimizer_objects_as_in_lightning():
             seen["step"] = isinstance(optimizer, LightningOptimizer)
             optimizer.step(closure=optimizer_closure)
 
-    _trainer(limit_train_batches=1, limit_val_batches=0).fit(Probe())
-    assert seen == {"zero_grad": torch.optim.SGD, "pre_step": torch.optim.SGD, "step": True}
+    trainer = _trainer(limit_train_batches=1, limit_val_batches=0)
+    trainer.fit(Probe())
+    inner = type(trainer.optimizers[0])  # fused=True (the default): fastlight's FusedSGD, a torch.optim.SGD
+    assert issubclass(inner, torch.optim.SGD)
+    assert seen == {"zero_grad": inner, "pre_step": inner, "step": True}

@@ -1,0 +1,278 @@
+"""Trainer(fused=True): the engine wired into the loop, checked against pytorch_lightning running the same user
+code (fp32 tolerance, since the fused kernels and the one-pass clipping round differently from torch)."""
+import logging
+import os
+import sys
+
+import pytest
+import torch
+from torch import nn
+
+pl_ref = pytest.importorskip("pytorch_lightning")
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared user code next to this file
+import fastlight as fl  # noqa: E402
+from _parity_helpers import build, build_manual, quiet_warnings, trainer_kwargs  # noqa: E402
+from fastlight.engine.optim import FusedAdam, FusedAdamW, FusedSGD  # noqa: E402
+from fastlight.engine.scaler import DeviceGradScaler  # noqa: E402
+from fastlight.trainer.config import ConfigError  # noqa: E402
+from fastlight.trainer.precision import MixedPrecision  # noqa: E402
+from test_parity_weights import CASES  # noqa: E402
+
+quiet_warnings()
+RTOL, ATOL = 1e-5, 1e-6
+
+
+def _fit(pl, tmp_path, model_kw, trainer_kw, cls=None, **extra):
+    torch.manual_seed(1234)
+    model = (cls or build(pl))(**model_kw)
+    kw = trainer_kwargs(tmp_path, **trainer_kw)
+    kw.update(extra)
+    trainer = pl.Trainer(**kw)
+    trainer.fit(model)
+    return model, trainer
+
+
+def _assert_close_weights(ref, got, what=""):
+    for (k, a), (_, b) in zip(ref.state_dict().items(), got.state_dict().items()):
+        torch.testing.assert_close(b, a, rtol=RTOL, atol=ATOL, msg=lambda m: f"{what} {k}: {m}")
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_final_weights_match_lightning_with_fused_engine(case, tmp_path):
+    model_kw, trainer_kw = CASES[case]
+    ref, ref_trainer = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw)
+    got, trainer = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, fused=True)
+    assert trainer.global_step == ref_trainer.global_step
+    _assert_close_weights(ref, got, case)
+    ref_opt, got_opt = ref_trainer.optimizers[0], trainer.optimizers[0]
+    assert type(got_opt) in (FusedSGD, FusedAdam, FusedAdamW)
+    assert got_opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-12)
+    for p_ref, p_got in zip(ref.parameters(), got.parameters()):
+        for key, v in ref_opt.state[p_ref].items():
+            torch.testing.assert_close(torch.as_tensor(got_opt.state[p_got][key]).float(),
+                                       torch.as_tensor(v).float(), rtol=RTOL, atol=ATOL)
+
+
+def test_swap_keeps_groups_state_and_rebinds_schedulers(tmp_path):
+    seen = {}
+
+    class M(build(fl)):
+        def configure_optimizers(self):
+            opt = torch.optim.AdamW([{"params": self.net[0].parameters(), "lr": 0.01, "tag": "first"},
+                                     {"params": self.net[2].parameters(), "weight_decay": 0.3}], lr=0.02)
+            seen["original"] = opt
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": torch.optim.lr_scheduler.StepLR(opt, 1, 0.5),
+                                                       "interval": "step"}}
+
+        def on_train_start(self):
+            seen["module_optimizer"] = self.optimizers().optimizer
+
+    _, trainer = _fit(fl, tmp_path, {}, dict(max_steps=2), cls=M)
+    opt = trainer.optimizers[0]
+    assert isinstance(opt, FusedAdamW) and isinstance(opt, torch.optim.AdamW)
+    assert seen["module_optimizer"] is opt and seen["original"] is not opt
+    assert [g["tag"] for g in opt.param_groups[:1]] == ["first"]
+    assert opt.param_groups[1]["weight_decay"] == 0.3
+    assert trainer.lr_scheduler_configs[0].scheduler.optimizer is opt
+    # two scheduler steps halved both groups' lr, on the optimizer that stepped
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0025) and opt.param_groups[1]["lr"] == pytest.approx(0.005)
+    assert all(len(opt.state[p]) == 3 for g in opt.param_groups for p in g["params"])
+
+
+def test_fused_false_keeps_the_users_optimizer(tmp_path):
+    seen = {}
+
+    class M(build(fl)):
+        def configure_optimizers(self):
+            seen["original"] = torch.optim.SGD(self.parameters(), lr=0.1)
+            return seen["original"]
+
+    _, trainer = _fit(fl, tmp_path, {}, dict(max_steps=1), cls=M, fused=False)
+    assert trainer.optimizers[0] is seen["original"]
+    assert trainer.precision_plugin._engine is None
+
+
+def test_unsupported_optimizer_left_alone_and_said_once_at_info(tmp_path, caplog):
+    class M(build(fl)):
+        def configure_optimizers(self):
+            return torch.optim.RMSprop(self.parameters(), lr=0.01)
+
+    with caplog.at_level(logging.INFO):
+        _, trainer = _fit(fl, tmp_path, {}, dict(max_steps=3, gradient_clip_val=0.1), cls=M)
+    assert type(trainer.optimizers[0]) is torch.optim.RMSprop
+    said = [r for r in caplog.records if "RMSprop has no fused version" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.INFO
+
+
+def test_clip_by_norm_is_folded_into_the_step_no_clip_grad_norm_pass(tmp_path, monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("clip_grad_norm_ called: clipping should go through the stats pass")
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", refuse)
+    _fit(fl, tmp_path, dict(optimizer="adamw", lr=0.01), dict(max_epochs=1, gradient_clip_val=0.05))
+
+
+def test_pre_step_hook_runs_with_grad_enabled_as_in_lightning(tmp_path):
+    for pl in (pl_ref, fl):
+        class M(build(pl)):
+            def on_before_optimizer_step(self, optimizer):
+                self.grad_mode = torch.is_grad_enabled()
+
+        model, _ = _fit(pl, tmp_path / pl.__name__, {}, dict(max_steps=1, gradient_clip_val=1.0), cls=M)
+        assert model.grad_mode is True, pl.__name__
+
+
+def test_bf16_mixed_with_norm_clipping_matches_lightning(tmp_path):
+    model_kw, trainer_kw = dict(optimizer="adamw", lr=0.01), dict(max_epochs=2, precision="bf16-mixed",
+                                                                  gradient_clip_val=0.05)
+    ref, _ = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw)
+    got, trainer = _fit(fl, tmp_path / "fl", model_kw, trainer_kw)
+    assert trainer.scaler is None and trainer.precision_plugin._engine is not None
+    _assert_close_weights(ref, got)
+
+
+def test_flat_grads_option_validation():
+    with pytest.raises(ConfigError, match="flat_grads"):
+        fl.Trainer(accelerator="cpu", flat_grads="yes")
+    with pytest.raises(ConfigError, match="needs `fused=True`"):
+        fl.Trainer(accelerator="cpu", fused=False, flat_grads=True)
+    assert fl.Trainer(accelerator="cpu").flat_grads is False  # "auto": off on the CPU
+
+
+# ---- 16-mixed with the device-side scaler, forced on the CPU through the precision plugin ------------------
+
+def _amp_module(pl, inject, record):
+    """The shared TinyModel, with inf/nan written into a grad after backward at chosen global steps, and the
+    scale, lr, skipped flag and the grad norm seen by on_before_optimizer_step recorded per batch."""
+
+    class AmpModel(build(pl)):
+        def on_after_backward(self):
+            value = inject.get(self.trainer.global_step)
+            if value is not None:
+                self.net[0].weight.grad[0, 0] = value
+
+        def on_before_optimizer_step(self, optimizer):
+            grads = [p.grad for p in self.parameters() if p.grad is not None]
+            record.setdefault("hook_norm", []).append(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g) for g in grads])).item())
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            record.setdefault("scale", []).append(self.trainer.precision_plugin.scaler.get_scale())
+            record.setdefault("lr", []).append(self.trainer.optimizers[0].param_groups[0]["lr"])
+            record.setdefault("w", []).append(self.net[0].weight.detach().clone())
+
+    return AmpModel
+
+
+@pytest.mark.parametrize("clip", [None, ("norm", 0.05), ("value", 0.01)])
+def test_device_scaler_matches_grad_scaler_with_injected_inf_nan(clip, tmp_path):
+    inject = {2: float("inf"), 5: float("nan"), 6: float("-inf")}
+    trainer_kw = dict(max_epochs=2)
+    if clip is not None:
+        trainer_kw.update(gradient_clip_algorithm=clip[0], gradient_clip_val=clip[1])
+    model_kw = dict(optimizer="adamw", lr=0.01, scheduler="onecycle")
+    from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
+
+    rec_ref, rec = {}, {}
+    ref_plugin = LightningMixed("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", growth_interval=2))
+    ref, ref_trainer = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw, cls=_amp_module(pl_ref, inject, rec_ref),
+                            plugins=[ref_plugin])
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu", growth_interval=2))
+    got, trainer = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, cls=_amp_module(fl, inject, rec),
+                        plugins=[plugin])
+    assert isinstance(trainer.optimizers[0], FusedAdamW)
+    assert trainer.scaler is plugin.scaler
+    assert rec["scale"] == rec_ref["scale"]  # backoff at each inf/nan, growth every 2 clean steps
+    assert rec["lr"] == pytest.approx(rec_ref["lr"], rel=1e-12)  # the scheduler steps on skipped steps too
+    for step in inject:  # skipped: the weights did not move
+        assert torch.equal(rec["w"][step], rec["w"][step - 1])
+    for a, b in zip(rec_ref["w"], rec["w"]):
+        torch.testing.assert_close(b, a, rtol=RTOL, atol=ATOL)
+    # the hook saw unscaled grads, as in Lightning (where GradScaler.unscale_ runs before it)
+    assert rec["hook_norm"] == pytest.approx(rec_ref["hook_norm"], rel=1e-4, nan_ok=True)
+    _assert_close_weights(ref, got)
+    ref_state = [s["step"].item() for s in ref_trainer.optimizers[0].state.values()]
+    assert [s["step"].item() for s in trainer.optimizers[0].state.values()] == ref_state
+    assert trainer.precision_plugin.state_dict() == ref_plugin.state_dict()
+
+
+def test_device_scaler_state_round_trips_through_the_plugin():
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))
+    ref = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=7)
+    plugin.load_state_dict(ref.state_dict())
+    assert plugin.state_dict() == ref.state_dict()
+    assert type(plugin).__qualname__ == "MixedPrecision"
+
+
+def test_manual_optimization_with_device_scaler_matches_lightning(tmp_path):
+    from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
+
+    ref, _ = _fit(pl_ref, tmp_path / "pl", {}, dict(max_epochs=2), cls=build_manual(pl_ref),
+                  plugins=[LightningMixed("16-mixed", "cpu")])
+    got, trainer = _fit(fl, tmp_path / "fl", {}, dict(max_epochs=2), cls=build_manual(fl),
+                        plugins=[MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))])
+    assert isinstance(trainer.optimizers[0], FusedAdam) and isinstance(trainer.optimizers[1], FusedSGD)
+    _assert_close_weights(ref, got)
+
+
+def test_manual_clip_gradients_under_amp_clips_the_unscaled_grads(tmp_path):
+    """Lightning's self.clip_gradients in manual optimization clips the still-scaled grads (its unscale_ runs
+    inside opt.step, later); fastlight records the request and clips by the unscaled norm in the step. So the
+    reference is Lightning with a loss scale of 1 (scaled == unscaled), against fastlight with 2**8 (small
+    enough that no step overflows in fp16 and is skipped)."""
+    from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
+
+    unit = torch.amp.GradScaler("cpu", init_scale=1.0, growth_interval=10**6)
+    ref, _ = _fit(pl_ref, tmp_path / "pl", dict(clip=0.05), dict(max_epochs=2), cls=build_manual(pl_ref),
+                  plugins=[LightningMixed("16-mixed", "cpu", scaler=unit)])
+    got, trainer = _fit(fl, tmp_path / "fl", dict(clip=0.05), dict(max_epochs=2), cls=build_manual(fl),
+                        plugins=[MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu", init_scale=2.0**8))])
+    assert trainer.scaler.get_scale() == 2.0**8
+    _assert_close_weights(ref, got)
+
+
+# ---- flat gradient buffers, forced on the CPU ---------------------------------------------------------------
+
+def _flat_probe(pl, record):
+    class FlatProbe(build(pl)):
+        def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
+            optimizer.zero_grad(set_to_none=True)  # would drop per-param views: the buffer keeps them
+
+        def on_before_optimizer_step(self, optimizer):
+            grads = [p.grad for p in self.parameters()]
+            record.setdefault("storages", []).append({g.untyped_storage().data_ptr() for g in grads})
+            record.setdefault("ptrs", []).append([g.data_ptr() for g in grads])
+            record.setdefault("grads", []).append([g.clone() for g in grads])
+
+        def on_train_epoch_end(self):
+            self.zero_grad()  # module.zero_grad(set_to_none=True) drops the views: re-bound before backward
+
+    return FlatProbe
+
+
+def test_flat_grads_share_one_storage_accumulate_and_match_unfused(tmp_path):
+    trainer_kw = dict(max_epochs=2, accumulate_grad_batches=3, gradient_clip_val=0.1)
+    model_kw = dict(optimizer="adam", lr=0.01)
+    rec_flat, rec_ref = {}, {}
+    got, trainer = _fit(fl, tmp_path / "flat", model_kw, trainer_kw, cls=_flat_probe(fl, rec_flat), flat_grads=True)
+    ref, _ = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw, cls=_flat_probe(pl_ref, rec_ref))
+    engine = trainer.precision_plugin._engine
+    assert len(engine.flat_list) == 1
+    assert all(len(s) == 1 for s in rec_flat["storages"])  # every grad is a view of the one buffer
+    assert all(p == rec_flat["ptrs"][0] for p in rec_flat["ptrs"])  # the same views all along
+    assert engine.flat_list[0].rebuild_count == 1
+    assert len(rec_flat["grads"]) == len(rec_ref["grads"])
+    for gs_ref, gs in zip(rec_ref["grads"], rec_flat["grads"]):  # accumulated over 3 micro-batches
+        for a, b in zip(gs_ref, gs):
+            torch.testing.assert_close(b, a, rtol=RTOL, atol=ATOL)
+    _assert_close_weights(ref, got)
+
+
+def test_flat_grads_step_skipped_when_no_backward_ran(tmp_path):
+    model_kw, trainer_kw = dict(optimizer="adamw", lr=0.01, skip_batch=2), dict(max_epochs=1)
+    ref, ref_trainer = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw)
+    got, trainer = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, flat_grads=True)
+    ref_steps = [s["step"].item() for s in ref_trainer.optimizers[0].state.values()]
+    assert [s["step"].item() for s in trainer.optimizers[0].state.values()] == ref_steps
+    _assert_close_weights(ref, got)
