@@ -276,3 +276,23 @@ def test_flat_grads_step_skipped_when_no_backward_ran(tmp_path):
     ref_steps = [s["step"].item() for s in ref_trainer.optimizers[0].state.values()]
     assert [s["step"].item() for s in trainer.optimizers[0].state.values()] == ref_steps
     _assert_close_weights(ref, got)
+
+
+@pytest.mark.parametrize("amp", [False, True])
+@pytest.mark.parametrize("case", ["sanity_check_and_accumulation", "training_step_returns_none",
+                                  "dict_output_and_clipping"])
+def test_hook_order_with_engine_direct_step_matches_lightning(case, amp, tmp_path):
+    """The engine's step (direct loop path, flat grads, and under 16-mixed the device scaler) fires the hooks in
+    Lightning's order, with and without an `optimizer_step` override."""
+    from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
+    from test_parity_hooks import FIT_CASES, _assert_same, _record
+
+    model_kw, trainer_kw = FIT_CASES[case]
+    for skip in (("optimizer_step",), ()):
+        ref_kw, got_kw = dict(trainer_kw), dict(trainer_kw, flat_grads=True)
+        if amp:
+            ref_kw["plugins"] = [LightningMixed("16-mixed", "cpu")]
+            got_kw["plugins"] = [MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))]
+        ref, _ = _record(pl_ref, tmp_path, model_kw, ref_kw, skip=skip)
+        got, _ = _record(fl, tmp_path, model_kw, got_kw, skip=skip)
+        _assert_same(ref, got)
