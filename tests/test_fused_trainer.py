@@ -205,14 +205,19 @@ def test_device_scaler_state_round_trips_through_the_plugin():
     assert type(plugin).__qualname__ == "MixedPrecision"
 
 
-def test_manual_optimization_with_device_scaler_matches_lightning(tmp_path):
+@pytest.mark.parametrize("flat", [False, True])
+def test_manual_optimization_with_device_scaler_matches_lightning(flat, tmp_path):
     from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
 
     ref, _ = _fit(pl_ref, tmp_path / "pl", {}, dict(max_epochs=2), cls=build_manual(pl_ref),
                   plugins=[LightningMixed("16-mixed", "cpu")])
-    got, trainer = _fit(fl, tmp_path / "fl", {}, dict(max_epochs=2), cls=build_manual(fl),
+    got, trainer = _fit(fl, tmp_path / "fl", {}, dict(max_epochs=2), cls=build_manual(fl), flat_grads=flat,
                         plugins=[MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))])
     assert isinstance(trainer.optimizers[0], FusedAdam) and isinstance(trainer.optimizers[1], FusedSGD)
+    engine = trainer.precision_plugin._engine
+    assert len(engine.flat_list) == (2 if flat else 0)
+    # toggle_optimizer flips requires_grad every step: the buffers were not rebuilt for it
+    assert all(f.rebuild_count == 1 for f in engine.flat_list)
     _assert_close_weights(ref, got)
 
 

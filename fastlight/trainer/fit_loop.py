@@ -285,7 +285,8 @@ class FitLoop:
 
             engine.unscale_for_hooks = "on_before_optimizer_step" in trainer._active_hooks or (
                 type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
-            if self._direct_step and engine.needs_step_work(trainer, trainer.optimizers[0]):
+            opt = trainer.optimizers[0] if self._direct_step else None
+            if opt is not None and engine.manages(opt) and engine.needs_step_work(trainer, opt):
                 self._engine_step = engine.step
         self._accumulating = False
         if not self._automatic:
