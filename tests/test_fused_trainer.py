@@ -301,3 +301,34 @@ def test_hook_order_with_engine_direct_step_matches_lightning(case, amp, tmp_pat
         ref, _ = _record(pl_ref, tmp_path, model_kw, ref_kw, skip=skip)
         got, _ = _record(fl, tmp_path, model_kw, got_kw, skip=skip)
         _assert_same(ref, got)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_steps_do_not_sync_on_cuda_with_16_mixed_clip_and_flat_grads(tmp_path):
+    """20 Trainer steps (16-mixed, DeviceGradScaler, clipping by norm, flat grads, AdamW + a per-step scheduler)
+    under torch.cuda.set_sync_debug_mode("error"): nothing in the loop or the engine waits for the GPU."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    class SyncProbe(fl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if batch_idx == 3:  # after the warm-up steps (lazy state, allocations)
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode("error")
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if batch_idx == 23:
+                torch.cuda.set_sync_debug_mode("default")
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(24 * 8, 8, generator=g).cuda(), torch.randint(0, 3, (24 * 8,), generator=g).cuda())
+    model = build(fl)(optimizer="adamw", scheduler="onecycle", lr=0.01)
+    trainer = fl.Trainer(**trainer_kwargs(tmp_path, accelerator="cuda", precision="16-mixed", max_epochs=1,
+                                          gradient_clip_val=1.0, log_every_n_steps=50, callbacks=[SyncProbe()],
+                                          num_sanity_val_steps=0, limit_val_batches=0))
+    try:
+        trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=8))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert isinstance(trainer.scaler, DeviceGradScaler) and trainer.precision_plugin._engine.flat_list
+    assert trainer.global_step == 24
