@@ -332,3 +332,23 @@ def test_training_steps_do_not_sync_on_cuda_with_16_mixed_clip_and_flat_grads(tm
         torch.cuda.set_sync_debug_mode("default")
     assert isinstance(trainer.scaler, DeviceGradScaler) and trainer.precision_plugin._engine.flat_list
     assert trainer.global_step == 24
+
+
+def test_custom_configure_gradient_clipping_sees_unscaled_grads_under_device_scaler(tmp_path):
+    """A configure_gradient_clipping override that clips by hand reads the grads: they are unscaled first, as
+    Lightning does for torch's (non-fused) optimizers, so the same user code gives the same weights."""
+    from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
+
+    def module(pl):
+        class HandClip(build(pl)):
+            def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+                torch.nn.utils.clip_grad_norm_(self.parameters(), 0.05)
+
+        return HandClip
+
+    model_kw, trainer_kw = dict(optimizer="adam", lr=0.01), dict(max_epochs=2)
+    ref, _ = _fit(pl_ref, tmp_path / "pl", model_kw, trainer_kw, cls=module(pl_ref),
+                  plugins=[LightningMixed("16-mixed", "cpu")])
+    got, _ = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, cls=module(fl),
+                  plugins=[MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))])
+    _assert_close_weights(ref, got)
