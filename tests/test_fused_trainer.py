@@ -352,3 +352,16 @@ def test_custom_configure_gradient_clipping_sees_unscaled_grads_under_device_sca
     got, _ = _fit(fl, tmp_path / "fl", model_kw, trainer_kw, cls=module(fl),
                   plugins=[MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))])
     _assert_close_weights(ref, got)
+
+
+def test_16_mixed_on_cuda_picks_the_device_scaler_only_with_fused():
+    from fastlight.trainer.precision import make_precision
+
+    fused = make_precision("16-mixed", "cuda", fused=True, device=torch.device("cuda", 1))
+    assert isinstance(fused.scaler, DeviceGradScaler) and fused.scaler._device == torch.device("cuda", 1)
+    assert type(fused).__qualname__ == "MixedPrecision"  # Lightning's checkpoint key for the scaler state
+    plain = make_precision("16-mixed", "cuda", fused=False)
+    assert isinstance(plain.scaler, torch.amp.GradScaler)
+    assert make_precision("bf16-mixed", "cuda", fused=True).scaler is None
+    with pytest.raises(ValueError, match="does not use a scaler"):
+        MixedPrecision("bf16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))

@@ -227,13 +227,15 @@ class TruePrecision(Precision):
         return _DefaultDtype(self.dtype)
 
 
-def make_precision(precision: str, device_type: str, fused: bool = False) -> Precision:
+def make_precision(precision: str, device_type: str, fused: bool = False,
+                   device: Optional[torch.device] = None) -> Precision:
     if precision == "32-true":
         return Precision()
     if precision == "16-mixed" and fused:
         from fastlight.engine.scaler import DeviceGradScaler
 
-        return MixedPrecision(precision, device_type, scaler=DeviceGradScaler(device_type))
+        # the scale lives on the training device (lazily created there at the first scale())
+        return MixedPrecision(precision, device_type, scaler=DeviceGradScaler(device or device_type))
     if precision in ("16-mixed", "bf16-mixed"):
         return MixedPrecision(precision, device_type)
     return TruePrecision(precision)

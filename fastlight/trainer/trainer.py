@@ -160,7 +160,7 @@ class Trainer:
         self.optimizers: List[torch.optim.Optimizer] = []
         self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
-        self._precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused)
+        self._precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
         for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
             if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
                 self._precision = plugin
