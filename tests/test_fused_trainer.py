@@ -365,3 +365,15 @@ def test_16_mixed_on_cuda_picks_the_device_scaler_only_with_fused():
     assert make_precision("bf16-mixed", "cuda", fused=True).scaler is None
     with pytest.raises(ValueError, match="does not use a scaler"):
         MixedPrecision("bf16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_manual_clip_gradients_fp32_folded_into_the_step_matches_lightning(flat, tmp_path, monkeypatch):
+    ref, _ = _fit(pl_ref, tmp_path / "pl", dict(clip=0.05), dict(max_epochs=2), cls=build_manual(pl_ref))
+    real_clip = torch.nn.utils.clip_grad_norm_
+    calls = []
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda *a, **k: calls.append(1) or real_clip(*a, **k))
+    got, trainer = _fit(fl, tmp_path / "fl", dict(clip=0.05), dict(max_epochs=2), cls=build_manual(fl),
+                        flat_grads=flat)
+    assert calls == []  # self.clip_gradients went through the stats pass, not clip_grad_norm_
+    _assert_close_weights(ref, got)
