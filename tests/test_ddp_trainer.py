@@ -78,6 +78,10 @@ def test_sync_dist_metrics_equal_across_ranks_and_match_one_process(tmp_path):
 
 
 @needs_trainer
+@pytest.mark.skipif(
+    not hasattr(getattr(fastlight, "Trainer", None), "save_checkpoint"),
+    reason="needs Trainer.save_checkpoint and ckpt_path restore (wired on branch wire-surface)",
+)
 def test_checkpoint_from_two_ranks_resumes_in_one_process(tmp_path):
     run_fit("fastlight", tmp_path / "two")
     ckpt = tmp_path / "two" / "last.ckpt"

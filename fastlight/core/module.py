@@ -169,7 +169,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
             return
         trainer._log(
             self, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
-            sync_dist, add_dataloader_idx, batch_size,
+            sync_dist, add_dataloader_idx, batch_size, sync_dist_group=sync_dist_group, rank_zero_only=rank_zero_only,
         )
 
     def log_dict(
@@ -438,4 +438,9 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self.train()
 
     def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
-        return data  # single process: nothing to gather (the strategies issue replaces this)
+        """Gather a tensor (or a dict/list/tuple of tensors and numbers) from every process: each tensor gets a
+        leading dimension of size world_size. One process: `data` comes back unchanged."""
+        trainer = self._trainer
+        if trainer is None:
+            return data
+        return trainer.strategy.all_gather(data, group=group, sync_grads=sync_grads)

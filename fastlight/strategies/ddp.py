@@ -375,7 +375,7 @@ class DDPStrategy(Strategy):
             ) + tuple(exception.args[1:])
 
     def teardown(self) -> None:
-        self.model = self.module
+        super().teardown()
         if self.cluster_environment is not None:
             self.cluster_environment.teardown()
 

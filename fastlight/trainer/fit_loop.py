@@ -40,6 +40,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from torch import Tensor
 
+from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.precision import Precision
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -59,12 +60,6 @@ def _takes_batch_idx(fn: Callable) -> bool:
         return True
     args = spec.args[1:] if inspect.ismethod(fn) else spec.args
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
-
-
-def _set_sampler_epoch(loader: Any, epoch: int) -> None:
-    for obj in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        if obj is not None and callable(getattr(obj, "set_epoch", None)):
-            obj.set_epoch(epoch)
 
 
 def _sized_len(loader: Any) -> float:
@@ -255,7 +250,7 @@ class FitLoop:
         trainer._call_module("on_train_start")
         while not self._done():
             self.setup_data()
-            _set_sampler_epoch(self.loader, self._epochs_processed)
+            set_sampler_epoch(self.loader, self._epochs_processed)  # DistributedSampler: a new shuffle per epoch
             trainer._call_callbacks("on_train_epoch_start")
             trainer._call_module("on_train_epoch_start")
             self._val_this_epoch = self._should_check_val_epoch()
@@ -266,6 +261,10 @@ class FitLoop:
 
     def _prepare_step_functions(self, module: Any) -> None:
         self._pass_batch_idx = _takes_batch_idx(module.training_step)
+        strategy = self.trainer.strategy
+        self._distributed = strategy.is_distributed
+        # distributed: the step runs inside the wrapper's forward (DDP prepares its gradient all-reduce there)
+        self._training_step_fn = strategy.training_step if self._distributed else module.training_step
         self._plain_forward = type(self.trainer._precision).forward_context is Precision.forward_context
         self._automatic = module.automatic_optimization
         if not self._automatic:
@@ -369,7 +368,7 @@ class FitLoop:
     def _after_batch(self) -> None:
         trainer = self.trainer
         cfg = trainer._cfg
-        if cfg.max_time is not None and time.monotonic() - trainer._train_start_time >= cfg.max_time:
+        if cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True  # Lightning's Timer callback, checked at each batch end
         if self._should_check_val():
             hub = trainer._hub
@@ -388,6 +387,13 @@ class FitLoop:
         if trainer.should_stop:
             for logger in trainer.loggers:
                 logger.save()
+
+    def _time_is_up(self) -> bool:
+        trainer = self.trainer
+        up = time.monotonic() - trainer._train_start_time >= trainer._cfg.max_time
+        if self._distributed:  # rank 0's clock decides for all (the ranks must stop at the same batch)
+            up = trainer.strategy.broadcast(up)
+        return up
 
     def _should_check_val(self) -> bool:
         trainer = self.trainer
@@ -422,7 +428,7 @@ class FitLoop:
         hub.update_train_epoch_metrics(results)
         trainer._batches_that_stepped += 1
         trainer._current_epoch += 1
-        if trainer._cfg.max_time is not None and time.monotonic() - trainer._train_start_time >= trainer._cfg.max_time:
+        if trainer._cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True
 
     # ------------------------------------------------------------------------------------- optimization
@@ -432,7 +438,11 @@ class FitLoop:
         zero_grad = batch_idx % trainer._cfg.accumulate_grad_batches == 0
         closure = _Closure(self, batch_args, batch_idx, zero_grad, optimizer)
         if self._should_accumulate():
-            closure()
+            if self._distributed:  # no gradient all-reduce on a micro-batch that does not step
+                with trainer.strategy.block_backward_sync():
+                    closure()
+            else:
+                closure()
         else:
             trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx, optimizer, closure)
             trainer._global_step += 1
@@ -452,10 +462,10 @@ class FitLoop:
         prev = d["_current_fx_name"]
         d["_current_fx_name"] = "training_step"
         if self._plain_forward:
-            output = module.training_step(*batch_args)
+            output = self._training_step_fn(*batch_args)
         else:
             with trainer._precision.forward_context():
-                output = module.training_step(*batch_args)
+                output = self._training_step_fn(*batch_args)
         d["_current_fx_name"] = prev
         if isinstance(output, Tensor):
             loss, extra = output, {}
@@ -502,7 +512,7 @@ class FitLoop:
         prev = module._current_fx_name
         module.__dict__["_current_fx_name"] = "training_step"  # plain dict write: nn.Module.__setattr__ is slow
         with trainer._precision.forward_context():
-            output = module.training_step(*batch_args)
+            output = self._training_step_fn(*batch_args)
         module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
         if isinstance(output, dict):
             extra = dict(output)

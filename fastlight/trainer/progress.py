@@ -60,7 +60,6 @@ class ProgressBar(Callback):
         self.min_interval = 1.0 / refresh_per_second
         self._last = 0.0
         self._enabled = True
-        self._stream = sys.stdout
 
     def disable(self) -> None:
         self._enabled = False
@@ -68,11 +67,16 @@ class ProgressBar(Callback):
     def enable(self) -> None:
         self._enabled = True
 
-    def _draw(self, text: str, final: bool = False) -> None:
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if not trainer.is_global_zero:  # one bar per run: rank 0's
+            self.disable()
+
+    def _draw(self, text: Any, final: bool = False) -> None:
         if not self._enabled:
             return
-        self._stream.write("\r" + text[:200].ljust(80) + ("\n" if final else ""))
-        self._stream.flush()
+        text = text() if callable(text) else text  # built only when drawn: reading metrics costs a host sync
+        sys.stdout.write("\r" + text[:200].ljust(80) + ("\n" if final else ""))
+        sys.stdout.flush()
 
     def _metrics_text(self, trainer: Any) -> str:
         metrics = trainer.progress_bar_metrics  # host sync: the bar prints numbers (only when redrawn)
@@ -93,17 +97,18 @@ class ProgressBar(Callback):
         if now - self._last < self.min_interval:
             return
         self._last = now
-        self._draw(self._line(trainer, f"Epoch {trainer.current_epoch}", batch_idx + 1, trainer.num_training_batches))
+        self._draw(lambda: self._line(trainer, f"Epoch {trainer.current_epoch}", batch_idx + 1,
+                                      trainer.num_training_batches))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         n = trainer.num_training_batches
-        self._draw(self._line(trainer, f"Epoch {trainer.current_epoch}", n if n != float("inf") else 0, n),
+        self._draw(lambda: self._line(trainer, f"Epoch {trainer.current_epoch}", n if n != float("inf") else 0, n),
                    final=True)
         self._last = 0.0
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.sanity_checking and trainer.state.fn != "fit":
-            self._draw(f"Validation done {self._metrics_text(trainer)}", final=True)
+            self._draw(lambda: f"Validation done {self._metrics_text(trainer)}", final=True)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
         self._draw("Testing done", final=True)

@@ -155,10 +155,7 @@ class Trainer:
                 self._precision = plugin
             else:
                 raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (precision plugins only).")
-        from fastlight.trainer.strategy import SingleDeviceStrategy
-
-        # THE place a distributed strategy would be chosen (cfg.strategy / cfg.num_devices)
-        self.strategy = SingleDeviceStrategy(cfg.device, self._precision)
+        self.strategy = _resolve_strategy(strategy, cfg, devices, num_nodes, sync_batchnorm)
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
         self._active_results: Optional[ResultCollection] = None
@@ -252,40 +249,44 @@ class Trainer:
 
     @property
     def is_global_zero(self) -> bool:
-        return True
+        return self.strategy.is_global_zero
 
     @property
     def global_rank(self) -> int:
-        return 0
+        return self.strategy.global_rank
 
     @property
     def local_rank(self) -> int:
-        return 0
+        return self.strategy.local_rank
 
     @property
     def node_rank(self) -> int:
-        return 0
+        return self.strategy.node_rank
 
     @property
     def world_size(self) -> int:
-        return 1
+        return self.strategy.world_size
 
     @property
     def num_devices(self) -> int:
-        return self._cfg.num_devices
+        return len(self.device_ids)
 
     @property
     def num_nodes(self) -> int:
-        return 1
+        return self.strategy.num_nodes
 
     @property
     def device_ids(self) -> List[int]:
-        d = self._cfg.device
-        return [d.index or 0]
+        devices = getattr(self.strategy, "parallel_devices", None) or [self.strategy.root_device]
+        return [d.index or 0 for d in devices]
 
     @property
     def root_device(self) -> torch.device:
-        return self._cfg.device
+        return self.strategy.root_device
+
+    @property
+    def distributed_sampler_kwargs(self) -> Optional[Dict[str, int]]:
+        return self.strategy.distributed_sampler_kwargs
 
     @property
     def precision_plugin(self) -> Any:
@@ -521,7 +522,8 @@ class Trainer:
     # ================================================================= self.log
     def _log(self, module: LightningModule, name: str, value: Any, prog_bar: bool, logger: Optional[bool],
              on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, enable_graph: bool,
-             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
+             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int], sync_dist_group: Any = None,
+             rank_zero_only: bool = False) -> None:
         if self._cfg.barebones:
             rank_zero_warn(
                 "You are trying to `self.log()` but `Trainer(barebones=True)` is configured."
@@ -540,7 +542,8 @@ class Trainer:
             raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
         # the argument checks depend only on these: resolved once per distinct call site
         try:
-            key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx)
+            key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx, sync_dist, sync_dist_group,
+                   rank_zero_only)
             resolved = self._log_arg_cache.get(key)
         except TypeError:  # unhashable reduce_fx
             key, resolved = None, None
@@ -551,10 +554,13 @@ class Trainer:
                     f"You called `self.log` with the key `{name}`"
                     " but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"
                 )
-            resolved = (on_step, on_epoch, parse_reduce_fx(reduce_fx))
+            # sync_dist: values are reduced over the ranks through the strategy (none to reduce on one process)
+            sync = (self.strategy.reduce, sync_dist_group) if (
+                sync_dist and not rank_zero_only and self.strategy.is_distributed) else None
+            resolved = (on_step, on_epoch, parse_reduce_fx(reduce_fx), sync)
             if key is not None:
                 self._log_arg_cache[key] = resolved
-        on_step, on_epoch, reduce = resolved
+        on_step, on_epoch, reduce, sync = resolved
         if isinstance(value, Tensor):
             # a copy: the caller may change the tensor in place later (Lightning clones too)
             value = value.detach().clone() if not enable_graph else value.clone()
@@ -574,7 +580,7 @@ class Trainer:
         if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
             hub.reset_fx(results, fx)
         results.log(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce,
-                    enable_graph, add_dataloader_idx, batch_size)
+                    enable_graph, add_dataloader_idx, batch_size, sync)
         hub.current_fx = fx
 
     # ================================================================= public entry points
@@ -587,7 +593,7 @@ class Trainer:
                 "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
             )
         self._attach(model, datamodule, "fit", train=train_dataloaders, val=val_dataloaders)
-        self._run(model, "fit", ckpt_path)
+        self._launch(model, "fit", ckpt_path)
 
     def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                  ckpt_path: Optional[str] = None, verbose: bool = True,
@@ -608,7 +614,7 @@ class Trainer:
         loop = self.validate_loop if fn == "validate" else self.test_loop
         loop.verbose = verbose
         self._attach(model, datamodule, fn, **{"val" if fn == "validate" else "test": dataloaders})
-        return self._run(model, fn, ckpt_path)
+        return self._launch(model, fn, ckpt_path)
 
     def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                 datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
@@ -620,7 +626,7 @@ class Trainer:
         model = self._resolve_model(model, "predict")
         self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
         self._attach(model, datamodule, "predict", predict=dataloaders)
-        return self._run(model, "predict", ckpt_path)
+        return self._launch(model, "predict", ckpt_path)
 
     def _resolve_model(self, model: Optional[LightningModule], fn: str) -> LightningModule:
         if model is None:
@@ -677,7 +683,7 @@ class Trainer:
             return None
         kind, owner = source
         if kind == "given":
-            return self.strategy.process_dataloader(owner, stage)
+            return self._process_dataloader(owner, stage)
         if not self._has_hook(owner, hook):
             if owner is self._module and self.datamodule is None:
                 return None
@@ -686,20 +692,24 @@ class Trainer:
             loader = self._call_module(hook)
         else:
             loader = getattr(owner, hook)()
-        return self.strategy.process_dataloader(loader, stage)
+        return self._process_dataloader(loader, stage)
+
+    def _process_dataloader(self, loader: Any, stage: str) -> Any:
+        """The strategy injects a DistributedSampler (distributed runs, use_distributed_sampler=True)."""
+        cfg = self._cfg
+        return self.strategy.process_dataloader(
+            loader, stage, use_distributed_sampler=cfg.use_distributed_sampler, overfit_batches=cfg.overfit_batches
+        )
 
     def _batch_to_device(self, batch: Any, dataloader_idx: int) -> Any:
-        """Precision input conversion, the transfer hooks, and the move to the device (the strategy's seam)."""
+        """Precision input conversion, the transfer hooks, and the move to this rank's device."""
         batch = self._precision.convert_input(batch)
         if self._fast_transfer:
             return batch
         batch = self._call_transfer_hook("on_before_batch_transfer", batch, dataloader_idx)
-        batch = self.strategy.batch_to_device(batch, self._transfer, dataloader_idx)
+        batch = self._call_transfer_hook("transfer_batch_to_device", batch, self.strategy.root_device, dataloader_idx)
         batch = self._call_transfer_hook("on_after_batch_transfer", batch, dataloader_idx)
         return batch
-
-    def _transfer(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return self._call_transfer_hook("transfer_batch_to_device", batch, device, dataloader_idx)
 
     def _call_transfer_hook(self, name: str, *args: Any) -> Any:
         dm = self.datamodule
@@ -709,6 +719,52 @@ class Trainer:
         return self._call_module(name, *args)
 
     # ================================================================= the run
+    def _launch(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Any:
+        """Run `fn` in every rank: here (one device; or torchrun/SLURM/our re-executed script, where the launcher
+        only starts the other local ranks, then runs it here too), or in spawned processes (ddp_spawn/ddp_fork),
+        whose rank 0 sends its results back to this process."""
+        launcher = self.strategy.launcher
+        if launcher is None:
+            return self._run(model, fn, ckpt_path)
+        from fastlight.strategies import MultiProcessingLauncher
+
+        if not isinstance(launcher, MultiProcessingLauncher):
+            return launcher.launch(self._run, model, fn, ckpt_path)
+        outcome = launcher.launch(self._run_spawned_rank, model, fn, ckpt_path)
+        return self._recover_spawned_results(model, outcome)
+
+    def _run_spawned_rank(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Optional[Dict[str, Any]]:
+        """In a spawned rank: run, then (rank 0) what the calling process needs (Lightning's _WorkerOutput)."""
+        result = self._run(model, fn, ckpt_path)
+        if not self.is_global_zero:
+            return None
+        ckpt = self.checkpoint_callback
+        return {
+            "result": result,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "callback_metrics": dict(self.callback_metrics),
+            "logged_metrics": dict(self.logged_metrics),
+            "status": self.state.status,
+            "global_step": self._global_step,
+            "current_epoch": self._current_epoch,
+            "best_model_path": getattr(ckpt, "best_model_path", None),
+        }
+
+    def _recover_spawned_results(self, model: LightningModule, outcome: Optional[Dict[str, Any]]) -> Any:
+        """In the calling process: rank 0's final weights, metrics and progress, as if it had run here."""
+        self._module = model
+        model._trainer = self
+        if outcome is None:
+            return None
+        model.load_state_dict(outcome["state_dict"])
+        self._hub.restore(outcome["callback_metrics"], outcome["logged_metrics"])
+        self.state.status = outcome["status"]
+        self._global_step, self._current_epoch = outcome["global_step"], outcome["current_epoch"]
+        ckpt = self.checkpoint_callback
+        if ckpt is not None and outcome["best_model_path"] is not None and hasattr(ckpt, "best_model_path"):
+            ckpt.best_model_path = outcome["best_model_path"]
+        return outcome["result"]
+
     def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Any:
         cfg = self._cfg
         self._module = model
@@ -724,7 +780,8 @@ class Trainer:
         self._resolve_hooks()
         self._verify_loop_configuration(model, fn)
         dm = self.datamodule
-        device = cfg.device
+        strategy = self.strategy
+        device = strategy.root_device
         self._fast_transfer = (
             device.type == "cpu"
             and all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
@@ -733,10 +790,8 @@ class Trainer:
                 "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
         )
         try:
-            # prepare_data: datamodule first, then the module
-            if dm is not None:
-                dm.prepare_data()
-            self._call_module("prepare_data")
+            strategy.setup_environment()  # process group, device, ranks: before anything touches them
+            self._prepare_data(model, dm)
             # setup: the module's device is faked so `setup` can use it; loggers create their experiment
             model._device = device
             for logger in self.loggers:
@@ -773,10 +828,15 @@ class Trainer:
             return result
         except BaseException as exc:
             self.state.status = "interrupted"
+            if isinstance(exc, KeyboardInterrupt):
+                launcher = strategy.launcher
+                if launcher is not None and getattr(launcher, "launches_processes", False):
+                    launcher.kill()  # the other ranks would wait for this one in their next collective
             self._call_callbacks("on_exception", exc)
             self._call_module("on_exception", exc) if hasattr(model, "on_exception") else None
             if dm is not None:
                 dm.on_exception(exc)
+            strategy.on_exception(exc)
             for logger in self.loggers:
                 try:
                     logger.finalize("failed")
@@ -786,6 +846,24 @@ class Trainer:
         finally:
             self.training = self.validating = self.testing = self.predicting = self.sanity_checking = False
             self._active_results = None
+
+    def _prepare_data(self, model: LightningModule, dm: Optional[LightningDataModule]) -> None:
+        """prepare_data, datamodule first: once per node (or once in all with prepare_data_per_node=False), the
+        other ranks waiting, as in Lightning."""
+        strategy = self.strategy
+        if not strategy.is_distributed:
+            if dm is not None:
+                dm.prepare_data()
+            self._call_module("prepare_data")
+            return
+        local_zero = strategy.local_rank == 0
+        global_zero = local_zero and strategy.node_rank == 0
+        for owner in (dm, model):
+            if owner is None or not self._has_hook(owner, "prepare_data"):
+                continue
+            if local_zero if getattr(owner, "prepare_data_per_node", True) else global_zero:
+                owner.prepare_data() if owner is dm else self._call_module("prepare_data")
+            strategy.barrier("prepare_data")
 
     def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool) -> None:
         """Resume from `ckpt_path`: the seam where the checkpoints issue restores module, optimizers and loop
@@ -865,8 +943,11 @@ class Trainer:
                 )
 
     def _setup_strategy(self, model: LightningModule, fn: str) -> None:
-        """Convert (precision) and move the module, then set up optimizers when fitting (the strategy's job)."""
-        self.strategy.setup_module(model)
+        """Convert (precision), then the strategy moves the module (and wraps it in DDP when fitting), then the
+        optimizers when fitting."""
+        if self._precision.convert_module(model) is not model:
+            raise RuntimeError("precision.convert_module must convert the module in place")
+        self.strategy.setup_module(model, training=fn == "fit")
         if fn == "fit":
             self._setup_optimizers(model)
         else:
@@ -956,10 +1037,27 @@ class Trainer:
 
     # ================================================================= backward (used by manual_backward)
     def _backward(self, loss: Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> None:
+        self.strategy.pre_backward(loss)  # DDP with manual optimization arms its all-reduce here
         self._precision.backward(self, loss, optimizer, *args, **kwargs)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        print(*args, **kwargs)
+        if self.local_rank == 0:  # once per machine, as in Lightning
+            print(*args, **kwargs)
+
+
+def _resolve_strategy(strategy: Any, cfg: Any, devices: Any, num_nodes: int, sync_batchnorm: bool) -> Any:
+    """THE place the run's strategy is chosen, once: fastlight.strategies decides (Lightning's rules)."""
+    from fastlight.strategies import SingleDeviceStrategy, resolve_strategy
+
+    if cfg.accelerator == "mps":  # one Apple GPU: no process group to join
+        if (isinstance(strategy, str) and strategy.lower() not in ("auto", "single_device")) or num_nodes != 1:
+            raise ConfigError(f"`Trainer(accelerator='mps', strategy={strategy!r}, num_nodes={num_nodes})`: MPS runs"
+                              " on one device only.")
+        return SingleDeviceStrategy(cfg.device)
+    try:
+        return resolve_strategy(strategy, cfg.accelerator, devices, num_nodes, sync_batchnorm=sync_batchnorm)
+    except ValueError as err:
+        raise ConfigError(f"`Trainer(...)`: {err}") from None
 
 
 def _default_float() -> torch.dtype:
