@@ -719,23 +719,23 @@ class Trainer:
         return self._call_module(name, *args)
 
     # ================================================================= the run
-    def _launch(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Any:
+    def _launch(self, model: LightningModule, fn: str, *run_args: Any) -> Any:
         """Run `fn` in every rank: here (one device; or torchrun/SLURM/our re-executed script, where the launcher
         only starts the other local ranks, then runs it here too), or in spawned processes (ddp_spawn/ddp_fork),
         whose rank 0 sends its results back to this process."""
         launcher = self.strategy.launcher
         if launcher is None:
-            return self._run(model, fn, ckpt_path)
+            return self._run(model, fn, *run_args)
         from fastlight.strategies import MultiProcessingLauncher
 
         if not isinstance(launcher, MultiProcessingLauncher):
-            return launcher.launch(self._run, model, fn, ckpt_path)
-        outcome = launcher.launch(self._run_spawned_rank, model, fn, ckpt_path)
+            return launcher.launch(self._run, model, fn, *run_args)
+        outcome = launcher.launch(self._run_spawned_rank, model, fn, *run_args)
         return self._recover_spawned_results(model, outcome)
 
-    def _run_spawned_rank(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Optional[Dict[str, Any]]:
+    def _run_spawned_rank(self, model: LightningModule, fn: str, *run_args: Any) -> Optional[Dict[str, Any]]:
         """In a spawned rank: run, then (rank 0) what the calling process needs (Lightning's _WorkerOutput)."""
-        result = self._run(model, fn, ckpt_path)
+        result = self._run(model, fn, *run_args)
         if not self.is_global_zero:
             return None
         ckpt = self.checkpoint_callback
