@@ -55,6 +55,8 @@ class TinyRegressor(pl.LightningModule):
         loss = nn.functional.mse_loss(self.net(x), y)
         self.log("val_loss", loss, sync_dist=True)
         self.log("val_max", loss, sync_dist=True, reduce_fx="max")
+        gathered = self.all_gather(loss)  # (world_size,) with several processes, the tensor itself with one
+        self.log("val_gathered_min", gathered.min(), reduce_fx="min")
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
