@@ -49,10 +49,12 @@ def _describe(name, args, kwargs):
     return f"{name}({', '.join(map(str, simple))})" if simple else name
 
 
-def recording_module(base_cls, calls):
-    """Subclass `base_cls`, overriding every module hook to append its call to `calls` then call the original."""
+def recording_module(base_cls, calls, skip=()):
+    """Subclass `base_cls`, overriding every module hook (but `skip`) to record its call, then call the original."""
     ns = {}
     for name in MODULE_HOOKS:
+        if name in skip:
+            continue
         orig = getattr(base_cls, name, None)
         if orig is None:
             continue
@@ -100,7 +102,7 @@ def build(pl):
     class TinyModel(pl.LightningModule):
         def __init__(self, optimizer="sgd", scheduler=None, lr=0.1, hidden=16, dropout=0.0, log_extra=False,
                      n_train=40, n_val=16, batch_size=8, shuffle=True, monitor="val_loss", n_val_loaders=1,
-                     skip_batch=None, stop_batch=None, return_dict=False):
+                     skip_batch=None, stop_batch=None, return_dict=False, log_hooks=False):
             super().__init__()
             self.save_hyperparameters()
             torch.manual_seed(0)
@@ -127,6 +129,23 @@ def build(pl):
         def on_train_batch_start(self, batch, batch_idx):
             if batch_idx == self.hparams.stop_batch:
                 return -1
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            if self.hparams.log_hooks:
+                self.log("out_loss", outputs["loss"], on_epoch=True, reduce_fx="min", prog_bar=True)
+
+        def on_train_epoch_end(self):
+            if self.hparams.log_hooks:
+                self.log("epoch_w", self.net[0].weight.sum())
+                self.log_dict({"a": 1.0, "b": torch.tensor(2.0)}, prog_bar=True)
+
+        def on_validation_epoch_end(self):
+            if self.hparams.log_hooks:
+                self.log("val_epoch_hook", 3.0, add_dataloader_idx=False)
+
+        def on_before_optimizer_step(self, optimizer):
+            if self.hparams.log_hooks:
+                self.log("lr", optimizer.param_groups[0]["lr"], on_step=True, on_epoch=True)
 
         def validation_step(self, batch, batch_idx, dataloader_idx=0):
             x, y = batch

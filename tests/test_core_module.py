@@ -263,3 +263,22 @@ def test_import_fastlight_stays_light():
             " 'pandas', 'matplotlib') if m in sys.modules and m not in before]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_hooks_receive_the_same_optimizer_objects_as_in_lightning():
+    """zero_grad/backward/pre-step hooks get the torch optimizer; optimizer_step gets the LightningOptimizer."""
+    seen = {}
+
+    class Probe(Reg):
+        def on_before_zero_grad(self, optimizer):
+            seen["zero_grad"] = type(optimizer)
+
+        def on_before_optimizer_step(self, optimizer):
+            seen["pre_step"] = type(optimizer)
+
+        def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+            seen["step"] = isinstance(optimizer, LightningOptimizer)
+            optimizer.step(closure=optimizer_closure)
+
+    _trainer(limit_train_batches=1, limit_val_batches=0).fit(Probe())
+    assert seen == {"zero_grad": torch.optim.SGD, "pre_step": torch.optim.SGD, "step": True}

@@ -13,10 +13,10 @@ from _parity_helpers import (build, build_datamodule, build_manual, quiet_warnin
 quiet_warnings()
 
 
-def _record(pl, tmp_path, model_kw, trainer_kw, method="fit", builder=build, datamodule=False):
+def _record(pl, tmp_path, model_kw, trainer_kw, method="fit", builder=build, datamodule=False, skip=()):
     calls = []
     torch.manual_seed(7)
-    model = recording_module(builder(pl), calls)(**model_kw)
+    model = recording_module(builder(pl), calls, skip=skip)(**model_kw)
     trainer = pl.Trainer(**trainer_kwargs(tmp_path, callbacks=[recording_callback(pl, calls)], **trainer_kw))
     kwargs = {}
     if datamodule:
@@ -87,3 +87,16 @@ def test_manual_optimization_hooks_and_weights_match_lightning(tmp_path):
         _assert_same(ref, got)
         for (k, a), (_, b) in zip(ref_model.state_dict().items(), got_model.state_dict().items()):
             assert torch.equal(a, b), k
+
+
+@pytest.mark.parametrize("case", ["sanity_check_and_accumulation", "validation_inside_epoch_plateau",
+                                  "training_step_returns_none", "dict_output_and_clipping"])
+def test_hook_order_without_optimizer_step_override(case, tmp_path):
+    """Without an `optimizer_step` override fastlight may step the optimizer directly: same observable order."""
+    model_kw, trainer_kw = FIT_CASES[case]
+    skip = ("optimizer_step",)
+    ref, ref_model = _record(pl_ref, tmp_path, model_kw, trainer_kw, skip=skip)
+    got, got_model = _record(fl, tmp_path, model_kw, dict(trainer_kw, fused=False), skip=skip)
+    _assert_same(ref, got)
+    for (k, a), (_, b) in zip(ref_model.state_dict().items(), got_model.state_dict().items()):
+        assert torch.equal(a, b), k

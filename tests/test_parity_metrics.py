@@ -43,6 +43,8 @@ CASES = {
                                        dict(max_epochs=2, log_every_n_steps=1)),
     "accumulation_log_steps": (dict(log_extra=True, n_train=40), dict(max_epochs=1, accumulate_grad_batches=2,
                                                                       log_every_n_steps=1)),
+    "logging_in_hooks": (dict(log_extra=True, log_hooks=True, n_val_loaders=2, n_train=24, scheduler="step"),
+                         dict(max_epochs=2, log_every_n_steps=1)),
     "val_inside_epoch": (dict(log_extra=True, n_train=32), dict(max_epochs=1, val_check_interval=0.5,
                                                                  log_every_n_steps=1)),
 }

@@ -145,14 +145,14 @@ class LightningModule(HyperparametersMixin, nn.Module):
     ) -> None:
         """Record `value` under `name` for loggers, the progress bar and callbacks (see Lightning's docs)."""
         trainer = self._trainer
-        if isinstance(value, Mapping):
-            raise ValueError(f"`self.log({name}, {value})` was called, but `dict` values cannot be logged; use log_dict")
-        if isinstance(value, Tensor):
+        if isinstance(value, Tensor):  # the common case first: ABC isinstance checks are slow
             if value.numel() != 1:
                 raise ValueError(
                     f"`self.log({name}, {value})` was called, but the tensor must have a single element."
                     f" You can try doing `self.log({name}, {value}.mean())`"
                 )
+        elif isinstance(value, Mapping):
+            raise ValueError(f"`self.log({name}, {value})` was called, but `dict` values cannot be logged; use log_dict")
         elif hasattr(value, "compute") and hasattr(value, "update"):
             raise NotImplementedError(
                 f"`self.log({name}, <{type(value).__name__}>)`: logging metric objects (torchmetrics) is not supported"

@@ -1,8 +1,7 @@
 """Trainer flags, validated and normalized once into a typed config (errors name the flag)."""
 import datetime
-import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Union
+from typing import Any, Optional, Union
 
 import torch
 
@@ -293,6 +292,3 @@ def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> fl
         )
     return num
 
-
-def ceil_div(a: float, b: int) -> float:
-    return a if a == float("inf") else math.ceil(a / b)

@@ -12,7 +12,8 @@
             for each batch:                 FitLoop._run_batch
                 on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
                 on_train_batch_start        (returning -1 ends the epoch)
-                automatic optimization      FitLoop._automatic_step
+                automatic optimization      FitLoop._automatic_step (FitLoop._direct_automatic_step runs the
+                                            same hooks in the same order when nothing can tell the difference)
                     accumulating: closure() | else: optimizer_step(epoch, batch_idx, optimizer, closure)
                         -> optimizer.step(closure) -> precision.optimizer_step:
                         closure():  training_step
@@ -151,9 +152,14 @@ class FitLoop:
                 "No training data: `train_dataloader()` returned None. Return a DataLoader (or an iterable of"
                 " batches), or pass `train_dataloaders=` to `Trainer.fit`."
             )
-        if isinstance(loader, (list, tuple, dict)) and loader and all(hasattr(x, "__iter__") and not isinstance(x, Tensor) for x in (loader.values() if isinstance(loader, dict) else loader)) and not isinstance(loader, Tensor):
-            if not (isinstance(loader, (list, tuple)) and loader and isinstance(loader[0], Tensor)):
-                raise NotImplementedError("Several train dataloaders (CombinedLoader) are not supported by fastlight yet.")
+        if isinstance(loader, (list, tuple, dict)):  # Lightning reads these as several loaders (CombinedLoader)
+            items = list(loader.values()) if isinstance(loader, dict) else list(loader)
+            if len(items) != 1:
+                raise NotImplementedError(
+                    f"`train_dataloader` returned {len(items)} dataloaders in a {type(loader).__name__}; several"
+                    " train dataloaders (Lightning's CombinedLoader) are not supported by fastlight yet."
+                )
+            loader = items[0]
         if cfg.overfit_batches > 0:
             loader = _overfit_loader(loader)
         if not hasattr(loader, "__iter__"):
@@ -267,6 +273,10 @@ class FitLoop:
         self._training_step_fn = strategy.training_step if self._distributed else module.training_step
         self._plain_forward = type(self.trainer._precision).forward_context is Precision.forward_context
         self._automatic = module.automatic_optimization
+        self._direct_step = self._can_step_directly(module)
+        trainer = self.trainer
+        self._pre_step_work = "on_before_optimizer_step" in trainer._active_hooks or trainer._clipping_active
+        self._accumulating = False
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
                 opt._on_before_step = self._manual_on_before_step
@@ -326,35 +336,43 @@ class FitLoop:
         self.epoch_batch_idx += 1
         self.total_batch_idx += 1
         batch_idx = self.epoch_batch_idx
+        # fixed for this batch (only on_train_batch_start returning -1 changes is_last_batch, and then we stop)
+        self._accumulating = self._should_accumulate()
         batch = trainer._batch_to_device(batch, 0)
         results = trainer._train_results
         trainer._hub.on_batch_start(results, batch)
+        active = trainer._active_hooks  # hooks nobody listens to are not dispatched (resolved once per run)
         output: Any = None
         skip_rest = False
         if batch is None:
             rank_zero_warn("train_dataloader yielded None. If this was on purpose, ignore this warning...")
         else:
-            trainer._call_callbacks("on_train_batch_start", batch, batch_idx)
-            response = trainer._call_module("on_train_batch_start", batch, batch_idx)
+            response = None
+            if "on_train_batch_start" in active:
+                trainer._call_callbacks("on_train_batch_start", batch, batch_idx)
+                response = trainer._call_module("on_train_batch_start", batch, batch_idx)
             skip_rest = response == -1
             if skip_rest:
                 self.is_last_batch = True
             else:
                 batch_args = (batch, batch_idx) if self._pass_batch_idx else (batch,)
-                if self._automatic:
+                if self._direct_step:
+                    output = self._direct_automatic_step(batch_args, batch_idx)
+                elif self._automatic:
                     output = self._automatic_step(batch_args, batch_idx)
                 else:
                     output = self._manual_step(batch_args)
-        self._update_lr_schedulers("step", plateau=False)
-        if self._num_ready_batches_reached():
-            self._update_lr_schedulers("epoch", plateau=False)
+        if trainer.lr_scheduler_configs:
+            self._update_lr_schedulers("step", plateau=False)
+            if self._num_ready_batches_reached():
+                self._update_lr_schedulers("epoch", plateau=False)
         if skip_rest:
             return False
-        trainer._call_callbacks("on_train_batch_end", output, batch, batch_idx)
-        trainer._call_module("on_train_batch_end", output, batch, batch_idx)
+        if "on_train_batch_end" in active:
+            trainer._call_callbacks("on_train_batch_end", output, batch, batch_idx)
+            trainer._call_module("on_train_batch_end", output, batch, batch_idx)
         trainer._hub.on_batch_end(results)
-        accumulating = self._automatic and self._should_accumulate()
-        if not accumulating:
+        if trainer.loggers and not (self._automatic and self._accumulating):
             self._log_train_step()
         self._after_batch()
         return True
@@ -373,7 +391,7 @@ class FitLoop:
         if self._should_check_val():
             hub = trainer._hub
             first_loop_iter = hub.first_loop_iter
-            if not self._should_accumulate():
+            if not self._accumulating:
                 trainer._call_module("on_validation_model_zero_grad")
             trainer.validate_loop.run()
             trainer.training = True
@@ -381,8 +399,9 @@ class FitLoop:
             trainer.state.stage = "train"
             trainer._active_results = trainer._train_results
             hub.first_loop_iter = first_loop_iter
-        self._update_lr_schedulers("step", plateau=True)
-        if not (self._automatic and self._should_accumulate()):
+        if trainer.lr_scheduler_configs:
+            self._update_lr_schedulers("step", plateau=True)
+        if not (self._automatic and self._accumulating):
             trainer._batches_that_stepped += 1
         if trainer.should_stop:
             for logger in trainer.loggers:
@@ -432,9 +451,34 @@ class FitLoop:
             trainer.should_stop = True
 
     # ------------------------------------------------------------------------------------- optimization
+    def _can_step_directly(self, module: Any) -> bool:
+        """True when running the closure before `optimizer.step()` is indistinguishable from Lightning's
+        `optimizer_step -> optimizer.step(closure)`: the user did not override `optimizer_step`, the optimizer is
+        one of torch's own (they call the closure once, first thing; LBFGS excepted), no step pre-hooks are
+        registered, and the precision plugin steps plainly (no GradScaler)."""
+        from fastlight.core.module import LightningModule
+
+        trainer = self.trainer
+        if not self._automatic or len(trainer.optimizers) != 1:
+            return False
+        if type(module).optimizer_step is not LightningModule.optimizer_step or "optimizer_step" in vars(module):
+            return False
+        opt = trainer.optimizers[0]
+        cls = type(opt)
+        if not cls.__module__.startswith("torch.optim.") or isinstance(opt, torch.optim.LBFGS):
+            return False
+        import torch.optim.optimizer as torch_optimizer
+
+        if getattr(opt, "_optimizer_step_pre_hooks", None) or torch_optimizer._global_optimizer_pre_hooks:
+            return False
+        precision = trainer._precision
+        return precision.scaler is None and type(precision).optimizer_step is Precision.optimizer_step
+
     def _automatic_step(self, batch_args: tuple, batch_idx: int) -> Dict[str, Any]:
         trainer = self.trainer
-        optimizer = trainer._lightning_optimizers[0] if trainer._lightning_optimizers else None
+        # as in Lightning: zero_grad/backward/on_before_optimizer_step get the torch optimizer, the
+        # optimizer_step hook gets the LightningOptimizer (whose step() runs the closure)
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
         zero_grad = batch_idx % trainer._cfg.accumulate_grad_batches == 0
         closure = _Closure(self, batch_args, batch_idx, zero_grad, optimizer)
         if self._should_accumulate():
@@ -444,7 +488,8 @@ class FitLoop:
             else:
                 closure()
         else:
-            trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx, optimizer, closure)
+            trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx,
+                                 trainer._lightning_optimizers[0] if trainer._lightning_optimizers else None, closure)
             trainer._global_step += 1
         result = closure.result
         if result is _SKIPPED:
@@ -454,6 +499,29 @@ class FitLoop:
                 " call did not execute it internally."
             )
         return result
+
+    def _direct_automatic_step(self, batch_args: tuple, batch_idx: int) -> Dict[str, Any]:
+        """The closure's work, then `optimizer.step()`: same hooks, same order, same numbers as the closure path
+        (see `_can_step_directly`), without the closure/partial/wrapper layers. The fused engine plugs in here."""
+        trainer = self.trainer
+        optimizer = trainer.optimizers[0]  # the torch optimizer, as Lightning passes to these hooks
+        loss, extra = self._training_step(batch_args)
+        if batch_idx % trainer._cfg.accumulate_grad_batches == 0:
+            self._zero_grad(batch_idx, optimizer)
+        if loss is not None:
+            trainer._precision.backward(trainer, loss, optimizer)
+        else:
+            self._warn_none()
+        if not self._accumulating:
+            if self._pre_step_work:
+                with torch.no_grad():  # inside torch's optimizer.step these run with grad disabled too
+                    trainer._precision._after_closure(trainer, optimizer)
+            optimizer.step()
+            trainer._global_step += 1
+        if loss is None:
+            return {}
+        detached = loss.detach()
+        return {"loss": detached, **extra} if extra else {"loss": detached}
 
     def _training_step(self, batch_args: tuple) -> tuple:
         trainer = self.trainer
@@ -497,9 +565,14 @@ class FitLoop:
 
     def _zero_grad(self, batch_idx: int, optimizer: Any) -> None:
         trainer = self.trainer
-        trainer._call_callbacks("on_before_zero_grad", optimizer)
-        trainer._call_module("on_before_zero_grad", optimizer)
-        trainer._call_module("optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizer)
+        active = trainer._active_hooks
+        if "on_before_zero_grad" in active:
+            trainer._call_callbacks("on_before_zero_grad", optimizer)
+            trainer._call_module("on_before_zero_grad", optimizer)
+        if "optimizer_zero_grad" in active:
+            trainer._call_module("optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizer)
+        else:
+            optimizer.zero_grad()  # LightningModule.optimizer_zero_grad's body
 
     def _warn_none(self) -> None:
         if not self._warned_none:

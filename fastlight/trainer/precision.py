@@ -7,7 +7,7 @@ closure, on_before_optimizer_step, configure_gradient_clipping, the step itself.
 """
 import contextlib
 from functools import partial
-from typing import Any, Callable, Generator, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
@@ -68,18 +68,25 @@ class Precision:
     def backward(self, trainer: Any, loss: Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> Tensor:
         """on_before_backward hooks, `LightningModule.backward`, on_after_backward hooks."""
         loss = self.pre_backward(loss)
-        trainer._call_callbacks("on_before_backward", loss)
-        trainer._call_module("on_before_backward", loss)
-        trainer._call_module("backward", loss, *args, **kwargs)
-        trainer._call_callbacks("on_after_backward")
-        trainer._call_module("on_after_backward")
+        active = trainer._active_hooks  # hooks nobody listens to are not dispatched (resolved once per run)
+        if "on_before_backward" in active:
+            trainer._call_callbacks("on_before_backward", loss)
+            trainer._call_module("on_before_backward", loss)
+        if "backward" in active:
+            trainer._call_module("backward", loss, *args, **kwargs)
+        else:
+            loss.backward(*args, **kwargs)  # LightningModule.backward's body
+        if "on_after_backward" in active:
+            trainer._call_callbacks("on_after_backward")
+            trainer._call_module("on_after_backward")
         return loss
 
     # -- step ----------------------------------------------------------------------------------------
     def _after_closure(self, trainer: Any, optimizer: Any) -> None:
-        trainer._call_callbacks("on_before_optimizer_step", optimizer)
-        trainer._call_module("on_before_optimizer_step", optimizer)
-        if trainer._module.automatic_optimization and trainer._clipping_active:
+        if "on_before_optimizer_step" in trainer._active_hooks:
+            trainer._call_callbacks("on_before_optimizer_step", optimizer)
+            trainer._call_module("on_before_optimizer_step", optimizer)
+        if trainer._clipping_active and trainer._module._automatic_optimization:
             trainer._call_module(
                 "configure_gradient_clipping", optimizer,
                 gradient_clip_val=trainer.gradient_clip_val, gradient_clip_algorithm=trainer.gradient_clip_algorithm,

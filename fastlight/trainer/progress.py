@@ -7,7 +7,6 @@ import sys
 import time
 from typing import Any
 
-import torch
 
 from fastlight.callbacks.callback import Callback
 

@@ -13,7 +13,6 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fastlight.utilities.rank_zero import rank_zero_warn
 
 # hook -> (allowed on_step, allowed on_epoch, default on_step, default on_epoch); None: logging not allowed
 _STEP_HOOK = ((False, True), (False, True), True, False)
@@ -239,7 +238,7 @@ class ResultCollection(dict):
                 batch_size = 1
                 if self.batch is not None and on_epoch and reduce == "mean":
                     batch_size = self.batch_size = extract_batch_size(self.batch)
-        if metric.value.device != value.device:
+        if metric.value.get_device() != value.get_device():  # ints: cheaper than comparing torch.device objects
             metric.value = metric.value.to(value.device)
         metric.update(value, batch_size)
         metric.has_reset = False

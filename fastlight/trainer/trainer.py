@@ -5,7 +5,6 @@ import math
 import os
 import random
 import sys
-import time
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
@@ -15,7 +14,7 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
-from fastlight.trainer.config import ConfigError, build_config, ceil_div, parse_num_batches
+from fastlight.trainer.config import ConfigError, build_config
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
@@ -195,6 +194,7 @@ class Trainer:
         self._cb_hooks: Dict[str, tuple] = {}
         self._module_skip: frozenset = frozenset()
         self._log_arg_cache: Dict[tuple, tuple] = {}
+        self._active_hooks: frozenset = frozenset()
 
     # ================================================================= flags / properties
     def __getattr__(self, name: str) -> Any:
@@ -355,7 +355,7 @@ class Trainer:
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
         for c in self.callbacks:
-            if getattr(c, "_is_progress_bar", False):
+            if _is_progress_bar(c):
                 return c
         return None
 
@@ -442,11 +442,11 @@ class Trainer:
                 raise ConfigError(f"`Trainer(callbacks=...)` got {cb!r}, which is not a `Callback`.")
         if cfg.enable_checkpointing and not cfg.fast_dev_run:
             self._add_default_checkpoint_callback(cbs)
-        if cfg.enable_progress_bar and not any(getattr(c, "_is_progress_bar", False) for c in cbs):
+        if cfg.enable_progress_bar and not any(_is_progress_bar(c) for c in cbs):
             from fastlight.trainer.progress import ProgressBar
 
             cbs.append(ProgressBar())
-        if cfg.enable_model_summary and not any(getattr(c, "_is_model_summary", False) for c in cbs):
+        if cfg.enable_model_summary and not any(_is_model_summary(c) for c in cbs):
             from fastlight.trainer.progress import ModelSummary
 
             cbs.append(ModelSummary())
@@ -489,6 +489,13 @@ class Trainer:
             name for name in _NOOP_MODULE_HOOKS
             if getattr(cls, name, None) is getattr(LightningModule, name) and name not in vars(module)
         )
+        # hooks someone listens to: a callback overrides it, or the module overrides it (for the hooks with a
+        # default body: optimizer_zero_grad, backward). The step loop skips the dispatch call for the others.
+        overridden = {
+            name for name in _NOOP_MODULE_HOOKS | {"optimizer_zero_grad", "backward"}
+            if getattr(cls, name, None) is not getattr(LightningModule, name) or name in vars(module)
+        }
+        self._active_hooks = frozenset(overridden | {k.split(":")[0] for k, v in self._cb_hooks.items() if v})
 
     # ================================================================= hook dispatch
     def _call_callbacks(self, name: str, *args: Any, **kwargs: Any) -> None:
@@ -1067,6 +1074,17 @@ def _default_float() -> torch.dtype:
 
 def _is_checkpoint_callback(cb: Any) -> bool:
     return any(c.__name__ in ("Checkpoint", "ModelCheckpoint") for c in type(cb).__mro__)
+
+
+def _is_progress_bar(cb: Any) -> bool:
+    """A user's bar (fastlight's or any ProgressBar subclass) replaces the default one."""
+    return getattr(cb, "_is_progress_bar", False) or any(
+        c.__name__ in ("ProgressBar", "TQDMProgressBar", "RichProgressBar") for c in type(cb).__mro__)
+
+
+def _is_model_summary(cb: Any) -> bool:
+    return getattr(cb, "_is_model_summary", False) or any(
+        c.__name__ in ("ModelSummary", "RichModelSummary") for c in type(cb).__mro__)
 
 
 def _is_monitoring_callback(cb: Any) -> bool:

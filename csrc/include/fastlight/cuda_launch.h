@@ -19,5 +19,47 @@ void grad_stats_finish(const float* partials, int64_t n, float* out, cudaStream_
 // Upper bound on the number of blocks grad_stats_partials uses.
 int grad_stats_max_blocks();
 
+// ---- optimizer steps (adam.cu, sgd.cu) ----------------------------------------------------------------------
+// Device tables built by the host glue, int64 fields:
+//   tensor table, kOptimMetaFields per tensor: param, grad, state0, state1, state2, step (addresses), numel
+//     Adam: state0 = exp_avg, state1 = exp_avg_sq, state2 = max_exp_avg_sq (0 unless amsgrad),
+//           step = float32 counter (read as old value; +1 applied by optim_bump_steps after the step kernel)
+//     SGD:  state0 = momentum_buffer (0 when momentum == 0), state1 = state2 = step = 0
+//   chunk table, kOptimChunkFields per chunk: tensor index, first element, element count
+constexpr int kOptimMetaFields = 7;
+constexpr int kOptimChunkFields = 3;
+constexpr long long kOptimChunkElems = 1LL << 16;
+
+// A per-step scalar: a device pointer (read in the kernel, no host sync) or, when ptr is null, the value.
+struct DeviceScalar {
+  const void* ptr;  // float32 or float64 on the device, or null
+  bool is_double;
+  double value;     // used when ptr is null
+};
+
+struct AdamLaunchArgs {
+  DeviceScalar lr;
+  DeviceScalar grad_scale;  // multiplier; value 1 and null ptr when absent
+  const float* found_inf;   // device flag (nonzero: skip everything) or null
+  double beta1, beta2, weight_decay, eps;
+  bool amsgrad, maximize, decoupled_weight_decay;
+};
+
+struct SgdLaunchArgs {
+  DeviceScalar lr;
+  DeviceScalar grad_scale;
+  const float* found_inf;
+  double weight_decay, momentum, dampening;
+  bool has_momentum, nesterov, maximize, first_step;
+};
+
+// One grid-stride launch over the chunks [chunk_begin, chunk_begin + n_chunks) of one dtype.
+void adam_step_launch(DType dtype, const int64_t* metas, const int64_t* chunks, int64_t n_chunks,
+                      const AdamLaunchArgs& args, cudaStream_t stream);
+void sgd_step_launch(DType dtype, const int64_t* metas, const int64_t* chunks, int64_t n_chunks,
+                     const SgdLaunchArgs& args, cudaStream_t stream);
+// step += 1 for every tensor of the table (unless *found_inf != 0): one small launch after the step kernels.
+void optim_bump_steps(const int64_t* metas, int64_t n_tensors, const float* found_inf, cudaStream_t stream);
+
 }  // namespace cuda
 }  // namespace fastlight

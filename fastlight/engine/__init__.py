@@ -1,0 +1,1 @@
+"""fastlight.engine: fused optimizers, flat gradient buffers, the device-side loss scaler (kernels via fastlight.ops)."""
