@@ -357,7 +357,11 @@ class FitLoop:
             else:
                 batch_args = (batch, batch_idx) if self._pass_batch_idx else (batch,)
                 if self._direct_step:
-                    output = self._direct_automatic_step(batch_args, batch_idx)
+                    if self._accumulating and self._distributed:  # no gradient all-reduce on this micro-batch
+                        with trainer.strategy.block_backward_sync():
+                            output = self._direct_automatic_step(batch_args, batch_idx)
+                    else:
+                        output = self._direct_automatic_step(batch_args, batch_idx)
                 elif self._automatic:
                     output = self._automatic_step(batch_args, batch_idx)
                 else:
