@@ -1,6 +1,16 @@
 """fastlight: PyTorch Lightning's API, fused hot paths. `import fastlight as pl`."""
 __version__ = "0.1.0"
 
+import logging as _logging  # noqa: E402
+
+# Lightning prints its info messages (model summary, "`Trainer.fit` stopped: ...") through its own logger at INFO;
+# fastlight's logger does the same unless the application configured logging itself.
+_logger = _logging.getLogger(__name__)
+_logger.setLevel(_logging.INFO)
+if not _logging.getLogger().hasHandlers():
+    _logger.addHandler(_logging.StreamHandler())
+    _logger.propagate = False
+
 from fastlight import callbacks, core, utilities  # noqa: E402
 from fastlight.callbacks import Callback  # noqa: E402
 from fastlight.core import LightningDataModule, LightningModule  # noqa: E402
