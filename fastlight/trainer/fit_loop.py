@@ -140,7 +140,11 @@ class FitLoop:
         self._epoch_start_totals = (0, 0, 0)  # global_step, zero_grad calls, scheduler steps at the epoch's start
         self._resume_pending = False  # a checkpoint's counters were restored: `run` continues from them
         self._resume: Any = None  # the ResumePoint of a mid-epoch restart, for the epoch it lands in
-        self._restarting = False  # the first epoch after a restore (Lightning's `restarting`)
+        # the first epoch after a restore: it reuses the iterator `setup_data` made (Lightning's `is_resuming`), and
+        # when the restore was mid-epoch (or max_steps is set: Lightning's `restarting`) the plateau schedulers skip
+        # the epoch end
+        self._resuming = False
+        self._restarting = False
 
     def reset_data(self) -> None:
         self.loader = None
@@ -276,7 +280,7 @@ class FitLoop:
             self._val_this_epoch = self._should_check_val_epoch()
             self._run_epoch(resume)
             self._end_epoch()
-            self._restarting = False
+            self._resuming = self._restarting = False
         trainer._call_callbacks("on_train_end")
         trainer._call_module("on_train_end")
 
@@ -296,7 +300,7 @@ class FitLoop:
         num_batches = trainer.num_training_batches
         self.epoch_batch_idx = -1
         self.is_last_batch = False
-        if (trainer.current_epoch > 0 and not self._restarting) or self._iterator is None:
+        if (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
             # a fresh epoch: same place Lightning creates it (RNG order); after a restore Lightning keeps the
             # iterator `setup_data` made
             self._iterator = iter(self.loader)
@@ -646,12 +650,15 @@ class FitLoop:
         self._resume_pending = False
         trainer = self.trainer
         progress = trainer.loop_progress.fit
+        epoch = progress.epoch.current
+        unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
+        self._restarting = unfinished or trainer._cfg.max_steps != -1
+        self._resuming = True
         point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches)
         trainer._current_epoch = point.epoch
         trainer._global_step = point.global_step
         trainer._batches_that_stepped = point.batches_that_stepped
         self._epochs_processed = point.epoch
-        self._restarting = True
         if point.mid_epoch:
             self._resume = point
             self.total_batch_idx = progress.batch.total.completed - 1
