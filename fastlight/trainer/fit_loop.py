@@ -145,6 +145,7 @@ class FitLoop:
         # the epoch end
         self._resuming = False
         self._restarting = False
+        self.validation_has_run = False
 
     def reset_data(self) -> None:
         self.loader = None
@@ -612,6 +613,7 @@ class FitLoop:
             for name in vars(tracker):
                 setattr(tracker, name, (getattr(tracker, name) if tracker is val.total else 0) + int(n))
         val.is_last_batch = True
+        self.validation_has_run = n > 0
 
     def sync_progress(self) -> None:
         """Fill the counters the loop keeps as plain integers into trainer.loop_progress (before a checkpoint is

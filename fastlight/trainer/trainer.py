@@ -327,6 +327,11 @@ class Trainer:
         return self.fit_loop.is_last_batch
 
     @property
+    def validation_has_run(self) -> bool:
+        """Whether the fit's latest validation ran batches (Lightning: fit_loop.epoch_loop.val_loop._has_run)."""
+        return self.fit_loop.validation_has_run
+
+    @property
     def evaluating(self) -> bool:
         return self.validating or self.testing
 
