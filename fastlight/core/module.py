@@ -43,6 +43,28 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self._device = torch.device("cpu")
         self._dtype = torch.get_default_dtype()
         self._param_requires_grad_state: Dict[Tensor, bool] = {}
+        self._strict_loading: Optional[bool] = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: Optional[bool] = None, weights_only: Optional[bool] = None,
+                             **kwargs: Any) -> "LightningModule":
+        """A new module built from the checkpoint's hyperparameters (overridden by `hparams_file`, then `kwargs`),
+        with its weights loaded (`strict` defaults to `strict_loading`). The file is read safely unless
+        `weights_only=False` is passed for a trusted file."""
+        from fastlight.core.saving import _load_from_checkpoint
+
+        return _load_from_checkpoint(cls, checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                     strict=strict, weights_only=weights_only, **kwargs)
+
+    @property
+    def strict_loading(self) -> bool:
+        """Whether restoring a checkpoint requires its keys to match the module's exactly (Lightning's default True)."""
+        return True if self._strict_loading is None else self._strict_loading
+
+    @strict_loading.setter
+    def strict_loading(self, strict: bool) -> None:
+        self._strict_loading = strict
 
     # ------------------------------------------------------------------ properties
     @property

@@ -158,6 +158,14 @@ class Trainer:
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
         self._active_results: Optional[ResultCollection] = None
+        from fastlight.trainer.checkpoint_layout import LoopProgress
+
+        # Lightning's loop counters, as written under a checkpoint's "loops" (the fit loop moves the per-epoch and
+        # per-batch ones; the rest is filled in when a checkpoint is written)
+        self.loop_progress = LoopProgress()
+        self.checkpoint_io: Any = None  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
+        self._ckpt_path: Optional[str] = None
+        self._loaded_checkpoint: Optional[Dict[str, Any]] = None
 
         # progress counters (Lightning's loop progress, flattened)
         self._current_epoch = 0
@@ -320,6 +328,11 @@ class Trainer:
         return self.fit_loop.is_last_batch
 
     @property
+    def validation_has_run(self) -> bool:
+        """Whether the fit's latest validation ran batches (Lightning: fit_loop.epoch_loop.val_loop._has_run)."""
+        return self.fit_loop.validation_has_run
+
+    @property
     def evaluating(self) -> bool:
         return self.validating or self.testing
 
@@ -339,6 +352,11 @@ class Trainer:
         return kind == "given" or self._has_hook(owner, "val_dataloader")
 
     @property
+    def ckpt_path(self) -> Optional[str]:
+        """The checkpoint the current/last run was restored from (resolved from "last"/"best")."""
+        return self._ckpt_path
+
+    @property
     def checkpoint_callback(self) -> Optional[Callback]:
         cbs = self.checkpoint_callbacks
         return cbs[0] if cbs else None
@@ -354,8 +372,10 @@ class Trainer:
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
+        from fastlight.callbacks.progress_bar import ProgressBar
+
         for c in self.callbacks:
-            if _is_progress_bar(c):
+            if isinstance(c, ProgressBar):
                 return c
         return None
 
@@ -412,17 +432,14 @@ class Trainer:
         if cfg.barebones or cfg.fast_dev_run:
             return []
         if logger is None or logger is True:
-            try:
-                import fastlight.loggers as loggers_pkg  # lazy: the surface issue provides it
-            except ImportError:
-                rank_zero_warn(
-                    "`Trainer(logger=True)`: fastlight.loggers is not available in this build, running without a"
-                    " logger. Pass `logger=False` to silence this."
-                )
-                return []
-            if importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX"):
-                return [loggers_pkg.TensorBoardLogger(save_dir=cfg.default_root_dir)]
-            return [loggers_pkg.CSVLogger(save_dir=cfg.default_root_dir)]
+            # Lightning's default: TensorBoard when its package is importable, else CSV
+            if importlib.util.find_spec("tensorboard") is not None:
+                from fastlight.loggers.tensorboard import TensorBoardLogger
+
+                return [TensorBoardLogger(save_dir=cfg.default_root_dir)]
+            from fastlight.loggers.csv_logs import CSVLogger
+
+            return [CSVLogger(save_dir=cfg.default_root_dir)]
         if logger is False:
             return []
         if isinstance(logger, Iterable) and not isinstance(logger, (str, bytes)):
@@ -440,28 +457,31 @@ class Trainer:
         for cb in cbs:
             if not isinstance(cb, Callback):
                 raise ConfigError(f"`Trainer(callbacks=...)` got {cb!r}, which is not a `Callback`.")
-        if cfg.enable_checkpointing and not cfg.fast_dev_run:
-            self._add_default_checkpoint_callback(cbs)
-        if cfg.enable_progress_bar and not any(_is_progress_bar(c) for c in cbs):
-            from fastlight.trainer.progress import ProgressBar
+        # Lightning's defaults, in its order: checkpoint, progress bar, model summary (checkpoints move last below)
+        from fastlight.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 
-            cbs.append(ProgressBar())
-        if cfg.enable_model_summary and not any(_is_model_summary(c) for c in cbs):
-            from fastlight.trainer.progress import ModelSummary
-
+        if any(isinstance(c, ModelCheckpoint) for c in cbs) and not cfg.enable_checkpointing:
+            raise ConfigError(
+                "Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list."
+            )
+        if cfg.enable_checkpointing and not any(_is_checkpoint_callback(c) for c in cbs):
+            cbs.append(ModelCheckpoint())
+        bars = [c for c in cbs if isinstance(c, ProgressBar)]
+        if len(bars) > 1:
+            raise ConfigError(
+                "You added multiple progress bar callbacks to the Trainer, but currently only one progress bar is"
+                " supported."
+            )
+        if bars and not cfg.enable_progress_bar:
+            raise ConfigError(
+                f"Trainer was configured with `enable_progress_bar=False` but found `{type(bars[0]).__name__}` in"
+                " callbacks list."
+            )
+        if cfg.enable_progress_bar and not bars:
+            cbs.append(TQDMProgressBar())
+        if cfg.enable_model_summary and not any(isinstance(c, ModelSummary) for c in cbs):
             cbs.append(ModelSummary())
         return _reorder_callbacks(cbs)
-
-    @staticmethod
-    def _add_default_checkpoint_callback(cbs: List[Callback]) -> None:
-        """The default ModelCheckpoint (wired by the checkpoints issue; skipped until its module exists)."""
-        if any(_is_checkpoint_callback(c) for c in cbs):
-            return
-        try:
-            from fastlight.callbacks.model_checkpoint import ModelCheckpoint
-        except ImportError:
-            return
-        cbs.append(ModelCheckpoint())
 
     def _resolve_hooks(self) -> None:
         """Once per run: which callbacks override which hook, which no-op module hooks are overridden."""
@@ -592,7 +612,8 @@ class Trainer:
 
     # ================================================================= public entry points
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
-            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None) -> None:
+            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None,
+            weights_only: Optional[bool] = None) -> None:
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
@@ -600,40 +621,45 @@ class Trainer:
                 "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
             )
         self._attach(model, datamodule, "fit", train=train_dataloaders, val=val_dataloaders)
-        self._launch(model, "fit", ckpt_path)
+        self._launch(model, "fit", self._select_ckpt_path("fit", ckpt_path, True), weights_only)
 
     def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                  ckpt_path: Optional[str] = None, verbose: bool = True,
-                 datamodule: Optional[LightningDataModule] = None) -> List[Dict[str, float]]:
-        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "validate")
+                 datamodule: Optional[LightningDataModule] = None,
+                 weights_only: Optional[bool] = None) -> List[Dict[str, float]]:
+        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "validate", weights_only)
 
     def test(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
              ckpt_path: Optional[str] = None, verbose: bool = True,
-             datamodule: Optional[LightningDataModule] = None) -> List[Dict[str, float]]:
-        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "test")
+             datamodule: Optional[LightningDataModule] = None,
+             weights_only: Optional[bool] = None) -> List[Dict[str, float]]:
+        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "test", weights_only)
 
-    def _evaluate(self, model, dataloaders, ckpt_path, verbose, datamodule, fn):
+    def _evaluate(self, model, dataloaders, ckpt_path, verbose, datamodule, fn, weights_only=None):
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         if dataloaders is not None and datamodule is not None:
             raise MisconfigurationError(f"You cannot pass both `trainer.{fn}(dataloaders=..., datamodule=...)`")
+        model_provided = model is not None
         model = self._resolve_model(model, fn)
         loop = self.validate_loop if fn == "validate" else self.test_loop
         loop.verbose = verbose
         self._attach(model, datamodule, fn, **{"val" if fn == "validate" else "test": dataloaders})
-        return self._launch(model, fn, ckpt_path)
+        return self._launch(model, fn, self._select_ckpt_path(fn, ckpt_path, model_provided), weights_only)
 
     def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                 datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
-                ckpt_path: Optional[str] = None) -> Optional[list]:
+                ckpt_path: Optional[str] = None, weights_only: Optional[bool] = None) -> Optional[list]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         if dataloaders is not None and datamodule is not None:
             raise MisconfigurationError("You cannot pass both `trainer.predict(dataloaders=..., datamodule=...)`")
+        model_provided = model is not None
         model = self._resolve_model(model, "predict")
         self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
         self._attach(model, datamodule, "predict", predict=dataloaders)
-        return self._launch(model, "predict", ckpt_path)
+        return self._launch(model, "predict", self._select_ckpt_path("predict", ckpt_path, model_provided),
+                         weights_only)
 
     def _resolve_model(self, model: Optional[LightningModule], fn: str) -> LightningModule:
         if model is None:
@@ -772,7 +798,8 @@ class Trainer:
             ckpt.best_model_path = outcome["best_model_path"]
         return outcome["result"]
 
-    def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Any:
+    def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str],
+             weights_only: Optional[bool] = None) -> Any:
         cfg = self._cfg
         self._module = model
         model._trainer = self
@@ -809,7 +836,7 @@ class Trainer:
             self._call_callbacks("setup", stage=fn)
             self._call_module("setup", stage=fn)
             self._call_module("configure_model")
-            self._restore_checkpoint(ckpt_path, before_setup=True)
+            self._restore_checkpoint(ckpt_path, before_setup=True, weights_only=weights_only)
             self._hub.reset_results(self._active_results)
             self._hub.reset_metrics()
             self._setup_strategy(model, fn)
@@ -872,18 +899,101 @@ class Trainer:
                 owner.prepare_data() if owner is dm else self._call_module("prepare_data")
             strategy.barrier("prepare_data")
 
-    def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool) -> None:
-        """Resume from `ckpt_path`: the seam where the checkpoints issue restores module, optimizers and loop
-        state (after `configure_optimizers`, before the sanity check, as Lightning does)."""
-        if ckpt_path is None or before_setup:
+    def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool,
+                            weights_only: Optional[bool] = None) -> None:
+        """Restore from `ckpt_path` at Lightning's two points: the file, the module, datamodule and callbacks after
+        the setup hooks (`before_setup=True`); the AMP scaler, loop counters, optimizers and schedulers once they
+        exist, after `on_fit_start` (`before_setup=False`). The fit loop continues from the restored counters."""
+        from fastlight.trainer import checkpoint_layout
+
+        self._ckpt_path = ckpt_path
+        if ckpt_path is None:
             return
-        try:
-            from fastlight.trainer.checkpoint_connector import restore  # type: ignore[import-not-found]
-        except ImportError:
-            raise NotImplementedError(
-                f"`ckpt_path={ckpt_path!r}`: checkpoint restore is not wired into this build of fastlight yet."
-            ) from None
-        restore(self, ckpt_path)
+        if before_setup:
+            from fastlight.utilities.checkpoint_io import load_checkpoint
+
+            rank_zero_info(f"Restoring states from the checkpoint path at {ckpt_path}")
+            io = self.checkpoint_io
+            if io is not None:
+                checkpoint = io.load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
+            else:
+                checkpoint = load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
+            self._loaded_checkpoint = checkpoint
+            checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(ckpt_path))
+            return
+        checkpoint = self._loaded_checkpoint
+        self._loaded_checkpoint = None  # the dict is not needed once restored: free its memory
+        fn = self.state.fn
+        checkpoint_layout.restore_training_state(self, checkpoint, stage=fn)
+        if fn == "fit":
+            self.fit_loop.on_restored()
+            rank_zero_info(f"Restored all states from the checkpoint at {ckpt_path}")
+        else:
+            rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
+
+    def _select_ckpt_path(self, fn: str, ckpt_path: Optional[Any], model_provided: bool) -> Optional[str]:
+        """`ckpt_path` as a file path: "best" and "last" resolved, and validate/test/predict without a model use the
+        best checkpoint of the previous fit (Lightning's rules and messages)."""
+        if ckpt_path is not None and not isinstance(ckpt_path, (str, os.PathLike)):
+            raise TypeError(f"`.{fn}(ckpt_path=...)` must be a path, 'best', 'last' or None, got {ckpt_path!r}")
+        if model_provided and ckpt_path is None:
+            return None
+        if ckpt_path is None:
+            ckpt_path = "best"
+            rank_zero_warn(
+                f"`.{fn}(ckpt_path=None)` was called without a model. The best model of the previous `fit` call will"
+                f" be used. You can pass `.{fn}(ckpt_path='best')` to use the best model or `.{fn}(ckpt_path='last')`"
+                " to use the last model. If you pass a value, this warning will be silenced."
+            )
+        if ckpt_path == "best":
+            if len(self.checkpoint_callbacks) > 1:
+                rank_zero_warn(
+                    f'`.{fn}(ckpt_path="best")` is called with Trainer configured with multiple `ModelCheckpoint`'
+                    " callbacks. It will use the best checkpoint path from first checkpoint callback."
+                )
+            callback = self.checkpoint_callback
+            if callback is None:
+                raise ValueError(f'`.{fn}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured.')
+            if not getattr(callback, "best_model_path", None):
+                if self._cfg.fast_dev_run:
+                    raise ValueError(
+                        f'You cannot execute `.{fn}(ckpt_path="best")` with `fast_dev_run=True`. Please pass an'
+                        f" exact checkpoint path to `.{fn}(ckpt_path=...)`"
+                    )
+                raise ValueError(
+                    f'`.{fn}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured to save the best'
+                    " model."
+                )
+            return callback.best_model_path
+        if ckpt_path == "last":
+            candidates = set()
+            for callback in self.checkpoint_callbacks:
+                find = getattr(callback, "_find_last_checkpoints", None)
+                if find is not None:
+                    candidates |= find(self)
+            existing = {p: os.path.getmtime(p) for p in candidates if os.path.exists(p)}
+            if not existing:
+                # not an error, so that "last" can be set before the first fit
+                rank_zero_warn(
+                    f'.{fn}(ckpt_path="last") is set, but there is no last checkpoint available. No checkpoint will'
+                    " be loaded. HINT: Set `ModelCheckpoint(..., save_last=True)`."
+                )
+                return None
+            return max(existing, key=existing.get)
+        return os.fspath(ckpt_path)
+
+    # ================================================================= checkpoints
+    def save_checkpoint(self, filepath: Any, weights_only: bool = False, storage_options: Any = None) -> None:
+        """Write the checkpoint of the current state to `filepath` (Lightning's format, written atomically)."""
+        from fastlight.trainer import checkpoint_layout
+
+        if self._module is None:
+            raise AttributeError(
+                "Saving a checkpoint is only possible if a model is attached to the Trainer. Did you call"
+                " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
+            )
+        self.fit_loop.sync_progress()
+        checkpoint_layout.save_checkpoint(self, filepath, weights_only, storage_options)
 
     def _merge_model_callbacks(self, model: LightningModule) -> None:
         extra = self._call_module("configure_callbacks")
@@ -1074,17 +1184,6 @@ def _default_float() -> torch.dtype:
 
 def _is_checkpoint_callback(cb: Any) -> bool:
     return any(c.__name__ in ("Checkpoint", "ModelCheckpoint") for c in type(cb).__mro__)
-
-
-def _is_progress_bar(cb: Any) -> bool:
-    """A user's bar (fastlight's or any ProgressBar subclass) replaces the default one."""
-    return getattr(cb, "_is_progress_bar", False) or any(
-        c.__name__ in ("ProgressBar", "TQDMProgressBar", "RichProgressBar") for c in type(cb).__mro__)
-
-
-def _is_model_summary(cb: Any) -> bool:
-    return getattr(cb, "_is_model_summary", False) or any(
-        c.__name__ in ("ModelSummary", "RichModelSummary") for c in type(cb).__mro__)
 
 
 def _is_monitoring_callback(cb: Any) -> bool:
