@@ -3,6 +3,8 @@
     python examples/cifar10.py --fast-dev-run
     python examples/cifar10.py --max-epochs 1 --limit-batches 5
     python examples/cifar10.py --data-dir ~/data --max-epochs 10 --limit-batches 0   # real CIFAR-10, all batches
+    python examples/cifar10.py --devices 2 --accelerator cpu --strategy ddp --limit-batches 5   # 2 processes (DDP)
+    torchrun --nproc-per-node 4 examples/cifar10.py --devices 4 --accelerator gpu                # 4 GPUs
 
 Uses the real CIFAR-10 when torchvision's layout is found under --data-dir (nothing is downloaded unless
 --download is given); otherwise an embedded CIFAR-shaped stand-in (torchvision FakeData, 3x32x32, 10 classes)
@@ -141,6 +143,9 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-workers", type=int, default=0)
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--devices", default="1", help="devices (processes) per node: a count, or GPU ids like '0,1'")
+    p.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn, fsdp, ... (see docs/distributed.md)")
+    p.add_argument("--num-nodes", type=int, default=1)
     p.add_argument("--default-root-dir", default="lightning_logs_cifar10")
     p.add_argument("--seed", type=int, default=42)
     args = p.parse_args(argv)
@@ -152,11 +157,14 @@ def main(argv=None):
     model = LitResnet(lr=1e-3, batch_size=args.batch_size)
     throughput = Throughput()
     trainer = pl.Trainer(
-        max_epochs=args.max_epochs, accelerator=args.accelerator, devices=1, precision=args.precision,
+        max_epochs=args.max_epochs, accelerator=args.accelerator, devices=args.devices, strategy=args.strategy,
+        num_nodes=args.num_nodes, precision=args.precision,
         limit_train_batches=limit, limit_val_batches=limit, fast_dev_run=args.fast_dev_run,
         default_root_dir=args.default_root_dir, callbacks=[throughput], log_every_n_steps=10,
     )
     trainer.fit(model, datamodule=dm)
+    if not trainer.is_global_zero:  # with several processes, rank 0 reports
+        return
 
     elapsed = throughput.seconds
     final_loss = float(throughput.last_loss) if throughput.last_loss is not None else float("nan")
@@ -165,7 +173,7 @@ def main(argv=None):
     print()
     print("Summary")
     print(f"  data:          {dm.source}")
-    print(f"  device:        {trainer.root_device}, precision {trainer.precision}")
+    print(f"  device:        {trainer.root_device}, precision {trainer.precision}, {trainer.world_size} process(es)")
     print(f"  steps:         {trainer.global_step} in {trainer.current_epoch} epoch(s), {throughput.samples} samples")
     print(f"  throughput:    {throughput.samples / elapsed:.1f} samples/s" if elapsed > 0 else "  throughput: n/a")
     print(f"  final loss:    {final_loss:.4f}")

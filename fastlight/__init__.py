@@ -1,6 +1,30 @@
 """fastlight: PyTorch Lightning's API, fused hot paths. `import fastlight as pl`."""
 __version__ = "0.1.0"
 
+import logging as _logging  # noqa: E402
+import sys as _sys  # noqa: E402
+
+
+class _StderrHandler(_logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time (redirections and test captures included)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return _sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+# Lightning prints its info messages (model summary, "`Trainer.fit` stopped: ...") through its own logger at INFO;
+# fastlight's logger does the same unless the application configured logging itself.
+_logger = _logging.getLogger(__name__)
+_logger.setLevel(_logging.INFO)
+if not _logging.getLogger().hasHandlers():
+    _logger.addHandler(_StderrHandler())
+    _logger.propagate = False
+
 from fastlight import callbacks, core, utilities  # noqa: E402
 from fastlight.callbacks import Callback  # noqa: E402
 from fastlight.core import LightningDataModule, LightningModule  # noqa: E402

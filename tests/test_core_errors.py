@@ -160,10 +160,20 @@ def test_gpu_requested_without_cuda():
         fl.Trainer(accelerator="gpu", logger=False)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (on CPU, devices=N is N processes)")
 def test_devices_more_than_available():
     n = torch.cuda.device_count()
     with pytest.raises(ConfigError, match="devices"):
-        fl.Trainer(accelerator="cuda" if n else "cpu", devices=n + 1 if n else 4, logger=False)
+        fl.Trainer(accelerator="cuda", devices=n + 1, logger=False)
+
+
+def test_cpu_devices_are_processes_of_a_ddp_run():
+    from fastlight.strategies import DDPStrategy
+
+    trainer = fl.Trainer(accelerator="cpu", devices=4, logger=False, max_epochs=1)
+    assert isinstance(trainer.strategy, DDPStrategy)
+    assert (trainer.world_size, trainer.num_devices, trainer.num_nodes) == (4, 4, 1)
+    assert trainer.is_global_zero and trainer.global_rank == 0
 
 
 def test_no_train_dataloader_fails_before_training():

@@ -69,6 +69,13 @@ class HyperparametersMixin:
                 hp = AttributeDict(hp)
             elif isinstance(hp, _PRIMITIVE_TYPES):
                 raise ValueError(f"Primitives {_PRIMITIVE_TYPES} are not allowed.")
+            # the init argument it came from, so load_from_checkpoint can pass it back under that name
+            if frame is None:
+                current = inspect.currentframe()
+                frame = current.f_back if current is not None else None
+            init_args = _collect_init_args(frame, self) if frame is not None else {}
+            names = [k for k, v in init_args.items() if v is args[0]]
+            self._hparams_name = names[0] if names else None
             self._set_hparams(hp)
             self._hparams_initial = copy.deepcopy(self._hparams)
             return
@@ -90,6 +97,7 @@ class HyperparametersMixin:
             hp = {k: init_args[k] for k in args if k not in ignore}
         else:
             hp = {k: v for k, v in init_args.items() if k not in ignore}
+        self._hparams_name = "kwargs" if hp else None  # checkpoint's hparams_name: the hparams are init kwargs
         self._set_hparams(hp)
         for key in ignore:  # a subclass may drop what its base class saved
             self._hparams.pop(key, None)

@@ -43,6 +43,28 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self._device = torch.device("cpu")
         self._dtype = torch.get_default_dtype()
         self._param_requires_grad_state: Dict[Tensor, bool] = {}
+        self._strict_loading: Optional[bool] = None
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
+                             strict: Optional[bool] = None, weights_only: Optional[bool] = None,
+                             **kwargs: Any) -> "LightningModule":
+        """A new module built from the checkpoint's hyperparameters (overridden by `hparams_file`, then `kwargs`),
+        with its weights loaded (`strict` defaults to `strict_loading`). The file is read safely unless
+        `weights_only=False` is passed for a trusted file."""
+        from fastlight.core.saving import _load_from_checkpoint
+
+        return _load_from_checkpoint(cls, checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                     strict=strict, weights_only=weights_only, **kwargs)
+
+    @property
+    def strict_loading(self) -> bool:
+        """Whether restoring a checkpoint requires its keys to match the module's exactly (Lightning's default True)."""
+        return True if self._strict_loading is None else self._strict_loading
+
+    @strict_loading.setter
+    def strict_loading(self, strict: bool) -> None:
+        self._strict_loading = strict
 
     # ------------------------------------------------------------------ properties
     @property
@@ -169,7 +191,7 @@ class LightningModule(HyperparametersMixin, nn.Module):
             return
         trainer._log(
             self, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
-            sync_dist, add_dataloader_idx, batch_size,
+            sync_dist, add_dataloader_idx, batch_size, sync_dist_group=sync_dist_group, rank_zero_only=rank_zero_only,
         )
 
     def log_dict(
@@ -438,4 +460,9 @@ class LightningModule(HyperparametersMixin, nn.Module):
         self.train()
 
     def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
-        return data  # single process: nothing to gather (the strategies issue replaces this)
+        """Gather a tensor (or a dict/list/tuple of tensors and numbers) from every process: each tensor gets a
+        leading dimension of size world_size. One process: `data` comes back unchanged."""
+        trainer = self._trainer
+        if trainer is None:
+            return data
+        return trainer.strategy.all_gather(data, group=group, sync_grads=sync_grads)

@@ -217,10 +217,12 @@ class DDPStrategy(Strategy):
         else:
             store = self._create_store(addr, port, rank, world_size)
             dist.init_process_group(backend, store=store, rank=rank, world_size=world_size, **kwargs)
-        if backend == "nccl":
-            import atexit
+        # Destroy the group at exit for every backend: a gloo group left alive has its worker threads
+        # torn down with the interpreter, which can abort the process ("terminate called without an
+        # active exception") after a successful run.
+        import atexit
 
-            atexit.register(_destroy_process_group)
+        atexit.register(_destroy_process_group)
         log.info(f"[rank {rank}] joined the process group ({backend}, {world_size} processes, {addr}:{port})")
 
     def _create_store(self, addr: str, port: int, rank: int, world_size: int) -> "dist.TCPStore":
@@ -375,7 +377,7 @@ class DDPStrategy(Strategy):
             ) + tuple(exception.args[1:])
 
     def teardown(self) -> None:
-        self.model = self.module
+        super().teardown()
         if self.cluster_environment is not None:
             self.cluster_environment.teardown()
 

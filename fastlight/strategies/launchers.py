@@ -246,13 +246,17 @@ def _install_exit_handlers(launcher: SubprocessScriptLauncher) -> None:
 class _SpawnWorker:
     """Picklable entry point of a spawned rank (start method 'spawn' pickles it with the strategy)."""
 
-    def __init__(self, strategy: "DDPStrategy", function: Callable, args: tuple, kwargs: dict) -> None:
+    def __init__(self, strategy: "DDPStrategy", function: Callable, args: tuple, kwargs: dict,
+                 unshare_modules: bool = False) -> None:
         self.strategy = strategy
         self.function = function
         self.args = args
         self.kwargs = kwargs
+        self.unshare_modules = unshare_modules
 
     def __call__(self, process_idx: int, return_queue: Any) -> None:
+        if self.unshare_modules:
+            _unshare_module_memory((self.args, self.kwargs))
         os.environ["LOCAL_RANK"] = str(process_idx)
         set_num_threads_if_needed(self.strategy.num_processes)
         self.strategy._set_local_rank(process_idx)
@@ -264,6 +268,21 @@ class _SpawnWorker:
             buffer = io.BytesIO()
             torch.save(_to_cpu(result), buffer)
             return_queue.put(buffer.getvalue())
+
+
+def _unshare_module_memory(data: Any) -> None:
+    """torch.multiprocessing hands CPU tensors to spawned processes in shared memory: every rank would then step
+    the same parameters (N updates per step). Give each rank's modules their own parameters and buffers."""
+    if isinstance(data, torch.nn.Module):
+        with torch.no_grad():
+            for tensor in list(data.parameters()) + list(data.buffers()):
+                tensor.data = tensor.data.clone()
+    elif isinstance(data, dict):
+        for value in data.values():
+            _unshare_module_memory(value)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            _unshare_module_memory(value)
 
 
 def _to_cpu(obj: Any) -> Any:
@@ -323,7 +342,8 @@ class MultiProcessingLauncher:
         os.environ["MASTER_PORT"] = str(env.main_port)
         context = torch.multiprocessing.get_context(self.start_method)
         return_queue = context.SimpleQueue()
-        worker = _SpawnWorker(self.strategy, function, args, kwargs)
+        # forked ranks get copy-on-write memory; spawned ones receive the modules in shared memory
+        worker = _SpawnWorker(self.strategy, function, args, kwargs, unshare_modules=self.start_method != "fork")
         context = torch.multiprocessing.start_processes(
             _run_worker,
             args=(worker, return_queue),

@@ -96,6 +96,13 @@ class Strategy:
     def unwrap(self) -> Optional[nn.Module]:
         return self.module
 
+    def setup_optimizers(self, optimizers: list) -> list:
+        """After configure_optimizers: optimizer state created before setup (e.g. loaded) follows the parameters
+        to root_device, as in Lightning. Returns the optimizers the loop steps."""
+        if self.root_device.type != "cpu":
+            _optimizer_state_to(optimizers, self.root_device)
+        return optimizers
+
     # steps ---------------------------------------------------------------------------------------------------
     def _step(self, method_name: str, *args: Any, **kwargs: Any) -> Any:
         if self.module is None:
@@ -196,8 +203,11 @@ class Strategy:
         """The Trainer calls this when the run raised in this rank."""
 
     def teardown(self) -> None:
-        """Unwrap the module; the process group stays up so a later fit/validate in this script reuses it."""
+        """Unwrap the module and hand it back on the CPU (Lightning does); the process group stays up so a later
+        fit/validate in this script reuses it."""
         self.model = self.module
+        if self.module is not None and self.root_device.type != "cpu":
+            self.module.cpu()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.root_device})"
@@ -219,3 +229,11 @@ class SingleDeviceStrategy(Strategy):
     def setup_environment(self) -> None:
         if self._root_device.type == "cuda":
             torch.cuda.set_device(self._root_device)
+
+
+def _optimizer_state_to(optimizers: list, device: torch.device) -> None:
+    for opt in optimizers:
+        for state in opt.state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and key != "step":
+                    state[key] = value.to(device)

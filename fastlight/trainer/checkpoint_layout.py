@@ -320,16 +320,19 @@ def resume_point(progress: FitProgress, num_training_batches: float, accumulate_
         ready = b.current.ready
         # Lightning's `not _should_accumulate()`: an accumulation boundary or the epoch's last batch
         stepped_here = ready % max(1, accumulate_grad_batches) == 0 or ready == num_training_batches or b.is_last_batch
-        if stepped_here and (on_train_batch_end or not on_last):
-            batches_that_stepped += 1  # counted after the hooks that saved the checkpoint
+        if stepped_here:
+            # counted after the hooks that saved the checkpoint (Lightning: in its epoch-loop reset, or, saved after
+            # the batch completed, in the batch-less first iteration that skips the validation already run)
+            batches_that_stepped += 1
         if on_train_batch_end:
             b.increment_completed()
         b.reset_on_restart()
         progress.optimizer.reset_on_restart()
         progress.scheduler.reset_on_restart()
         progress.batches_that_stepped = batches_that_stepped
-        if on_train_batch_end and b.is_last_batch or b.current.completed >= num_training_batches:
-            # saved after the epoch's last batch: Lightning moves on to the next epoch
+        if on_train_batch_end and (b.is_last_batch or b.current.completed >= num_training_batches):
+            # saved in on_train_batch_end of the epoch's last batch: Lightning moves on to the next epoch (saved
+            # after it, e.g. in a validation, the epoch still ends with its on_train_epoch_end hooks)
             progress.epoch.increment_processed()
             progress.epoch.increment_completed()
             return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
@@ -408,17 +411,18 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
     return checkpoint
 
 
-def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], strict: Optional[bool] = None) -> None:
-    """First half of a restore, after the setup hooks: datamodule state, module (on_load_checkpoint, then weights),
-    then callbacks (on_load_checkpoint for all, then load_state_dict by state_key)."""
+def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], strict: Optional[bool] = None,
+                                  source: str = "the checkpoint") -> None:
+    """First half of a restore, after the setup hooks, in Lightning's order: module (on_load_checkpoint, then
+    weights), datamodule state, then callbacks (on_load_checkpoint for all, then load_state_dict by state_key)."""
     model = trainer.lightning_module
+    load_module_weights(model, checkpoint, strict=strict, source=source)
+
     datamodule = getattr(trainer, "datamodule", None)
     if datamodule is not None:
         key = type(datamodule).__qualname__
         if key in checkpoint and hasattr(datamodule, "load_state_dict"):
             datamodule.load_state_dict(checkpoint[key])
-
-    load_module_weights(model, checkpoint, strict=strict)
 
     callbacks = getattr(trainer, "callbacks", None) or []
     states = checkpoint.get("callbacks")
@@ -455,9 +459,10 @@ def restore_training_state(trainer: Any, checkpoint: Dict[str, Any], stage: str 
     if stage != "fit":
         return
     max_epochs = getattr(trainer, "max_epochs", None)
-    if max_epochs not in (None, -1) and trainer.current_epoch > max_epochs:
+    current_epoch = progress.fit.current_epoch if progress is not None and loops is not None else trainer.current_epoch
+    if max_epochs not in (None, -1) and current_epoch > max_epochs:
         raise ValueError(
-            f"You restored a checkpoint with current_epoch={trainer.current_epoch},"
+            f"You restored a checkpoint with current_epoch={current_epoch},"
             f" but you have set Trainer(max_epochs={max_epochs})."
         )
     if "optimizer_states" not in checkpoint:

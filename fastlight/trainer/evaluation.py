@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor
 
+from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.fit_loop import _sized_len, _takes_batch_idx
 from fastlight.trainer.results import ResultCollection, to_scalars
@@ -147,6 +148,11 @@ class EvaluationLoop:
                 f" `{self.stage}_step`. Add `dataloader_idx: int = 0` to its signature."
             )
         pass_batch_idx = _takes_batch_idx(step_fn)
+        if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
+            step_fn = getattr(trainer.strategy, f"{self.stage}_step")
+        if fitting:  # some users shuffle validation data by the training epoch (Lightning sets it too)
+            for loader in self.loaders:
+                set_sampler_epoch(loader, trainer.current_epoch)
         logged_outputs: List[Dict[str, Tensor]] = []
         iterator = iter(self.loaders[0])  # created before the start hooks, as Lightning does (RNG order)
         self._mode.capture(module)
@@ -274,6 +280,8 @@ class PredictionLoop:
                 "You provided multiple predict dataloaders, but no `dataloader_idx` argument in `predict_step`."
             )
         pass_batch_idx = _takes_batch_idx(step_fn)
+        if trainer.strategy.is_distributed:
+            step_fn = trainer.strategy.predict_step
         predictions: List[list] = [[] for _ in loaders]
         iterator = iter(loaders[0])
         self._mode.capture(module)

@@ -41,6 +41,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 from torch import Tensor
 
+from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
@@ -60,12 +61,6 @@ def _takes_batch_idx(fn: Callable) -> bool:
         return True
     args = spec.args[1:] if inspect.ismethod(fn) else spec.args
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
-
-
-def _set_sampler_epoch(loader: Any, epoch: int) -> None:
-    for obj in (getattr(loader, "sampler", None), getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        if obj is not None and callable(getattr(obj, "set_epoch", None)):
-            obj.set_epoch(epoch)
 
 
 def _sized_len(loader: Any) -> float:
@@ -135,6 +130,18 @@ class FitLoop:
         self.total_batch_idx = -1
         self.is_last_batch = False
         self._warned_none = False
+        # checkpoint counters the loop does not keep live (filled into trainer.loop_progress by `sync_progress`)
+        self._zero_grad_calls = 0
+        self._scheduler_steps = 0
+        self._epoch_start_totals = (0, 0, 0)  # global_step, zero_grad calls, scheduler steps at the epoch's start
+        self._resume_pending = False  # a checkpoint's counters were restored: `run` continues from them
+        self._resume: Any = None  # the ResumePoint of a mid-epoch restart, for the epoch it lands in
+        # the first epoch after a restore: it reuses the iterator `setup_data` made (Lightning's `is_resuming`), and
+        # when the restore was mid-epoch (or max_steps is set: Lightning's `restarting`) the plateau schedulers skip
+        # the epoch end
+        self._resuming = False
+        self._restarting = False
+        self.validation_has_run = False
 
     def reset_data(self) -> None:
         self.loader = None
@@ -244,6 +251,8 @@ class FitLoop:
         trainer.state.stage = "train"
         trainer._active_results = trainer._train_results
         self.setup_data()
+        if self._resume_pending:
+            self._apply_resume()
         if self._done() or cfg.limit_train_batches == 0:
             return
         torch.set_grad_enabled(True)
@@ -259,19 +268,30 @@ class FitLoop:
         trainer._last_val_time = trainer._train_start_time
         trainer._call_callbacks("on_train_start")
         trainer._call_module("on_train_start")
+        progress = trainer.loop_progress.fit
         while not self._done():
             self.setup_data()
-            _set_sampler_epoch(self.loader, self._epochs_processed)
-            trainer._call_callbacks("on_train_epoch_start")
-            trainer._call_module("on_train_epoch_start")
+            set_sampler_epoch(self.loader, self._epochs_processed)  # DistributedSampler: a new shuffle per epoch
+            resume, self._resume = self._resume, None
+            if resume is None:  # a mid-epoch restart continues its epoch: no new epoch start
+                progress.epoch.increment_ready()
+                trainer._call_callbacks("on_train_epoch_start")
+                trainer._call_module("on_train_epoch_start")
+                progress.epoch.increment_started()
+                self._reset_epoch_progress()
             self._val_this_epoch = self._should_check_val_epoch()
-            self._run_epoch()
+            self._run_epoch(resume)
             self._end_epoch()
+            self._resuming = self._restarting = False
         trainer._call_callbacks("on_train_end")
         trainer._call_module("on_train_end")
 
     def _prepare_step_functions(self, module: Any) -> None:
         self._pass_batch_idx = _takes_batch_idx(module.training_step)
+        strategy = self.trainer.strategy
+        self._distributed = strategy.is_distributed
+        # distributed: the step runs inside the wrapper's forward (DDP prepares its gradient all-reduce there)
+        self._training_step_fn = strategy.training_step if self._distributed else module.training_step
         self._plain_forward = type(self.trainer._precision).forward_context is Precision.forward_context
         self._automatic = module.automatic_optimization
         self._direct_step = self._can_step_directly(module)
@@ -294,16 +314,20 @@ class FitLoop:
                 opt._on_before_step = self._manual_on_before_step
                 opt._on_after_step = self._manual_on_after_step
 
-    def _run_epoch(self) -> None:
+    def _run_epoch(self, resume: Any = None) -> None:
         trainer = self.trainer
         hub = trainer._hub
         results = trainer._train_results
         num_batches = trainer.num_training_batches
         self.epoch_batch_idx = -1
         self.is_last_batch = False
-        if trainer.current_epoch > 0 or self._iterator is None:
-            self._iterator = iter(self.loader)  # a fresh epoch: same place Lightning creates it (RNG order)
+        if (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
+            # a fresh epoch: same place Lightning creates it (RNG order); after a restore Lightning keeps the
+            # iterator `setup_data` made
+            self._iterator = iter(self.loader)
         iterator = self._iterator
+        if resume is not None and resume.batch_idx:
+            self._fast_forward(iterator, resume.batch_idx)
         prefetched: list = []
         sized = num_batches != float("inf")
         if not sized:  # an iterable without len: look one batch ahead to know which batch is the last
@@ -351,6 +375,9 @@ class FitLoop:
         # fixed for this batch (only on_train_batch_start returning -1 changes is_last_batch, and then we stop)
         self._accumulating = self._should_accumulate()
         batch = trainer._batch_to_device(batch, 0)
+        progress = self._batch_progress
+        progress.is_last_batch = self.is_last_batch
+        progress.increment_ready()
         results = trainer._train_results
         trainer._hub.on_batch_start(results, batch)
         active = trainer._active_hooks  # hooks nobody listens to are not dispatched (resolved once per run)
@@ -365,15 +392,21 @@ class FitLoop:
                 response = trainer._call_module("on_train_batch_start", batch, batch_idx)
             skip_rest = response == -1
             if skip_rest:
-                self.is_last_batch = True
+                self.is_last_batch = progress.is_last_batch = True
             else:
+                progress.increment_started()
                 batch_args = (batch, batch_idx) if self._pass_batch_idx else (batch,)
                 if self._direct_step:
-                    output = self._direct_automatic_step(batch_args, batch_idx)
+                    if self._accumulating and self._distributed:  # no gradient all-reduce on this micro-batch
+                        with trainer.strategy.block_backward_sync():
+                            output = self._direct_automatic_step(batch_args, batch_idx)
+                    else:
+                        output = self._direct_automatic_step(batch_args, batch_idx)
                 elif self._automatic:
                     output = self._automatic_step(batch_args, batch_idx)
                 else:
                     output = self._manual_step(batch_args)
+        progress.increment_processed()
         if trainer.lr_scheduler_configs:
             self._update_lr_schedulers("step", plateau=False)
             if self._num_ready_batches_reached():
@@ -384,6 +417,7 @@ class FitLoop:
             trainer._call_callbacks("on_train_batch_end", output, batch, batch_idx)
             trainer._call_module("on_train_batch_end", output, batch, batch_idx)
         trainer._hub.on_batch_end(results)
+        progress.increment_completed()
         if trainer.loggers and not (self._automatic and self._accumulating):
             self._log_train_step()
         self._after_batch()
@@ -398,7 +432,7 @@ class FitLoop:
     def _after_batch(self) -> None:
         trainer = self.trainer
         cfg = trainer._cfg
-        if cfg.max_time is not None and time.monotonic() - trainer._train_start_time >= cfg.max_time:
+        if cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True  # Lightning's Timer callback, checked at each batch end
         if self._should_check_val():
             hub = trainer._hub
@@ -406,6 +440,7 @@ class FitLoop:
             if not self._accumulating:
                 trainer._call_module("on_validation_model_zero_grad")
             trainer.validate_loop.run()
+            self._count_validation_run()
             trainer.training = True
             trainer.validating = False
             trainer.state.stage = "train"
@@ -418,6 +453,13 @@ class FitLoop:
         if trainer.should_stop:
             for logger in trainer.loggers:
                 logger.save()
+
+    def _time_is_up(self) -> bool:
+        trainer = self.trainer
+        up = time.monotonic() - trainer._train_start_time >= trainer._cfg.max_time
+        if self._distributed:  # rank 0's clock decides for all (the ranks must stop at the same batch)
+            up = trainer.strategy.broadcast(up)
+        return up
 
     def _should_check_val(self) -> bool:
         trainer = self.trainer
@@ -442,17 +484,21 @@ class FitLoop:
         results = trainer._train_results
         hub.epoch_end_reached()
         self._epochs_processed += 1
+        progress = trainer.loop_progress.fit
+        progress.epoch.increment_processed()
         trainer._call_callbacks("on_train_epoch_end")
         trainer._call_module("on_train_epoch_end")
         trainer._call_callbacks("on_train_epoch_end:monitoring")
         hub.on_epoch_end(results)
-        if self._num_ready_batches_reached():
+        # after a restore Lightning skips the plateau schedulers once: the metrics they monitor were not saved
+        if not self._restarting and self._num_ready_batches_reached():
             self._update_lr_schedulers("epoch", plateau=True)
         trainer._batches_that_stepped -= 1  # epoch metrics are logged at the last step's index
         hub.update_train_epoch_metrics(results)
         trainer._batches_that_stepped += 1
         trainer._current_epoch += 1
-        if trainer._cfg.max_time is not None and time.monotonic() - trainer._train_start_time >= trainer._cfg.max_time:
+        progress.epoch.increment_completed()
+        if trainer._cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True
 
     # ------------------------------------------------------------------------------------- optimization
@@ -491,7 +537,11 @@ class FitLoop:
         zero_grad = batch_idx % trainer._cfg.accumulate_grad_batches == 0
         closure = _Closure(self, batch_args, batch_idx, zero_grad, optimizer)
         if self._should_accumulate():
-            closure()
+            if self._distributed:  # no gradient all-reduce on a micro-batch that does not step
+                with trainer.strategy.block_backward_sync():
+                    closure()
+            else:
+                closure()
         else:
             trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx,
                                  trainer._lightning_optimizers[0] if trainer._lightning_optimizers else None, closure)
@@ -538,10 +588,10 @@ class FitLoop:
         prev = d["_current_fx_name"]
         d["_current_fx_name"] = "training_step"
         if self._plain_forward:
-            output = module.training_step(*batch_args)
+            output = self._training_step_fn(*batch_args)
         else:
             with trainer._precision.forward_context():
-                output = module.training_step(*batch_args)
+                output = self._training_step_fn(*batch_args)
         d["_current_fx_name"] = prev
         if isinstance(output, Tensor):
             loss, extra = output, {}
@@ -572,6 +622,7 @@ class FitLoop:
         return loss, extra
 
     def _zero_grad(self, batch_idx: int, optimizer: Any) -> None:
+        self._zero_grad_calls += 1
         trainer = self.trainer
         active = trainer._active_hooks
         if "on_before_zero_grad" in active:
@@ -593,7 +644,7 @@ class FitLoop:
         prev = module._current_fx_name
         module.__dict__["_current_fx_name"] = "training_step"  # plain dict write: nn.Module.__setattr__ is slow
         with trainer._precision.forward_context():
-            output = module.training_step(*batch_args)
+            output = self._training_step_fn(*batch_args)
         module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
         if isinstance(output, dict):
             extra = dict(output)
@@ -642,6 +693,111 @@ class FitLoop:
                     )
                     continue
             trainer._call_module("lr_scheduler_step", config.scheduler, metric)
+            self._scheduler_steps += 1
 
     def teardown(self) -> None:
         self._iterator = None
+
+    # ------------------------------------------------------------------------------------- checkpoint counters
+    @property
+    def _batch_progress(self) -> Any:
+        return self.trainer.loop_progress.fit.batch
+
+    def _reset_epoch_progress(self) -> None:
+        """Lightning's epoch-loop reset at a new epoch: per-epoch ("current") counters start over."""
+        progress = self.trainer.loop_progress.fit
+        progress.batch.reset_on_run()
+        progress.val_batch.total.reset()
+        self._epoch_start_totals = (self.trainer._global_step, self._zero_grad_calls, self._scheduler_steps)
+
+    def _count_validation_run(self) -> None:
+        """The fit's validation loop counters (Lightning's epoch_loop.val_loop.batch_progress), once per run."""
+        n = sum(b for b in self.trainer.num_val_batches if b != float("inf"))
+        val = self.trainer.loop_progress.fit.val_batch
+        for tracker in (val.total, val.current):
+            for name in vars(tracker):
+                setattr(tracker, name, (getattr(tracker, name) if tracker is val.total else 0) + int(n))
+        val.is_last_batch = True
+        self.validation_has_run = n > 0
+
+    def sync_progress(self) -> None:
+        """Fill the counters the loop keeps as plain integers into trainer.loop_progress (before a checkpoint is
+        written): optimizer steps, zero_grad calls, scheduler steps, manual steps, batches that stepped."""
+        trainer = self.trainer
+        progress = trainer.loop_progress.fit
+        module = trainer._module
+        step0, zero0, sched0 = self._epoch_start_totals
+        steps_this_epoch = trainer._global_step - step0
+        # global_step = automatic + manual optimizer steps; a run uses one kind, the other keeps its restored count
+        if module is not None and not module.automatic_optimization:
+            manual = trainer._global_step - progress.optimizer.step.total.completed
+            _set_counts(progress.manual_step, manual, steps_this_epoch)
+        else:
+            automatic = trainer._global_step - progress.manual_step.total.completed
+            _set_counts(progress.optimizer.step, automatic, steps_this_epoch)
+            _set_counts(progress.optimizer.zero_grad, self._zero_grad_calls, self._zero_grad_calls - zero0)
+        _set_counts(progress.scheduler, self._scheduler_steps, self._scheduler_steps - sched0)
+        progress.batches_that_stepped = trainer._batches_that_stepped
+
+    def on_restored(self) -> None:
+        """trainer.loop_progress was loaded from a checkpoint: take its counters; `run` works out where to go on."""
+        trainer = self.trainer
+        progress = trainer.loop_progress.fit
+        trainer._current_epoch = progress.current_epoch
+        trainer._global_step = progress.global_step
+        trainer._batches_that_stepped = progress.batches_that_stepped
+        self._zero_grad_calls = progress.optimizer.zero_grad.total.completed
+        self._scheduler_steps = progress.scheduler.total.completed
+        self._resume_pending = True
+
+    def _apply_resume(self) -> None:
+        """Continue where the restored counters say (Lightning 2.6's restart rules, `resume_point`)."""
+        from fastlight.trainer.checkpoint_layout import resume_point
+
+        self._resume_pending = False
+        trainer = self.trainer
+        progress = trainer.loop_progress.fit
+        epoch = progress.epoch.current
+        unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
+        self._restarting = unfinished or trainer._cfg.max_steps != -1
+        self._resuming = True
+        point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches)
+        trainer._current_epoch = point.epoch
+        trainer._global_step = point.global_step
+        trainer._batches_that_stepped = point.batches_that_stepped
+        self._epochs_processed = point.epoch
+        if point.mid_epoch:
+            self._resume = point
+            self.total_batch_idx = progress.batch.total.completed - 1
+            self._epoch_start_totals = (
+                point.global_step - progress.optimizer.step.current.completed
+                - progress.manual_step.current.completed,
+                self._zero_grad_calls - progress.optimizer.zero_grad.current.completed,
+                self._scheduler_steps - progress.scheduler.current.completed,
+            )
+
+    def _fast_forward(self, iterator: Any, num_batches: int) -> None:
+        """Skip the batches of this epoch that ran before the checkpoint, so a mid-epoch resume continues with the
+        next batch (Lightning restarts a plain dataloader from its first batch instead). A single-process map-style
+        DataLoader skips sampler indices only; anything else loads the batches and drops them."""
+        rank_zero_info(
+            f"Resuming in the middle of epoch {self.trainer.current_epoch}: skipping its first {num_batches} batches"
+            " (an exact resume needs a data order that does not depend on the global RNG)."
+        )
+        self.epoch_batch_idx = num_batches - 1
+        sampler_iter = getattr(iterator, "_sampler_iter", None)
+        if type(iterator).__name__ == "_SingleProcessDataLoaderIter" and getattr(iterator, "_dataset_kind", None) == 0 \
+                and sampler_iter is not None:
+            for _ in range(num_batches):
+                next(sampler_iter)
+            iterator._num_yielded += num_batches
+            return
+        for _ in range(num_batches):
+            next(iterator)
+
+
+def _set_counts(progress: Any, total: int, current: int) -> None:
+    """Every counter of a Progress (ready, started, processed, completed) to `total` / `current`."""
+    for tracker, value in ((progress.total, total), (progress.current, current)):
+        for name in vars(tracker):
+            setattr(tracker, name, value)

@@ -114,17 +114,19 @@ def extract_batch_size(batch: Any) -> int:
 
 class _Meta:
     __slots__ = ("fx", "name", "prog_bar", "logger", "on_step", "on_epoch", "reduce", "enable_graph",
-                 "add_dataloader_idx", "dataloader_idx", "key")
+                 "add_dataloader_idx", "dataloader_idx", "key", "sync")
 
     def __init__(self, fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx,
-                 dataloader_idx):
+                 dataloader_idx, sync=None):
         if not on_step and not on_epoch:
             raise LoggingError("`self.log(on_step=False, on_epoch=False)` is not useful.")
         self.fx, self.name, self.prog_bar, self.logger = fx, name, prog_bar, logger
         self.on_step, self.on_epoch, self.reduce, self.enable_graph = on_step, on_epoch, reduce, enable_graph
         self.add_dataloader_idx, self.dataloader_idx = add_dataloader_idx, dataloader_idx
+        # sync_dist: (strategy.reduce, process group), or None (no sync_dist, or a single process)
+        self.sync = sync
         self.key = (fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx,
-                    dataloader_idx)
+                    dataloader_idx, sync is not None)
 
 
 class _ResultMetric:
@@ -152,7 +154,15 @@ class _ResultMetric:
         self.computed = None
         meta = self.meta
         if meta.on_step:
-            self.step_value = value
+            if meta.sync is not None:  # the step value every rank sees is the reduced one (Lightning's)
+                reduce_fn, group = meta.sync
+                value_for_step = reduce_fn(value, group=group, reduce_op=meta.reduce)
+                self.step_value = value_for_step
+                if not meta.on_epoch:
+                    self.value = value_for_step
+                    return
+            else:
+                self.step_value = value
             if not meta.on_epoch:
                 self.value = value
                 return
@@ -169,7 +179,17 @@ class _ResultMetric:
 
     def compute(self) -> Tensor:
         if self.computed is None:
-            if self.meta.reduce == "mean":
+            sync = self.meta.sync
+            if sync is not None and self.meta.on_epoch:
+                # a collective: every rank reaches it at the same point (epoch ends), see MetricsHub
+                reduce_fn, group = sync
+                if self.meta.reduce == "mean":  # the batch-size-weighted mean over all ranks: sum / count
+                    count = torch.tensor(self.cumulated_batch_size, dtype=self.value.dtype, device=self.value.device)
+                    self.computed = (reduce_fn(self.value, group=group, reduce_op="sum")
+                                     / reduce_fn(count, group=group, reduce_op="sum"))
+                else:
+                    self.computed = reduce_fn(self.value, group=group, reduce_op=self.meta.reduce)
+            elif self.meta.reduce == "mean":
                 self.computed = self.value / self.cumulated_batch_size
             else:
                 self.computed = self.value
@@ -194,14 +214,17 @@ class ResultCollection(dict):
         self.dataloader_idx: Optional[int] = None
 
     def log(self, fx: str, name: str, value: Tensor, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
-            reduce: str, enable_graph: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
+            reduce: str, enable_graph: bool, add_dataloader_idx: bool, batch_size: Optional[int],
+            sync: Optional[tuple] = None) -> None:
         dl_idx = self.dataloader_idx
         key = (fx, name, dl_idx if add_dataloader_idx else None)
         metric = self.get(key)
-        meta_key = (fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx)
+        meta_key = (fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx,
+                    sync is not None)
         if metric is None:
             metric = _ResultMetric(
-                _Meta(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx),
+                _Meta(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx,
+                      sync),
                 value.device,
             )
             self[key] = metric
@@ -220,8 +243,9 @@ class ResultCollection(dict):
         metric.update(value, batch_size)
         metric.has_reset = False
 
-    def metrics(self, on_step: bool) -> Tuple[dict, dict, dict]:
-        """(callback, log, pbar) dicts of the current step (on_step) or epoch values."""
+    def metrics(self, on_step: bool, may_sync: bool = True) -> Tuple[dict, dict, dict]:
+        """(callback, log, pbar) dicts of the current step (on_step) or epoch values. may_sync=False: leave out
+        sync_dist epoch values not yet reduced (the caller may run on one rank only, e.g. the progress bar)."""
         callback: Dict[str, Tensor] = {}
         log: Dict[str, Tensor] = {}
         pbar: Dict[str, Tensor] = {}
@@ -238,6 +262,8 @@ class ResultCollection(dict):
                 forked = metric.names[1]
             else:
                 if not meta.on_epoch:
+                    continue
+                if not may_sync and meta.sync is not None and metric.computed is None:
                     continue
                 value = metric.compute()
                 forked = metric.names[2]
@@ -403,10 +429,15 @@ class MetricsHub:
 
     def progress_bar_metrics(self, results: Optional[ResultCollection]) -> Dict[str, float]:
         self._flush()
-        if results is not None:
-            self._pbar.update(results.metrics(self.first_loop_iter is not None)[2])
+        if results is not None:  # the bar draws on rank 0 only: it must not start a collective
+            self._pbar.update(results.metrics(self.first_loop_iter is not None, may_sync=False)[2])
         self._pbar = to_scalars(self._pbar)
         return self._pbar
+
+    def restore(self, callback: Dict[str, Tensor], logged: Dict[str, Tensor]) -> None:
+        """Metrics computed elsewhere (rank 0 of a ddp_spawn run) become this trainer's."""
+        self.reset_metrics()
+        self._callback, self._logged = dict(callback), dict(logged)
 
     def teardown(self) -> None:
         self._flush()

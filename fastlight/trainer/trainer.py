@@ -166,13 +166,18 @@ class Trainer:
                 self._precision = plugin
             else:
                 raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (precision plugins only).")
-        from fastlight.trainer.strategy import SingleDeviceStrategy
-
-        # THE place a distributed strategy would be chosen (cfg.strategy / cfg.num_devices)
-        self.strategy = SingleDeviceStrategy(cfg.device, self._precision)
+        self.strategy = _resolve_strategy(strategy, cfg, devices, num_nodes, sync_batchnorm)
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
         self._active_results: Optional[ResultCollection] = None
+        from fastlight.trainer.checkpoint_layout import LoopProgress
+
+        # Lightning's loop counters, as written under a checkpoint's "loops" (the fit loop moves the per-epoch and
+        # per-batch ones; the rest is filled in when a checkpoint is written)
+        self.loop_progress = LoopProgress()
+        self.checkpoint_io: Any = None  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
+        self._ckpt_path: Optional[str] = None
+        self._loaded_checkpoint: Optional[Dict[str, Any]] = None
 
         # progress counters (Lightning's loop progress, flattened)
         self._current_epoch = 0
@@ -264,40 +269,44 @@ class Trainer:
 
     @property
     def is_global_zero(self) -> bool:
-        return True
+        return self.strategy.is_global_zero
 
     @property
     def global_rank(self) -> int:
-        return 0
+        return self.strategy.global_rank
 
     @property
     def local_rank(self) -> int:
-        return 0
+        return self.strategy.local_rank
 
     @property
     def node_rank(self) -> int:
-        return 0
+        return self.strategy.node_rank
 
     @property
     def world_size(self) -> int:
-        return 1
+        return self.strategy.world_size
 
     @property
     def num_devices(self) -> int:
-        return self._cfg.num_devices
+        return len(self.device_ids)
 
     @property
     def num_nodes(self) -> int:
-        return 1
+        return self.strategy.num_nodes
 
     @property
     def device_ids(self) -> List[int]:
-        d = self._cfg.device
-        return [d.index or 0]
+        devices = getattr(self.strategy, "parallel_devices", None) or [self.strategy.root_device]
+        return [d.index or 0 for d in devices]
 
     @property
     def root_device(self) -> torch.device:
-        return self._cfg.device
+        return self.strategy.root_device
+
+    @property
+    def distributed_sampler_kwargs(self) -> Optional[Dict[str, int]]:
+        return self.strategy.distributed_sampler_kwargs
 
     @property
     def precision_plugin(self) -> Any:
@@ -331,6 +340,11 @@ class Trainer:
         return self.fit_loop.is_last_batch
 
     @property
+    def validation_has_run(self) -> bool:
+        """Whether the fit's latest validation ran batches (Lightning: fit_loop.epoch_loop.val_loop._has_run)."""
+        return self.fit_loop.validation_has_run
+
+    @property
     def evaluating(self) -> bool:
         return self.validating or self.testing
 
@@ -350,6 +364,11 @@ class Trainer:
         return kind == "given" or self._has_hook(owner, "val_dataloader")
 
     @property
+    def ckpt_path(self) -> Optional[str]:
+        """The checkpoint the current/last run was restored from (resolved from "last"/"best")."""
+        return self._ckpt_path
+
+    @property
     def checkpoint_callback(self) -> Optional[Callback]:
         cbs = self.checkpoint_callbacks
         return cbs[0] if cbs else None
@@ -365,8 +384,10 @@ class Trainer:
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
+        from fastlight.callbacks.progress_bar import ProgressBar
+
         for c in self.callbacks:
-            if _is_progress_bar(c):
+            if isinstance(c, ProgressBar):
                 return c
         return None
 
@@ -423,17 +444,14 @@ class Trainer:
         if cfg.barebones or cfg.fast_dev_run:
             return []
         if logger is None or logger is True:
-            try:
-                import fastlight.loggers as loggers_pkg  # lazy: the surface issue provides it
-            except ImportError:
-                rank_zero_warn(
-                    "`Trainer(logger=True)`: fastlight.loggers is not available in this build, running without a"
-                    " logger. Pass `logger=False` to silence this."
-                )
-                return []
-            if importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX"):
-                return [loggers_pkg.TensorBoardLogger(save_dir=cfg.default_root_dir)]
-            return [loggers_pkg.CSVLogger(save_dir=cfg.default_root_dir)]
+            # Lightning's default: TensorBoard when its package is importable, else CSV
+            if importlib.util.find_spec("tensorboard") is not None:
+                from fastlight.loggers.tensorboard import TensorBoardLogger
+
+                return [TensorBoardLogger(save_dir=cfg.default_root_dir)]
+            from fastlight.loggers.csv_logs import CSVLogger
+
+            return [CSVLogger(save_dir=cfg.default_root_dir)]
         if logger is False:
             return []
         if isinstance(logger, Iterable) and not isinstance(logger, (str, bytes)):
@@ -451,28 +469,31 @@ class Trainer:
         for cb in cbs:
             if not isinstance(cb, Callback):
                 raise ConfigError(f"`Trainer(callbacks=...)` got {cb!r}, which is not a `Callback`.")
-        if cfg.enable_checkpointing and not cfg.fast_dev_run:
-            self._add_default_checkpoint_callback(cbs)
-        if cfg.enable_progress_bar and not any(_is_progress_bar(c) for c in cbs):
-            from fastlight.trainer.progress import ProgressBar
+        # Lightning's defaults, in its order: checkpoint, progress bar, model summary (checkpoints move last below)
+        from fastlight.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 
-            cbs.append(ProgressBar())
-        if cfg.enable_model_summary and not any(_is_model_summary(c) for c in cbs):
-            from fastlight.trainer.progress import ModelSummary
-
+        if any(isinstance(c, ModelCheckpoint) for c in cbs) and not cfg.enable_checkpointing:
+            raise ConfigError(
+                "Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list."
+            )
+        if cfg.enable_checkpointing and not any(_is_checkpoint_callback(c) for c in cbs):
+            cbs.append(ModelCheckpoint())
+        bars = [c for c in cbs if isinstance(c, ProgressBar)]
+        if len(bars) > 1:
+            raise ConfigError(
+                "You added multiple progress bar callbacks to the Trainer, but currently only one progress bar is"
+                " supported."
+            )
+        if bars and not cfg.enable_progress_bar:
+            raise ConfigError(
+                f"Trainer was configured with `enable_progress_bar=False` but found `{type(bars[0]).__name__}` in"
+                " callbacks list."
+            )
+        if cfg.enable_progress_bar and not bars:
+            cbs.append(TQDMProgressBar())
+        if cfg.enable_model_summary and not any(isinstance(c, ModelSummary) for c in cbs):
             cbs.append(ModelSummary())
         return _reorder_callbacks(cbs)
-
-    @staticmethod
-    def _add_default_checkpoint_callback(cbs: List[Callback]) -> None:
-        """The default ModelCheckpoint (wired by the checkpoints issue; skipped until its module exists)."""
-        if any(_is_checkpoint_callback(c) for c in cbs):
-            return
-        try:
-            from fastlight.callbacks.model_checkpoint import ModelCheckpoint
-        except ImportError:
-            return
-        cbs.append(ModelCheckpoint())
 
     def _resolve_hooks(self) -> None:
         """Once per run: which callbacks override which hook, which no-op module hooks are overridden."""
@@ -540,7 +561,8 @@ class Trainer:
     # ================================================================= self.log
     def _log(self, module: LightningModule, name: str, value: Any, prog_bar: bool, logger: Optional[bool],
              on_step: Optional[bool], on_epoch: Optional[bool], reduce_fx: Any, enable_graph: bool,
-             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int]) -> None:
+             sync_dist: bool, add_dataloader_idx: bool, batch_size: Optional[int], sync_dist_group: Any = None,
+             rank_zero_only: bool = False) -> None:
         if self._cfg.barebones:
             rank_zero_warn(
                 "You are trying to `self.log()` but `Trainer(barebones=True)` is configured."
@@ -559,7 +581,8 @@ class Trainer:
             raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
         # the argument checks depend only on these: resolved once per distinct call site
         try:
-            key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx)
+            key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx, sync_dist, sync_dist_group,
+                   rank_zero_only)
             resolved = self._log_arg_cache.get(key)
         except TypeError:  # unhashable reduce_fx
             key, resolved = None, None
@@ -570,10 +593,13 @@ class Trainer:
                     f"You called `self.log` with the key `{name}`"
                     " but it should not contain information about `dataloader_idx` when `add_dataloader_idx=True`"
                 )
-            resolved = (on_step, on_epoch, parse_reduce_fx(reduce_fx))
+            # sync_dist: values are reduced over the ranks through the strategy (none to reduce on one process)
+            sync = (self.strategy.reduce, sync_dist_group) if (
+                sync_dist and not rank_zero_only and self.strategy.is_distributed) else None
+            resolved = (on_step, on_epoch, parse_reduce_fx(reduce_fx), sync)
             if key is not None:
                 self._log_arg_cache[key] = resolved
-        on_step, on_epoch, reduce = resolved
+        on_step, on_epoch, reduce, sync = resolved
         if isinstance(value, Tensor):
             # a copy: the caller may change the tensor in place later (Lightning clones too)
             value = value.detach().clone() if not enable_graph else value.clone()
@@ -593,12 +619,13 @@ class Trainer:
         if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
             hub.reset_fx(results, fx)
         results.log(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce,
-                    enable_graph, add_dataloader_idx, batch_size)
+                    enable_graph, add_dataloader_idx, batch_size, sync)
         hub.current_fx = fx
 
     # ================================================================= public entry points
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
-            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None) -> None:
+            datamodule: Optional[LightningDataModule] = None, ckpt_path: Optional[str] = None,
+            weights_only: Optional[bool] = None) -> None:
         if isinstance(train_dataloaders, LightningDataModule):
             datamodule, train_dataloaders = train_dataloaders, None
         if datamodule is not None and (train_dataloaders is not None or val_dataloaders is not None):
@@ -606,40 +633,45 @@ class Trainer:
                 "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
             )
         self._attach(model, datamodule, "fit", train=train_dataloaders, val=val_dataloaders)
-        self._run(model, "fit", ckpt_path)
+        self._launch(model, "fit", self._select_ckpt_path("fit", ckpt_path, True), weights_only)
 
     def validate(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                  ckpt_path: Optional[str] = None, verbose: bool = True,
-                 datamodule: Optional[LightningDataModule] = None) -> List[Dict[str, float]]:
-        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "validate")
+                 datamodule: Optional[LightningDataModule] = None,
+                 weights_only: Optional[bool] = None) -> List[Dict[str, float]]:
+        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "validate", weights_only)
 
     def test(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
              ckpt_path: Optional[str] = None, verbose: bool = True,
-             datamodule: Optional[LightningDataModule] = None) -> List[Dict[str, float]]:
-        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "test")
+             datamodule: Optional[LightningDataModule] = None,
+             weights_only: Optional[bool] = None) -> List[Dict[str, float]]:
+        return self._evaluate(model, dataloaders, ckpt_path, verbose, datamodule, "test", weights_only)
 
-    def _evaluate(self, model, dataloaders, ckpt_path, verbose, datamodule, fn):
+    def _evaluate(self, model, dataloaders, ckpt_path, verbose, datamodule, fn, weights_only=None):
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         if dataloaders is not None and datamodule is not None:
             raise MisconfigurationError(f"You cannot pass both `trainer.{fn}(dataloaders=..., datamodule=...)`")
+        model_provided = model is not None
         model = self._resolve_model(model, fn)
         loop = self.validate_loop if fn == "validate" else self.test_loop
         loop.verbose = verbose
         self._attach(model, datamodule, fn, **{"val" if fn == "validate" else "test": dataloaders})
-        return self._run(model, fn, ckpt_path)
+        return self._launch(model, fn, self._select_ckpt_path(fn, ckpt_path, model_provided), weights_only)
 
     def predict(self, model: Optional[LightningModule] = None, dataloaders: Any = None,
                 datamodule: Optional[LightningDataModule] = None, return_predictions: Optional[bool] = None,
-                ckpt_path: Optional[str] = None) -> Optional[list]:
+                ckpt_path: Optional[str] = None, weights_only: Optional[bool] = None) -> Optional[list]:
         if isinstance(dataloaders, LightningDataModule):
             datamodule, dataloaders = dataloaders, None
         if dataloaders is not None and datamodule is not None:
             raise MisconfigurationError("You cannot pass both `trainer.predict(dataloaders=..., datamodule=...)`")
+        model_provided = model is not None
         model = self._resolve_model(model, "predict")
         self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
         self._attach(model, datamodule, "predict", predict=dataloaders)
-        return self._run(model, "predict", ckpt_path)
+        return self._launch(model, "predict", self._select_ckpt_path("predict", ckpt_path, model_provided),
+                         weights_only)
 
     def _resolve_model(self, model: Optional[LightningModule], fn: str) -> LightningModule:
         if model is None:
@@ -696,7 +728,7 @@ class Trainer:
             return None
         kind, owner = source
         if kind == "given":
-            return self.strategy.process_dataloader(owner, stage)
+            return self._process_dataloader(owner, stage)
         if not self._has_hook(owner, hook):
             if owner is self._module and self.datamodule is None:
                 return None
@@ -705,20 +737,24 @@ class Trainer:
             loader = self._call_module(hook)
         else:
             loader = getattr(owner, hook)()
-        return self.strategy.process_dataloader(loader, stage)
+        return self._process_dataloader(loader, stage)
+
+    def _process_dataloader(self, loader: Any, stage: str) -> Any:
+        """The strategy injects a DistributedSampler (distributed runs, use_distributed_sampler=True)."""
+        cfg = self._cfg
+        return self.strategy.process_dataloader(
+            loader, stage, use_distributed_sampler=cfg.use_distributed_sampler, overfit_batches=cfg.overfit_batches
+        )
 
     def _batch_to_device(self, batch: Any, dataloader_idx: int) -> Any:
-        """Precision input conversion, the transfer hooks, and the move to the device (the strategy's seam)."""
+        """Precision input conversion, the transfer hooks, and the move to this rank's device."""
         batch = self._precision.convert_input(batch)
         if self._fast_transfer:
             return batch
         batch = self._call_transfer_hook("on_before_batch_transfer", batch, dataloader_idx)
-        batch = self.strategy.batch_to_device(batch, self._transfer, dataloader_idx)
+        batch = self._call_transfer_hook("transfer_batch_to_device", batch, self.strategy.root_device, dataloader_idx)
         batch = self._call_transfer_hook("on_after_batch_transfer", batch, dataloader_idx)
         return batch
-
-    def _transfer(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return self._call_transfer_hook("transfer_batch_to_device", batch, device, dataloader_idx)
 
     def _call_transfer_hook(self, name: str, *args: Any) -> Any:
         dm = self.datamodule
@@ -728,7 +764,54 @@ class Trainer:
         return self._call_module(name, *args)
 
     # ================================================================= the run
-    def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str]) -> Any:
+    def _launch(self, model: LightningModule, fn: str, *run_args: Any) -> Any:
+        """Run `fn` in every rank: here (one device; or torchrun/SLURM/our re-executed script, where the launcher
+        only starts the other local ranks, then runs it here too), or in spawned processes (ddp_spawn/ddp_fork),
+        whose rank 0 sends its results back to this process."""
+        launcher = self.strategy.launcher
+        if launcher is None:
+            return self._run(model, fn, *run_args)
+        from fastlight.strategies import MultiProcessingLauncher
+
+        if not isinstance(launcher, MultiProcessingLauncher):
+            return launcher.launch(self._run, model, fn, *run_args)
+        outcome = launcher.launch(self._run_spawned_rank, model, fn, *run_args)
+        return self._recover_spawned_results(model, outcome)
+
+    def _run_spawned_rank(self, model: LightningModule, fn: str, *run_args: Any) -> Optional[Dict[str, Any]]:
+        """In a spawned rank: run, then (rank 0) what the calling process needs (Lightning's _WorkerOutput)."""
+        result = self._run(model, fn, *run_args)
+        if not self.is_global_zero:
+            return None
+        ckpt = self.checkpoint_callback
+        return {
+            "result": result,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "callback_metrics": dict(self.callback_metrics),
+            "logged_metrics": dict(self.logged_metrics),
+            "status": self.state.status,
+            "global_step": self._global_step,
+            "current_epoch": self._current_epoch,
+            "best_model_path": getattr(ckpt, "best_model_path", None),
+        }
+
+    def _recover_spawned_results(self, model: LightningModule, outcome: Optional[Dict[str, Any]]) -> Any:
+        """In the calling process: rank 0's final weights, metrics and progress, as if it had run here."""
+        self._module = model
+        model._trainer = self
+        if outcome is None:
+            return None
+        model.load_state_dict(outcome["state_dict"])
+        self._hub.restore(outcome["callback_metrics"], outcome["logged_metrics"])
+        self.state.status = outcome["status"]
+        self._global_step, self._current_epoch = outcome["global_step"], outcome["current_epoch"]
+        ckpt = self.checkpoint_callback
+        if ckpt is not None and outcome["best_model_path"] is not None and hasattr(ckpt, "best_model_path"):
+            ckpt.best_model_path = outcome["best_model_path"]
+        return outcome["result"]
+
+    def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str],
+             weights_only: Optional[bool] = None) -> Any:
         cfg = self._cfg
         self._module = model
         model._trainer = self
@@ -743,7 +826,8 @@ class Trainer:
         self._resolve_hooks()
         self._verify_loop_configuration(model, fn)
         dm = self.datamodule
-        device = cfg.device
+        strategy = self.strategy
+        device = strategy.root_device
         self._fast_transfer = (
             device.type == "cpu"
             and all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
@@ -752,10 +836,8 @@ class Trainer:
                 "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
         )
         try:
-            # prepare_data: datamodule first, then the module
-            if dm is not None:
-                dm.prepare_data()
-            self._call_module("prepare_data")
+            strategy.setup_environment()  # process group, device, ranks: before anything touches them
+            self._prepare_data(model, dm)
             # setup: the module's device is faked so `setup` can use it; loggers create their experiment
             model._device = device
             for logger in self.loggers:
@@ -766,7 +848,7 @@ class Trainer:
             self._call_callbacks("setup", stage=fn)
             self._call_module("setup", stage=fn)
             self._call_module("configure_model")
-            self._restore_checkpoint(ckpt_path, before_setup=True)
+            self._restore_checkpoint(ckpt_path, before_setup=True, weights_only=weights_only)
             self._hub.reset_results(self._active_results)
             self._hub.reset_metrics()
             self._setup_strategy(model, fn)
@@ -792,10 +874,15 @@ class Trainer:
             return result
         except BaseException as exc:
             self.state.status = "interrupted"
+            if isinstance(exc, KeyboardInterrupt):
+                launcher = strategy.launcher
+                if launcher is not None and getattr(launcher, "launches_processes", False):
+                    launcher.kill()  # the other ranks would wait for this one in their next collective
             self._call_callbacks("on_exception", exc)
             self._call_module("on_exception", exc) if hasattr(model, "on_exception") else None
             if dm is not None:
                 dm.on_exception(exc)
+            strategy.on_exception(exc)
             for logger in self.loggers:
                 try:
                     logger.finalize("failed")
@@ -806,18 +893,119 @@ class Trainer:
             self.training = self.validating = self.testing = self.predicting = self.sanity_checking = False
             self._active_results = None
 
-    def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool) -> None:
-        """Resume from `ckpt_path`: the seam where the checkpoints issue restores module, optimizers and loop
-        state (after `configure_optimizers`, before the sanity check, as Lightning does)."""
-        if ckpt_path is None or before_setup:
+    def _prepare_data(self, model: LightningModule, dm: Optional[LightningDataModule]) -> None:
+        """prepare_data, datamodule first: once per node (or once in all with prepare_data_per_node=False), the
+        other ranks waiting, as in Lightning."""
+        strategy = self.strategy
+        if not strategy.is_distributed:
+            if dm is not None:
+                dm.prepare_data()
+            self._call_module("prepare_data")
             return
-        try:
-            from fastlight.trainer.checkpoint_connector import restore  # type: ignore[import-not-found]
-        except ImportError:
-            raise NotImplementedError(
-                f"`ckpt_path={ckpt_path!r}`: checkpoint restore is not wired into this build of fastlight yet."
-            ) from None
-        restore(self, ckpt_path)
+        local_zero = strategy.local_rank == 0
+        global_zero = local_zero and strategy.node_rank == 0
+        for owner in (dm, model):
+            if owner is None or not self._has_hook(owner, "prepare_data"):
+                continue
+            if local_zero if getattr(owner, "prepare_data_per_node", True) else global_zero:
+                owner.prepare_data() if owner is dm else self._call_module("prepare_data")
+            strategy.barrier("prepare_data")
+
+    def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool,
+                            weights_only: Optional[bool] = None) -> None:
+        """Restore from `ckpt_path` at Lightning's two points: the file, the module, datamodule and callbacks after
+        the setup hooks (`before_setup=True`); the AMP scaler, loop counters, optimizers and schedulers once they
+        exist, after `on_fit_start` (`before_setup=False`). The fit loop continues from the restored counters."""
+        from fastlight.trainer import checkpoint_layout
+
+        self._ckpt_path = ckpt_path
+        if ckpt_path is None:
+            return
+        if before_setup:
+            from fastlight.utilities.checkpoint_io import load_checkpoint
+
+            rank_zero_info(f"Restoring states from the checkpoint path at {ckpt_path}")
+            io = self.checkpoint_io
+            if io is not None:
+                checkpoint = io.load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
+            else:
+                checkpoint = load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
+            self._loaded_checkpoint = checkpoint
+            checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(ckpt_path))
+            return
+        checkpoint = self._loaded_checkpoint
+        self._loaded_checkpoint = None  # the dict is not needed once restored: free its memory
+        fn = self.state.fn
+        checkpoint_layout.restore_training_state(self, checkpoint, stage=fn)
+        if fn == "fit":
+            self.fit_loop.on_restored()
+            rank_zero_info(f"Restored all states from the checkpoint at {ckpt_path}")
+        else:
+            rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
+
+    def _select_ckpt_path(self, fn: str, ckpt_path: Optional[Any], model_provided: bool) -> Optional[str]:
+        """`ckpt_path` as a file path: "best" and "last" resolved, and validate/test/predict without a model use the
+        best checkpoint of the previous fit (Lightning's rules and messages)."""
+        if ckpt_path is not None and not isinstance(ckpt_path, (str, os.PathLike)):
+            raise TypeError(f"`.{fn}(ckpt_path=...)` must be a path, 'best', 'last' or None, got {ckpt_path!r}")
+        if model_provided and ckpt_path is None:
+            return None
+        if ckpt_path is None:
+            ckpt_path = "best"
+            rank_zero_warn(
+                f"`.{fn}(ckpt_path=None)` was called without a model. The best model of the previous `fit` call will"
+                f" be used. You can pass `.{fn}(ckpt_path='best')` to use the best model or `.{fn}(ckpt_path='last')`"
+                " to use the last model. If you pass a value, this warning will be silenced."
+            )
+        if ckpt_path == "best":
+            if len(self.checkpoint_callbacks) > 1:
+                rank_zero_warn(
+                    f'`.{fn}(ckpt_path="best")` is called with Trainer configured with multiple `ModelCheckpoint`'
+                    " callbacks. It will use the best checkpoint path from first checkpoint callback."
+                )
+            callback = self.checkpoint_callback
+            if callback is None:
+                raise ValueError(f'`.{fn}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured.')
+            if not getattr(callback, "best_model_path", None):
+                if self._cfg.fast_dev_run:
+                    raise ValueError(
+                        f'You cannot execute `.{fn}(ckpt_path="best")` with `fast_dev_run=True`. Please pass an'
+                        f" exact checkpoint path to `.{fn}(ckpt_path=...)`"
+                    )
+                raise ValueError(
+                    f'`.{fn}(ckpt_path="best")` is set but `ModelCheckpoint` is not configured to save the best'
+                    " model."
+                )
+            return callback.best_model_path
+        if ckpt_path == "last":
+            candidates = set()
+            for callback in self.checkpoint_callbacks:
+                find = getattr(callback, "_find_last_checkpoints", None)
+                if find is not None:
+                    candidates |= find(self)
+            existing = {p: os.path.getmtime(p) for p in candidates if os.path.exists(p)}
+            if not existing:
+                # not an error, so that "last" can be set before the first fit
+                rank_zero_warn(
+                    f'.{fn}(ckpt_path="last") is set, but there is no last checkpoint available. No checkpoint will'
+                    " be loaded. HINT: Set `ModelCheckpoint(..., save_last=True)`."
+                )
+                return None
+            return max(existing, key=existing.get)
+        return os.fspath(ckpt_path)
+
+    # ================================================================= checkpoints
+    def save_checkpoint(self, filepath: Any, weights_only: bool = False, storage_options: Any = None) -> None:
+        """Write the checkpoint of the current state to `filepath` (Lightning's format, written atomically)."""
+        from fastlight.trainer import checkpoint_layout
+
+        if self._module is None:
+            raise AttributeError(
+                "Saving a checkpoint is only possible if a model is attached to the Trainer. Did you call"
+                " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
+            )
+        self.fit_loop.sync_progress()
+        checkpoint_layout.save_checkpoint(self, filepath, weights_only, storage_options)
 
     def _merge_model_callbacks(self, model: LightningModule) -> None:
         extra = self._call_module("configure_callbacks")
@@ -884,8 +1072,11 @@ class Trainer:
                 )
 
     def _setup_strategy(self, model: LightningModule, fn: str) -> None:
-        """Convert (precision) and move the module, then set up optimizers when fitting (the strategy's job)."""
-        self.strategy.setup_module(model)
+        """Convert (precision), then the strategy moves the module (and wraps it in DDP when fitting), then the
+        optimizers when fitting."""
+        if self._precision.convert_module(model) is not model:
+            raise RuntimeError("precision.convert_module must convert the module in place")
+        self.strategy.setup_module(model, training=fn == "fit")
         if fn == "fit":
             self._setup_optimizers(model)
         else:
@@ -1020,10 +1211,27 @@ class Trainer:
 
     # ================================================================= backward (used by manual_backward)
     def _backward(self, loss: Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> None:
+        self.strategy.pre_backward(loss)  # DDP with manual optimization arms its all-reduce here
         self._precision.backward(self, loss, optimizer, *args, **kwargs)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
-        print(*args, **kwargs)
+        if self.local_rank == 0:  # once per machine, as in Lightning
+            print(*args, **kwargs)
+
+
+def _resolve_strategy(strategy: Any, cfg: Any, devices: Any, num_nodes: int, sync_batchnorm: bool) -> Any:
+    """THE place the run's strategy is chosen, once: fastlight.strategies decides (Lightning's rules)."""
+    from fastlight.strategies import SingleDeviceStrategy, resolve_strategy
+
+    if cfg.accelerator == "mps":  # one Apple GPU: no process group to join
+        if (isinstance(strategy, str) and strategy.lower() not in ("auto", "single_device")) or num_nodes != 1:
+            raise ConfigError(f"`Trainer(accelerator='mps', strategy={strategy!r}, num_nodes={num_nodes})`: MPS runs"
+                              " on one device only.")
+        return SingleDeviceStrategy(cfg.device)
+    try:
+        return resolve_strategy(strategy, cfg.accelerator, devices, num_nodes, sync_batchnorm=sync_batchnorm)
+    except ValueError as err:
+        raise ConfigError(f"`Trainer(...)`: {err}") from None
 
 
 def _default_float() -> torch.dtype:
@@ -1033,17 +1241,6 @@ def _default_float() -> torch.dtype:
 
 def _is_checkpoint_callback(cb: Any) -> bool:
     return any(c.__name__ in ("Checkpoint", "ModelCheckpoint") for c in type(cb).__mro__)
-
-
-def _is_progress_bar(cb: Any) -> bool:
-    """A user's bar (fastlight's or any ProgressBar subclass) replaces the default one."""
-    return getattr(cb, "_is_progress_bar", False) or any(
-        c.__name__ in ("ProgressBar", "TQDMProgressBar", "RichProgressBar") for c in type(cb).__mro__)
-
-
-def _is_model_summary(cb: Any) -> bool:
-    return getattr(cb, "_is_model_summary", False) or any(
-        c.__name__ in ("ModelSummary", "RichModelSummary") for c in type(cb).__mro__)
 
 
 def _is_monitoring_callback(cb: Any) -> bool:

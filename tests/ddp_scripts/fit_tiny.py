@@ -55,6 +55,8 @@ class TinyRegressor(pl.LightningModule):
         loss = nn.functional.mse_loss(self.net(x), y)
         self.log("val_loss", loss, sync_dist=True)
         self.log("val_max", loss, sync_dist=True, reduce_fx="max")
+        gathered = self.all_gather(loss)  # (world_size,) with several processes, the tensor itself with one
+        self.log("val_gathered_min", gathered.min(), reduce_fx="min")
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -99,10 +101,12 @@ def main() -> None:
     model = TinyRegressor()
     if args.framework == "strategy":
         return fit_with_strategy(model)
+    # Trainer.save_checkpoint is wired separately (wire-surface): until then fastlight fits without checkpoints
+    can_save = hasattr(pl.Trainer, "save_checkpoint")
     trainer = pl.Trainer(
         strategy=args.strategy, accelerator="cpu", devices=args.devices, max_epochs=2 if args.mode != "resume" else 3,
         logger=False, enable_progress_bar=False, enable_model_summary=False,
-        enable_checkpointing=args.mode == "fit", default_root_dir=args.out, num_sanity_val_steps=0,
+        enable_checkpointing=args.mode == "fit" and can_save, default_root_dir=args.out, num_sanity_val_steps=0,
     )
     if args.mode == "validate":
         trainer.validate(model)
@@ -110,7 +114,8 @@ def main() -> None:
         trainer.fit(model, ckpt_path=args.ckpt)
     else:
         trainer.fit(model)
-        trainer.save_checkpoint(os.path.join(args.out, "last.ckpt"))  # every rank calls it; rank 0 writes
+        if can_save:
+            trainer.save_checkpoint(os.path.join(args.out, "last.ckpt"))  # every rank calls it; rank 0 writes
     metrics = {k: v.detach().cpu() for k, v in trainer.callback_metrics.items()}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     torch.save({"metrics": metrics, "state_dict": state, "global_step": trainer.global_step},
