@@ -377,3 +377,27 @@ def test_manual_clip_gradients_fp32_folded_into_the_step_matches_lightning(flat,
                         flat_grads=flat)
     assert calls == []  # self.clip_gradients went through the stats pass, not clip_grad_norm_
     _assert_close_weights(ref, got)
+
+
+def test_device_scaler_state_checkpointed_under_lightnings_key_resumes_in_both(tmp_path):
+    from pytorch_lightning.plugins.precision import MixedPrecision as LightningMixed
+
+    from fastlight.utilities.checkpoint_io import load_checkpoint
+    from test_resume import fit as resume_fit
+
+    ck = fl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ck", save_last=True)
+    trainer, _ = resume_fit(fl, tmp_path / "a", 1, [ck],
+                            plugins=[MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu", init_scale=16.0, growth_interval=1))])
+    ckpt = load_checkpoint(ck.last_model_path)
+    assert ckpt["MixedPrecision"] == trainer.scaler.state_dict()
+    assert ckpt["MixedPrecision"]["scale"] > 16.0  # grew on the device at clean steps
+    seen = []
+    probe = fl.callbacks.LambdaCallback(on_train_start=lambda t, m: seen.append(t.scaler.get_scale()))
+    resume_fit(fl, tmp_path / "b", 2, [probe], enable_checkpointing=False, ckpt_path=ck.last_model_path,
+               plugins=[MixedPrecision("16-mixed", "cpu", scaler=DeviceGradScaler("cpu"))])
+    ref_seen = []
+    ref_probe = pl_ref.callbacks.LambdaCallback(on_train_start=lambda t, m: ref_seen.append(
+        t.precision_plugin.scaler.get_scale()))
+    resume_fit(pl_ref, tmp_path / "c", 2, [ref_probe], enable_checkpointing=False, ckpt_path=ck.last_model_path,
+               plugins=[LightningMixed("16-mixed", "cpu")])
+    assert seen == ref_seen == [ckpt["MixedPrecision"]["scale"]]
