@@ -5,10 +5,15 @@ import os
 import sys
 
 import pytest
+
+import fastlight.ops as fastlight_ops
 import torch
 from torch import nn
 
 pl_ref = pytest.importorskip("pytorch_lightning")
+# The Trainer swaps in fused optimizers only when the native kernels are loaded (not with FASTLIGHT_KERNELS=torch).
+pytestmark = pytest.mark.skipif(fastlight_ops.backend("cpu") != "native",
+                                reason="fused optimizers are swapped in only with the native kernels")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared user code next to this file
 import fastlight as fl  # noqa: E402
