@@ -43,18 +43,37 @@ def per_step_us(callbacks, steps=20000):
         return dt / steps * 1e6
 
 
-def main():
+def _candidates():
     import pytorch_lightning as pl
 
     import fastlight.callbacks as flc
 
+    return {
+        "lightning TQDM + ModelCheckpoint": lambda: [pl.callbacks.TQDMProgressBar(),
+                                                     pl.callbacks.ModelCheckpoint(dirpath=tempfile.mkdtemp())],
+        "fastlight TQDM + ModelCheckpoint": lambda: [flc.TQDMProgressBar(),
+                                                     flc.ModelCheckpoint(dirpath=tempfile.mkdtemp())],
+    }
+
+
+def run(quick: bool = False, device: str = "cpu"):
+    """Rows for the harness: hook cost per step, candidates interleaved, median of rounds (CPU only)."""
     torch.set_num_threads(1)
-    for label, make in (
-        ("fastlight  TQDM(refresh 1) + ModelCheckpoint", lambda: [flc.TQDMProgressBar(), flc.ModelCheckpoint(dirpath=tempfile.mkdtemp())]),
-        ("lightning  TQDM(refresh 1) + ModelCheckpoint", lambda: [pl.callbacks.TQDMProgressBar(), pl.callbacks.ModelCheckpoint(dirpath=tempfile.mkdtemp())]),
-    ):
-        runs = [per_step_us(make()) for _ in range(3)]
-        print(f"{label}: {min(runs):7.2f} us/step (best of 3)")
+    steps, rounds = (2000, 3) if quick else (20000, 5)
+    cands = _candidates()
+    samples = {k: [] for k in cands}
+    for r in range(rounds):
+        for name in (list(cands) if r % 2 == 0 else list(cands)[::-1]):
+            samples[name].append(per_step_us(cands[name](), steps=steps))
+    med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+    base = med["lightning TQDM + ModelCheckpoint"]
+    name = "callback hooks per train step (fake trainer)"
+    return [dict(name=name, candidate=k, median_ms=v / 1e3, ratio=v / base) for k, v in med.items()]
+
+
+def main():
+    for row in run(quick="--quick" in sys.argv):
+        print(f"{row['candidate']:<36} {row['median_ms'] * 1e3:8.2f} us/step  x{row['ratio']:.4f} of Lightning's")
 
 
 if __name__ == "__main__":

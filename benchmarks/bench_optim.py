@@ -10,8 +10,9 @@ same rounds (see BandwidthProbe; a plain copy is reported too).
 
     python -m benchmarks.bench_optim [--quick] [--device cpu|cuda] [--only adamw|sgd] [--sets a,b]
 
-`run(quick, device)` returns rows with name, candidate, median_ms, ratio (torch fused=True time / this
-candidate's time: above 1 is faster than torch's fused step), gbps, pct_of_bw and a few descriptive keys.
+`run(quick, device)` returns rows with name, candidate, median_ms, ratio (this candidate's time / torch
+fused=True time, the harness's convention: below 1 is faster), speedup (its inverse: above 1 is faster than
+torch's fused step), gbps, pct_of_bw and a few descriptive keys.
 """
 import argparse
 import statistics
@@ -146,7 +147,8 @@ def bench_set(kind: str, set_name: str, shapes, device: str, repeats: int, probe
             "name": f"{kind}/{set_name}",
             "candidate": name,
             "median_ms": round(ms, 3),
-            "ratio": round(medians["torch_fused"] / medians[name], 3),
+            "ratio": round(medians[name] / medians["torch_fused"], 3),
+            "speedup": round(medians["torch_fused"] / medians[name], 3),
             "gbps": round(gbps, 2),
             "pct_of_bw": round(100.0 * gbps / rmw_gbps, 1),
             "bw_gbps": round(rmw_gbps, 2),
@@ -191,7 +193,7 @@ def format_rows(rows: List[dict]) -> str:
     head = f"{'set':<22}{'candidate':<15}{'ms/step':>10}{'vs fused':>10}{'GB/s':>8}{'% bw':>7}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['name']:<22}{r['candidate']:<15}{r['median_ms']:>10.3f}{r['ratio']:>9.2f}x"
+        lines.append(f"{r['name']:<22}{r['candidate']:<15}{r['median_ms']:>10.3f}{r['speedup']:>9.2f}x"
                      f"{r['gbps']:>8.1f}{r['pct_of_bw']:>7.1f}")
     if rows:
         lines.append(f"bandwidth in the same rounds: in-place read+write {min(r['bw_gbps'] for r in rows)}-"

@@ -141,10 +141,10 @@ def run(quick: bool, device: str) -> List[dict]:
         with tempfile.TemporaryDirectory() as root:
             cands: Dict[str, Callable[[int], None]] = {
                 "raw PyTorch loop": _raw_loop,
-                "fastlight, defaults": lambda s: _framework_fit(fl, s, True, root, fused=False),
-                "fastlight, everything off": lambda s: _framework_fit(fl, s, False, root, fused=False),
-                # fused=True (the default) swaps in FusedSGD: the same loop, one kernel call for the step
-                "fastlight fused=True, everything off": lambda s: _framework_fit(fl, s, False, root),
+                # defaults include fused=True, which swaps in FusedSGD: the same loop, one kernel call for the step
+                "fastlight, defaults": lambda s: _framework_fit(fl, s, True, root),
+                "fastlight, everything off": lambda s: _framework_fit(fl, s, False, root),
+                "fastlight fused=False, everything off": lambda s: _framework_fit(fl, s, False, root, fused=False),
             }
             if lpl is not None:
                 cands["pytorch_lightning, defaults"] = lambda s: _framework_fit(lpl, s, True, root)

@@ -97,7 +97,7 @@ def rows_for_case(
 
 
 def format_table(rows: List[dict]) -> str:
-    cols = [("name", "case"), ("candidate", "candidate"), ("median_ms", "median ms"), ("ratio", "x baseline"),
+    cols = [("name", "case"), ("candidate", "candidate"), ("median_ms", "median ms"), ("ratio", "time x baseline"),
             ("gbps", "GB/s"), ("pct_of_bw", "% of bw")]
     extra_cols = sorted({k for r in rows for k in r} - {c for c, _ in cols} - {"bench"})
     header = [h for _, h in cols] + extra_cols
