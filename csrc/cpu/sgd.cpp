@@ -12,17 +12,9 @@ void sgd_step_cpu(at::TensorList params, at::TensorList grads, at::TensorList mo
                   bool maximize, bool is_first_step, const c10::optional<at::Tensor>& grad_scale,
                   const c10::optional<at::Tensor>& found_inf) {
   static const char* op = "fastlight::sgd_step_";
-  const size_t n = params.size();
-  check_list_len(op, "grads", grads.size(), n);
   const bool has_momentum = momentum != 0.0;
-  if (has_momentum) check_list_len(op, "momentum_buffers", momentum_buffers.size(), n);
+  const size_t n = check_sgd_lists(op, params, grads, momentum_buffers, has_momentum);
   if (n == 0) return;
-  const c10::Device device = params[0].device();
-  for (size_t i = 0; i < n; ++i) {
-    check_param(op, i, params[i], device);
-    check_companion(op, "grads", i, params[i], grads[i]);
-    if (has_momentum) check_companion(op, "momentum_buffers", i, params[i], momentum_buffers[i]);
-  }
   if (found_inf.has_value() && cpu::read_cpu_scalar(op, "found_inf", *found_inf) != 0.0) return;
   const double lr_v = cpu::read_cpu_scalar(op, "lr", lr);
 

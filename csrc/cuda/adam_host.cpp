@@ -11,20 +11,11 @@ void adam_step_cuda(at::TensorList params, at::TensorList grads, at::TensorList 
                     bool amsgrad, bool maximize, bool decoupled_weight_decay,
                     const c10::optional<at::Tensor>& grad_scale, const c10::optional<at::Tensor>& found_inf) {
   static const char* op = "fastlight::adam_step_";
-  const size_t n = params.size();
-  check_list_len(op, "grads", grads.size(), n);
-  check_list_len(op, "exp_avgs", exp_avgs.size(), n);
-  check_list_len(op, "exp_avg_sqs", exp_avg_sqs.size(), n);
-  check_list_len(op, "state_steps", state_steps.size(), n);
-  if (amsgrad) check_list_len(op, "max_exp_avg_sqs", max_exp_avg_sqs.size(), n);
+  const size_t n =
+      check_adam_lists(op, params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, state_steps, amsgrad);
   if (n == 0) return;
   const c10::Device device = params[0].device();
   for (size_t i = 0; i < n; ++i) {
-    check_param(op, i, params[i], device);
-    check_companion(op, "grads", i, params[i], grads[i]);
-    check_companion(op, "exp_avgs", i, params[i], exp_avgs[i]);
-    check_companion(op, "exp_avg_sqs", i, params[i], exp_avg_sqs[i]);
-    if (amsgrad) check_companion(op, "max_exp_avg_sqs", i, params[i], max_exp_avg_sqs[i]);
     const at::Tensor& s = state_steps[i];
     TORCH_CHECK(s.defined() && s.numel() == 1 && s.device() == device && s.scalar_type() == at::kFloat, op,
                 ": state_steps[", i, "] must be a one-element float32 tensor on ", device);

@@ -49,4 +49,42 @@ inline void check_scalar_tensor(const char* op, const char* arg, const at::Tenso
               t.scalar_type());
 }
 
+// The list checks of adam_step_, shared by the CPU op and the CUDA host glue. Returns the param count.
+inline size_t check_adam_lists(const char* op, at::TensorList params, at::TensorList grads,
+                               at::TensorList exp_avgs, at::TensorList exp_avg_sqs,
+                               at::TensorList max_exp_avg_sqs, at::TensorList state_steps, bool amsgrad) {
+  const size_t n = params.size();
+  check_list_len(op, "grads", grads.size(), n);
+  check_list_len(op, "exp_avgs", exp_avgs.size(), n);
+  check_list_len(op, "exp_avg_sqs", exp_avg_sqs.size(), n);
+  check_list_len(op, "state_steps", state_steps.size(), n);
+  if (amsgrad) check_list_len(op, "max_exp_avg_sqs", max_exp_avg_sqs.size(), n);
+  if (n == 0) return 0;
+  const c10::Device device = params[0].device();
+  for (size_t i = 0; i < n; ++i) {
+    check_param(op, i, params[i], device);
+    check_companion(op, "grads", i, params[i], grads[i]);
+    check_companion(op, "exp_avgs", i, params[i], exp_avgs[i]);
+    check_companion(op, "exp_avg_sqs", i, params[i], exp_avg_sqs[i]);
+    if (amsgrad) check_companion(op, "max_exp_avg_sqs", i, params[i], max_exp_avg_sqs[i]);
+  }
+  return n;
+}
+
+// The list checks of sgd_step_ (momentum buffers only when momentum is used). Returns the param count.
+inline size_t check_sgd_lists(const char* op, at::TensorList params, at::TensorList grads,
+                              at::TensorList momentum_buffers, bool has_momentum) {
+  const size_t n = params.size();
+  check_list_len(op, "grads", grads.size(), n);
+  if (has_momentum) check_list_len(op, "momentum_buffers", momentum_buffers.size(), n);
+  if (n == 0) return 0;
+  const c10::Device device = params[0].device();
+  for (size_t i = 0; i < n; ++i) {
+    check_param(op, i, params[i], device);
+    check_companion(op, "grads", i, params[i], grads[i]);
+    if (has_momentum) check_companion(op, "momentum_buffers", i, params[i], momentum_buffers[i]);
+  }
+  return n;
+}
+
 }  // namespace fastlight
