@@ -9,21 +9,20 @@ Per-step time = (time of a run of N steps - time of a run of M steps) / (N - M),
     python benchmarks/bench_e2e.py [--quick] [--device cuda]
     python -m benchmarks --only e2e [--device cuda]
 """
-import contextlib
-import io
-import logging
 import os
-import statistics
 import sys
 import tempfile
-import time
-import warnings
 from typing import Callable, Dict, List
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+
+try:
+    from .harness import per_step_seconds
+except ImportError:  # run as a script
+    from harness import per_step_seconds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -102,37 +101,6 @@ def _framework_fit(pl, device: str, precision: str, steps: int, batch: int, root
     _sync(device)
 
 
-@contextlib.contextmanager
-def _quiet():
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        warnings.simplefilter("ignore")
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
-
-
-def _per_step_s(candidates: Dict[str, Callable[[int], None]], long: int, short: int, repeats: int
-                ) -> Dict[str, float]:
-    names = list(candidates)
-    samples: Dict[str, List[float]] = {n: [] for n in names}
-    with _quiet():
-        for n in names:  # warm-up: imports, cudnn autotuning, allocator
-            candidates[n](short)
-        for r in range(repeats):
-            order = names[r % len(names):] + names[: r % len(names)]
-            for n in order:
-                t0 = time.perf_counter()
-                candidates[n](long)
-                t1 = time.perf_counter()
-                candidates[n](short)
-                t2 = time.perf_counter()
-                samples[n].append(max((t1 - t0) - (t2 - t1), 1e-9) / (long - short))
-    return {n: statistics.median(v) for n, v in samples.items()}
-
-
 def run(quick: bool, device: str) -> List[dict]:
     """Rows: name, candidate, samples_per_s, median_ms (per step), ratio (time per step over
     pytorch_lightning's, the harness's convention: below 1 is faster), speedup (samples/s over Lightning's)."""
@@ -165,7 +133,7 @@ def run(quick: bool, device: str) -> List[dict]:
             }
             if lpl is not None:
                 cands["pytorch_lightning"] = lambda s, p=precision: _framework_fit(lpl, device, p, s, batch, root)
-            per_step = _per_step_s(cands, long, short, repeats)
+            per_step = per_step_seconds(cands, long, short, repeats, floor=1e-9)
             base = per_step.get("pytorch_lightning")
             name = f"ResNet-18 CIFAR b{batch} {precision}, Adam"
             for cand, sec in per_step.items():

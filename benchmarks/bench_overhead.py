@@ -10,21 +10,23 @@ loaded machine wall time mostly measures the neighbours, thread CPU time measure
     python benchmarks/bench_overhead.py [--quick]          (alone)
     python -m benchmarks --only overhead                   (the harness)
 """
-import contextlib
-import io
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from typing import Callable, Dict, List
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
+
+try:
+    from .harness import per_step_seconds
+except ImportError:  # run as a script
+    from harness import per_step_seconds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -79,40 +81,6 @@ def _framework_fit(pl, steps: int, defaults: bool, root: str, **extra) -> None:
     trainer.fit(_module_class(pl)(), train_dataloaders=_loader(steps))
 
 
-@contextlib.contextmanager
-def _quiet():
-    sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        warnings.simplefilter("ignore")
-        import logging
-
-        logging.disable(logging.WARNING)
-        try:
-            yield
-        finally:
-            logging.disable(logging.NOTSET)
-
-
-def _per_step_ms(candidates: Dict[str, Callable[[int], None]], long: int, short: int, repeats: int
-                 ) -> Dict[str, float]:
-    """Median over interleaved rounds of (t(long) - t(short)) / (long - short), in ms."""
-    names = list(candidates)
-    samples: Dict[str, List[float]] = {n: [] for n in names}
-    with _quiet():
-        for n in names:  # warm-up: imports, first-call costs
-            candidates[n](short)
-        for r in range(repeats):
-            order = names[r % len(names):] + names[: r % len(names)]
-            for n in order:
-                t0 = time.thread_time()
-                candidates[n](long)
-                t1 = time.thread_time()
-                candidates[n](short)
-                t2 = time.thread_time()
-                samples[n].append(((t1 - t0) - (t2 - t1)) * 1e3 / (long - short))
-    return {n: statistics.median(v) for n, v in samples.items()}
-
-
 def _import_ms(module: str, repeats: int) -> float:
     code = f"import time; t = time.perf_counter(); import {module}; print((time.perf_counter() - t) * 1e3)"
     times = []
@@ -149,7 +117,7 @@ def run(quick: bool, device: str) -> List[dict]:
             if lpl is not None:
                 cands["pytorch_lightning, defaults"] = lambda s: _framework_fit(lpl, s, True, root)
                 cands["pytorch_lightning, everything off"] = lambda s: _framework_fit(lpl, s, False, root)
-            per_step = _per_step_ms(cands, long, short, repeats)
+            per_step = {k: v * 1e3 for k, v in per_step_seconds(cands, long, short, repeats, clock=time.thread_time).items()}
         base = per_step["raw PyTorch loop"]
         for cand, ms in per_step.items():
             rows.append(dict(name="train step, MLP 64-64-10 b32 SGD, 1 thread", candidate=cand, median_ms=ms,

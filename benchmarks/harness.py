@@ -3,9 +3,13 @@
 These machines are shared and noisy, so candidates are always compared side by side in one process:
 each repeat runs every candidate once (in rotating order), and the median over repeats is reported.
 """
+import contextlib
 import gc
+import io
+import logging
 import statistics
 import time
+import warnings
 from typing import Callable, Dict, List, Optional
 
 import torch
@@ -63,6 +67,51 @@ def interleaved(
     finally:
         if gc_was_enabled:
             gc.enable()
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence what whole training runs print (bars, summaries, warnings, logging) while they are timed."""
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        warnings.simplefilter("ignore")
+        logging.disable(logging.WARNING)
+        try:
+            yield
+        finally:
+            logging.disable(logging.NOTSET)
+
+
+def per_step_seconds(
+    candidates: Dict[str, Callable[[int], None]],
+    long: int,
+    short: int,
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
+    floor: Optional[float] = None,
+) -> Dict[str, float]:
+    """Seconds per step of whole runs: median over interleaved rounds of (t(long) - t(short)) / (long - short).
+
+    `candidates[name](steps)` runs `steps` steps from scratch; the difference cancels set-up costs. One
+    warm-up run of `short` steps each first (imports, first-call costs, autotuning). `floor` clamps each
+    sample from below (noise can make the difference negative).
+    """
+    names = list(candidates)
+    samples: Dict[str, List[float]] = {n: [] for n in names}
+    with quiet():
+        for n in names:
+            candidates[n](short)
+        for r in range(repeats):
+            order = names[r % len(names):] + names[: r % len(names)]
+            for n in order:
+                t0 = clock()
+                candidates[n](long)
+                t1 = clock()
+                candidates[n](short)
+                t2 = clock()
+                diff = (t1 - t0) - (t2 - t1)
+                samples[n].append((diff if floor is None else max(diff, floor)) / (long - short))
     return {n: statistics.median(v) for n, v in samples.items()}
 
 

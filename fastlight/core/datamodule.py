@@ -1,10 +1,11 @@
 """LightningDataModule: the data half of a Lightning project (prepare_data, setup, *_dataloader, teardown)."""
 from typing import Any, Dict, Optional
 
+from fastlight.core.hooks import DataHooks
 from fastlight.core.hparams import HyperparametersMixin
 
 
-class LightningDataModule(HyperparametersMixin):
+class LightningDataModule(DataHooks, HyperparametersMixin):
     name: str = None  # type: ignore[assignment]
     CHECKPOINT_HYPER_PARAMS_KEY = "datamodule_hyper_parameters"
     CHECKPOINT_HYPER_PARAMS_NAME = "datamodule_hparams_name"
@@ -15,38 +16,6 @@ class LightningDataModule(HyperparametersMixin):
         self.trainer = None
         self.prepare_data_per_node = True
         self.allow_zero_length_dataloader_with_multiple_devices = False
-
-    def prepare_data(self) -> None:
-        pass
-
-    def setup(self, stage: str) -> None:
-        pass
-
-    def teardown(self, stage: str) -> None:
-        pass
-
-    def train_dataloader(self) -> Any:
-        raise NotImplementedError("`train_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def val_dataloader(self) -> Any:
-        raise NotImplementedError("`val_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def test_dataloader(self) -> Any:
-        raise NotImplementedError("`test_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def predict_dataloader(self) -> Any:
-        raise NotImplementedError("`predict_dataloader` must be implemented to be used with the Lightning Trainer")
-
-    def transfer_batch_to_device(self, batch: Any, device: Any, dataloader_idx: int) -> Any:
-        from fastlight.core.module import _move_to_device
-
-        return _move_to_device(batch, device)
-
-    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return batch
-
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        return batch
 
     def state_dict(self) -> Dict[str, Any]:
         return {}
