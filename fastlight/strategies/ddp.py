@@ -1,5 +1,6 @@
 """DDPStrategy: one process per device, gradients averaged by torch DistributedDataParallel."""
 import contextlib
+import datetime
 import logging
 import os
 from datetime import timedelta
@@ -221,7 +222,9 @@ class DDPStrategy(Strategy):
         # torn down with the interpreter, which can abort the process ("terminate called without an
         # active exception") after a successful run.
         import atexit
+        import sys
 
+        sys.excepthook = _note_uncaught_exception_then(sys.excepthook)
         atexit.register(_destroy_process_group)
         log.info(f"[rank {rank}] joined the process group ({backend}, {world_size} processes, {addr}:{port})")
 
@@ -411,9 +414,37 @@ def _initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
+_uncaught_exception = False
+
+
+def note_rank_failed() -> None:
+    global _uncaught_exception
+    _uncaught_exception = True
+
+
+def _note_uncaught_exception_then(previous_hook):
+    """sys.excepthook wrapper: a failing rank must exit at once (the launcher then stops the others), so the
+    exit barrier below is skipped after an uncaught exception."""
+
+    def hook(*exc_info):
+        note_rank_failed()
+        previous_hook(*exc_info)
+
+    return hook
+
+
 def _destroy_process_group() -> None:
-    if _initialized():
-        dist.destroy_process_group()
+    if not _initialized():
+        return
+    if dist.get_backend() == "gloo" and not _uncaught_exception:
+        # Let every rank finish its last collective before any tears its gloo connections down: a rank that
+        # destroys the group while a peer still talks to it can abort that peer at exit. Bounded, so a peer
+        # that already died costs seconds, not the collective timeout.
+        try:
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=30))
+        except Exception:
+            pass
+    dist.destroy_process_group()
 
 
 def _reset_seed() -> None:

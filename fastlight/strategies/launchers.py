@@ -296,7 +296,15 @@ def _to_cpu(obj: Any) -> Any:
 
 
 def _run_worker(process_idx: int, worker: _SpawnWorker, return_queue: Any) -> None:
-    worker(process_idx, return_queue)
+    try:
+        worker(process_idx, return_queue)
+    except BaseException:
+        # torch.multiprocessing reports the exception itself (no sys.excepthook): mark the rank as failed so
+        # its exit skips the process group's exit barrier and it ends at once.
+        from .ddp import note_rank_failed
+
+        note_rank_failed()
+        raise
 
 
 def _check_main_guard() -> None:
