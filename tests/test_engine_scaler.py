@@ -17,14 +17,14 @@ N_STEPS = 16
 GROWTH_INTERVAL = 3  # small, so growth happens within the test
 
 
-def _model(seed=0):
+def _model(seed=0, device="cpu"):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(7, 13), nn.Tanh(), nn.Linear(13, 3))
+    return nn.Sequential(nn.Linear(7, 13), nn.Tanh(), nn.Linear(13, 3)).to(device)
 
 
-def _data(n, seed=1):
+def _data(n, seed=1, device="cpu"):
     g = torch.Generator().manual_seed(seed)
-    return [(torch.randn(8, 7, generator=g), torch.randn(8, 3, generator=g)) for _ in range(n)]
+    return [(torch.randn(8, 7, generator=g).to(device), torch.randn(8, 3, generator=g).to(device)) for _ in range(n)]
 
 
 def _loss(m, batch):
@@ -52,11 +52,11 @@ def _inject(m, step):
             m[0].weight.grad[1, 2] = BAD_STEPS[step]
 
 
-def _run_torch(kind, clip, algo, accum):
-    m = _model()
+def _run_torch(kind, clip, algo, accum, device="cpu"):
+    m = _model(device=device)
     opt = _optimizer(m, kind)
-    scaler = torch.amp.GradScaler("cpu", growth_interval=GROWTH_INTERVAL)
-    data = _data(N_STEPS * accum)
+    scaler = torch.amp.GradScaler(device, growth_interval=GROWTH_INTERVAL)
+    data = _data(N_STEPS * accum, device=device)
     scales, steps = [], []
     for i in range(N_STEPS):
         for j in range(accum):
@@ -76,12 +76,12 @@ def _run_torch(kind, clip, algo, accum):
     return m, scales, steps
 
 
-def _run_fastlight(kind, clip, algo, accum, flat_buffer=True):
-    m = _model()
+def _run_fastlight(kind, clip, algo, accum, flat_buffer=True, device="cpu"):
+    m = _model(device=device)
     opt = _optimizer(m, kind)
     flat = FlatGradBuffer(opt) if flat_buffer else None
-    scaler = DeviceGradScaler("cpu", growth_interval=GROWTH_INTERVAL)
-    data = _data(N_STEPS * accum)
+    scaler = DeviceGradScaler(device, growth_interval=GROWTH_INTERVAL)
+    data = _data(N_STEPS * accum, device=device)
     scales, steps = [], []
     for i in range(N_STEPS):
         for j in range(accum):
@@ -329,6 +329,7 @@ def test_multiple_devices_is_not_needed_but_two_optimizers_share_one_update():
     assert fs.get_scale() == 2.0**16
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("optimizer", ["torch_fused", "fastlight_fused"])
 def test_optimizer_side_step_does_not_sync_on_cuda(optimizer):

@@ -95,6 +95,7 @@ def test_grad_stats_traces_under_torch_compile():
     torch.testing.assert_close(out, reference.grad_stats(ts) * 2, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.cuda
 def test_grad_stats_cuda_matches_cpu(cuda_device):
     ts = make([0, 1, 3, 65537, 1 << 20], torch.float32, device=cuda_device) + make(
         [123, 4096], torch.bfloat16, device=cuda_device
