@@ -74,6 +74,18 @@ def _raw_loop(device: str, precision: str, steps: int, batch: int) -> None:
     _sync(device)
 
 
+def _raw_loop_kernel_ms(precision: str, batch: int, steps: int = 12) -> float:
+    """GPU kernel time per step of the raw loop (torch.profiler, CUDA activity): next to the wall time per
+    step it says whether the step is bound by the GPU (equal) or by the host (kernel time well below)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    _raw_loop("cuda", precision, 4, batch)  # warm-up outside the profile
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        _raw_loop("cuda", precision, steps, batch)
+    total_us = sum(getattr(e, "self_device_time_total", 0.0) for e in prof.key_averages())
+    return total_us / 1e3 / steps
+
+
 def _module_class(pl):
     class LitResnet(pl.LightningModule):
         def __init__(self):
@@ -116,7 +128,7 @@ def run(quick: bool, device: str) -> List[dict]:
         lpl = None
     if device == "cuda":
         batch = 128
-        long, short, repeats = (30, 10, 3) if quick else (60, 15, 3)
+        long, short, repeats = (30, 10, 3) if quick else (60, 15, 5)
         precisions = ["bf16-mixed", "16-mixed"]
     else:
         batch = 8 if quick else 32
@@ -143,6 +155,12 @@ def run(quick: bool, device: str) -> List[dict]:
                 rows.append(dict(name=name, candidate=cand, samples_per_s=batch / sec, median_ms=sec * 1e3,
                                  ratio=(sec / base) if base else float("nan"),
                                  speedup=(base / sec) if base else float("nan")))
+            if device == "cuda":
+                try:
+                    rows.append(dict(name=name, candidate="raw loop: GPU kernel time per step (profiler)",
+                                     median_ms=_raw_loop_kernel_ms(precision, batch)))
+                except Exception as e:  # no CUPTI: the row is informative only
+                    print(f"kernel-time row skipped: {e}", file=sys.stderr)
     return rows
 
 

@@ -3,8 +3,11 @@
 # For a machine with an NVIDIA GPU and torch already installed, no internet: builds fastlight in place
 # against that torch with the CUDA kernels (FASTLIGHT_CUDA=1, only for this GPU's architecture), runs
 # the CUDA tests (pytest -m cuda) and the benchmarks with --device cuda, and writes logs and JSON into OUTDIR.
-# Each stage has its own time limit; in all at most about 9 minutes (usually 5-6 on an H100/H200).
+# Each stage has its own time limit; in all at most about 9 minutes (usually 4-5 on an H100/H200).
+# GPU_STAGES picks stages (default "build tests kernels e2e"; build is needed once per machine).
 set -uo pipefail
+STAGES=" ${GPU_STAGES:-build tests kernels e2e} "
+want() { [[ "$STAGES" == *" $1 "* ]]; }
 OUTDIR=${1:?usage: benchmarks/gpu.sh OUTDIR}
 mkdir -p "$OUTDIR"
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -17,27 +20,35 @@ status=0
 cap=$($PY -c "import torch; c=torch.cuda.get_device_capability(); print(f'{c[0]}.{c[1]}')") || { echo "no CUDA device"; exit 1; }
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$cap}
 
-echo "== build (arch $TORCH_CUDA_ARCH_LIST)"
-start=$SECONDS
-if ! timeout 200 $PY setup.py build_ext --inplace > "$OUTDIR/build.log" 2>&1; then
-  tail -n 40 "$OUTDIR/build.log"; echo "build failed"; exit 1
+if want build; then
+  echo "== build (arch $TORCH_CUDA_ARCH_LIST)"
+  start=$SECONDS
+  if ! timeout 200 $PY setup.py build_ext --inplace > "$OUTDIR/build.log" 2>&1; then
+    tail -n 40 "$OUTDIR/build.log"; echo "build failed"; exit 1
+  fi
+  echo "built in $((SECONDS - start)) s"
 fi
-echo "built in $((SECONDS - start)) s"
 $PY -c "import fastlight.ops as o; print('backend cuda:', o.backend('cuda'), '-', o.backend_reason('cuda'))" | tee -a "$OUTDIR/env.txt"
 
-echo "== tests (-m cuda)"
-start=$SECONDS
-timeout 170 $PY -m pytest -q -rfEs -m cuda tests -p no:cacheprovider --timeout 90 > "$OUTDIR/tests.log" 2>&1 || status=1
-tail -n 30 "$OUTDIR/tests.log"; echo "tests took $((SECONDS - start)) s"
+if want tests; then
+  echo "== tests (-m cuda)"
+  start=$SECONDS
+  timeout 170 $PY -m pytest -q -rfEs -m cuda tests -p no:cacheprovider --timeout 90 > "$OUTDIR/tests.log" 2>&1 || status=1
+  tail -n 30 "$OUTDIR/tests.log"; echo "tests took $((SECONDS - start)) s"
+fi
 
-echo "== kernel benchmarks"
-start=$SECONDS
-timeout 150 $PY -m benchmarks --device cuda --only grad_stats --only optim --only amp \
-  --json "$OUTDIR/bench.json" > "$OUTDIR/bench.log" 2>&1 || status=1
-cat "$OUTDIR/bench.log"; echo "kernel benchmarks took $((SECONDS - start)) s"
+if want kernels; then
+  echo "== kernel benchmarks"
+  start=$SECONDS
+  timeout 150 $PY -m benchmarks --device cuda --only grad_stats --only optim --only amp \
+    --json "$OUTDIR/bench.json" > "$OUTDIR/bench.log" 2>&1 || status=1
+  cat "$OUTDIR/bench.log"; echo "kernel benchmarks took $((SECONDS - start)) s"
+fi
 
-echo "== end to end"
-start=$SECONDS
-timeout ${E2E_TIMEOUT:-200} $PY -m benchmarks --device cuda --only e2e --json "$OUTDIR/e2e.json" > "$OUTDIR/e2e.log" 2>&1 || status=1
-cat "$OUTDIR/e2e.log"; echo "e2e took $((SECONDS - start)) s"
+if want e2e; then
+  echo "== end to end"
+  start=$SECONDS
+  timeout ${E2E_TIMEOUT:-240} $PY -m benchmarks --device cuda --only e2e --json "$OUTDIR/e2e.json" > "$OUTDIR/e2e.log" 2>&1 || status=1
+  cat "$OUTDIR/e2e.log"; echo "e2e took $((SECONDS - start)) s"
+fi
 exit $status

@@ -48,8 +48,11 @@ def test_cuda_matches_cpu_kernels(cls, kw, dtype):
             q.grad = g.cuda()
         a.step()
         b.step()
-    # Same roundings op by op; only pow() in the double bias corrections may differ in the last bit.
-    assert max_ulp([p.detach() for p in cpu], [q.detach().cpu() for q in gpu]) <= 2
+    # Same roundings op by op; only pow() in the double bias corrections differs: CUDA's double pow is within
+    # 2 ulp, glibc's correctly rounded. The cast to fp32/16 absorbs that; fp64 params carry it into every update
+    # (seen on an H200: 6-10 ulp after these 50 steps, i.e. ~1e-15 relative). SGD has no pow: exact to 2 ulp.
+    bound = 64 if dtype == torch.float64 and cls is not FusedSGD else 2
+    assert max_ulp([p.detach() for p in cpu], [q.detach().cpu() for q in gpu]) <= bound
 
 
 def test_cuda_matches_torch_fused_adamw():
