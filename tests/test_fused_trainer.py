@@ -142,7 +142,11 @@ def test_flat_grads_option_validation():
         fl.Trainer(accelerator="cpu", flat_grads="yes")
     with pytest.raises(ConfigError, match="needs `fused=True`"):
         fl.Trainer(accelerator="cpu", fused=False, flat_grads=True)
-    assert fl.Trainer(accelerator="cpu").flat_grads is False  # "auto": off on the CPU
+    assert fl.Trainer(accelerator="cpu").flat_grads is False  # "auto": off
+    from fastlight.trainer.config import _flat_grads
+
+    assert _flat_grads("auto", True, torch.device("cuda")) is False  # off on CUDA too (measured, BENCHMARKS.md)
+    assert _flat_grads(True, True, torch.device("cuda")) is True
 
 
 # ---- 16-mixed with the device-side scaler, forced on the CPU through the precision plugin ------------------
@@ -330,6 +334,7 @@ def test_training_steps_do_not_sync_on_cuda_with_16_mixed_clip_and_flat_grads(tm
     model = build(fl)(optimizer="adamw", scheduler="onecycle", lr=0.01)
     trainer = fl.Trainer(**trainer_kwargs(tmp_path, accelerator="cuda", precision="16-mixed", max_epochs=1,
                                           gradient_clip_val=1.0, log_every_n_steps=50, callbacks=[SyncProbe()],
+                                          flat_grads=True,
                                           num_sanity_val_steps=0, limit_val_batches=0))
     try:
         trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=8))

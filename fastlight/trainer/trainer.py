@@ -122,8 +122,9 @@ class Trainer:
             precision="16-mixed" scales the loss on the device (DeviceGradScaler: no host sync per step).
             False: plain PyTorch, weights bit-for-bit equal to PyTorch Lightning's.
         flat_grads: "auto" (default), True or False. Flat gradient buffers (one contiguous buffer per device
-            and dtype, `param.grad` views into it, zero_grad one memset) for the fused optimizers. "auto": on
-            for CUDA, off on the CPU (measured slower there). Needs fused=True; never built under DDP.
+            and dtype, `param.grad` views into it, zero_grad one memset) for the fused optimizers. "auto" is
+            off: measured slower end to end on CUDA and on the CPU (BENCHMARKS.md). Needs fused=True; never
+            built under DDP.
         """
         cfg = build_config(
             accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
