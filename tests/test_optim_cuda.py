@@ -37,7 +37,7 @@ CASES = [
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
 @pytest.mark.parametrize("cls,kw", CASES)
 def test_cuda_matches_cpu_kernels(cls, kw, dtype):
-    base = make_params(MULTI_CHUNK_SIZES + [(70001,), (0,)], dtype)  # 70001: five 16K CUDA chunks, odd tail
+    base = make_params(MULTI_CHUNK_SIZES + [(70001,), (0,)], dtype)  # 70001: two 64K CUDA chunks, odd tail
     cpu = clone_params(base)
     gpu = [p.detach().cuda().requires_grad_() for p in base]
     a, b = cls(cpu, **kw), cls(gpu, **kw)

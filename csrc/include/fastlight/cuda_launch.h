@@ -28,9 +28,9 @@ int grad_stats_max_blocks();
 //   chunk table, kOptimChunkFields per chunk: tensor index, first element, element count
 constexpr int kOptimMetaFields = 7;
 constexpr int kOptimChunkFields = 3;
-// One block per chunk. 16K elements (not 64K) so that small sets still fill the GPU (ResNet-18's 11.7M
-// params made 200 blocks for 132 SMs) and large ones end in a short last wave (H200, BENCHMARKS.md).
-constexpr long long kOptimChunkElems = 1LL << 14;
+// One block per chunk. 16K-element chunks (more blocks for small sets, a shorter last wave) measured 2-14%
+// slower than 64K on an H200 in every optimizer row (BENCHMARKS.md): the per-chunk set-up costs more.
+constexpr long long kOptimChunkElems = 1LL << 16;
 
 // A per-step scalar: a device pointer (read in the kernel, no host sync) or, when ptr is null, the value.
 struct DeviceScalar {
