@@ -1,7 +1,12 @@
 import os
+import sys
 
 import pytest
 import torch
+
+# The test modules share helpers that sit next to them (_parity_helpers, optim_helpers, ...): make them importable
+# whichever file pytest collects first, also when one file is run alone.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def pytest_report_header(config):

@@ -3,8 +3,6 @@
 The CPU suites check each piece against torch on the CPU; these run the same comparisons on the GPU, where the
 kernels are csrc/cuda/*.cu (skipped without a device or without the native CUDA build).
 """
-import os
-import sys
 
 import pytest
 import torch
@@ -17,7 +15,6 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _parity_helpers import build, quiet_warnings, trainer_kwargs  # noqa: E402
 from fastlight.engine.flat_buffer import FlatGradBuffer  # noqa: E402
 from fastlight.engine.optim import FusedAdamW, FusedSGD  # noqa: E402

@@ -1,8 +1,6 @@
 """Trainer(fused=True): the engine wired into the loop, checked against pytorch_lightning running the same user
 code (fp32 tolerance, since the fused kernels and the one-pass clipping round differently from torch)."""
 import logging
-import os
-import sys
 
 import pytest
 
@@ -15,7 +13,6 @@ pl_ref = pytest.importorskip("pytorch_lightning")
 pytestmark = pytest.mark.skipif(fastlight_ops.backend("cpu") != "native",
                                 reason="fused optimizers are swapped in only with the native kernels")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the shared user code next to this file
 import fastlight as fl  # noqa: E402
 from _parity_helpers import build, build_manual, quiet_warnings, trainer_kwargs  # noqa: E402
 from fastlight.engine.optim import FusedAdam, FusedAdamW, FusedSGD  # noqa: E402

@@ -9,7 +9,7 @@ import torch
 from fastlight import ops
 from fastlight.engine.optim import fuse_optimizer, rebind_lr_scheduler
 from fastlight.optim import FusedAdam, FusedAdamW, FusedSGD
-from tests.optim_helpers import clone_params, make_params, max_ulp
+from optim_helpers import clone_params, make_params, max_ulp
 
 pytestmark = pytest.mark.skipif(ops.backend("cpu") != "native", reason="native CPU kernels not built")
 

@@ -7,7 +7,7 @@ import torch
 
 from fastlight import ops
 from fastlight.optim import FusedAdam, FusedAdamW, FusedSGD
-from tests.optim_helpers import MULTI_CHUNK_SIZES, SIZES, clone_params, make_params, max_ulp
+from optim_helpers import MULTI_CHUNK_SIZES, SIZES, clone_params, make_params, max_ulp
 
 pytestmark = [
     pytest.mark.cuda,

@@ -16,7 +16,7 @@ import torch
 
 from fastlight import ops
 from fastlight.optim import FusedAdam, FusedAdamW, FusedSGD
-from tests.optim_helpers import MULTI_CHUNK_SIZES, SIZES, make_params, max_ulp, run_lockstep, state_max_ulp
+from optim_helpers import MULTI_CHUNK_SIZES, SIZES, make_params, max_ulp, run_lockstep, state_max_ulp
 
 STEPS = 60
 # Max ulp distance allowed after STEPS steps (fp32/fp64 vs torch's for-loop; 16-bit vs fused=True): params,

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from fastlight.core.hooks import DataHooks
 from fastlight.core.hparams import HyperparametersMixin
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.utilities.metric_objects import is_metric_collection, is_metric_object
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 
@@ -158,11 +159,9 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
                 )
         elif isinstance(value, Mapping):
             raise ValueError(f"`self.log({name}, {value})` was called, but `dict` values cannot be logged; use log_dict")
-        elif hasattr(value, "compute") and hasattr(value, "update"):
-            raise NotImplementedError(
-                f"`self.log({name}, <{type(value).__name__}>)`: logging metric objects (torchmetrics) is not supported"
-                f" by fastlight yet; log `{name}.compute()` at epoch end, or the step value as a tensor."
-            )
+        elif is_metric_object(value):
+            if metric_attribute is None:
+                self._find_metric_attribute(name, value)
         elif not isinstance(value, numbers.Number):
             raise ValueError(
                 f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged"
@@ -176,6 +175,17 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
             self, name, value, prog_bar, logger, on_step, on_epoch, reduce_fx, enable_graph,
             sync_dist, add_dataloader_idx, batch_size, sync_dist_group=sync_dist_group, rank_zero_only=rank_zero_only,
         )
+
+    def _find_metric_attribute(self, name: str, metric: Any) -> str:
+        """Lightning requires a logged Metric to be an attribute (submodule) of the LightningModule."""
+        found = {id(m): n for n, m in self.named_modules() if is_metric_object(m)}
+        if id(metric) not in found:
+            hint = (f" You can fix this by calling `self.log({name}, ..., metric_attribute=name)` where `name` is one"
+                    f" of {list(found.values())}") if found else (
+                " You can fix this by setting an attribute for the metric in your `LightningModule`.")
+            raise ValueError("Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged."
+                             + hint)
+        return found[id(metric)]
 
     def log_dict(
         self,
@@ -192,7 +202,14 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         batch_size: Optional[int] = None,
         rank_zero_only: bool = False,
     ) -> None:
-        for k, v in dictionary.items():
+        items = dictionary.items()
+        if is_metric_collection(dictionary):
+            # a torchmetrics MetricCollection: its metrics under their own names (as Lightning does)
+            kwargs = dict(keep_base=False)
+            if getattr(dictionary, "_enable_compute_groups", False):
+                kwargs["copy_state"] = False
+            items = dictionary.items(**kwargs)
+        for k, v in items:
             self.log(
                 name=k, value=v, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,
                 reduce_fx=reduce_fx, enable_graph=enable_graph, sync_dist=sync_dist,

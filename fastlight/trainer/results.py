@@ -1,7 +1,9 @@
 """What `self.log` records, and how it reaches callback_metrics, logged_metrics, the progress bar and loggers.
 
 Semantics follow Lightning 2.x: per-hook defaults for on_step/on_epoch, `_step`/`_epoch` suffixes when both
-are set, batch-size-weighted epoch means, min/max/sum reductions, `/dataloader_idx_N` suffixes.
+are set, batch-size-weighted epoch means, min/max/sum reductions, `/dataloader_idx_N` suffixes, and
+torchmetrics `Metric` objects (step value: the metric's forward result; epoch value: `compute()`; the metric is
+reset when its loop's results are, at the end of each train epoch and of each evaluation run).
 
 Cost: a logged value stays a device tensor. Nothing here calls `.item()` except when a logger (every
 `log_every_n_steps`) or the progress bar (throttled) needs a number. The per-batch metric dicts are not
@@ -129,9 +131,14 @@ class _Meta:
                     dataloader_idx, sync is not None)
 
 
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 class _ResultMetric:
     __slots__ = ("meta", "value", "cumulated_batch_size", "step_value", "computed", "has_reset", "_default",
                  "names")
+    is_tensor = True
 
     def __init__(self, meta: _Meta, device: torch.device) -> None:
         self.meta = meta
@@ -203,6 +210,52 @@ class _ResultMetric:
         self.has_reset = True
 
 
+class _MetricObjectResult:
+    """A logged torchmetrics Metric: the user updates it (usually by calling it), the loop reads it."""
+
+    __slots__ = ("meta", "metric", "step_value", "computed", "has_reset", "names")
+    is_tensor = False
+
+    def __init__(self, meta: _Meta, metric: Any) -> None:
+        self.meta = meta
+        self.metric = metric
+        self.step_value: Optional[Tensor] = None
+        self.computed: Optional[Tensor] = None
+        self.has_reset = False
+        name = meta.name
+        forked = meta.on_step and meta.on_epoch
+        step_name = f"{name}_step" if forked else name
+        epoch_name = f"{name}_epoch" if forked else name
+        if meta.add_dataloader_idx and meta.dataloader_idx is not None:
+            suffix = f"/dataloader_idx_{meta.dataloader_idx}"
+            name, step_name, epoch_name = name + suffix, step_name + suffix, epoch_name + suffix
+        self.names = (name, step_name, epoch_name)
+
+    def update(self, metric: Any) -> None:
+        self.metric = metric
+        self.computed = None
+        # the value of the metric's last forward (None if the user called update() only)
+        self.step_value = self._checked(getattr(metric, "_forward_cache", None))
+
+    def compute(self) -> Optional[Tensor]:
+        if self.computed is None:
+            self.computed = self._checked(self.metric.compute())
+        return self.computed
+
+    def _checked(self, value: Any) -> Optional[Tensor]:
+        if value is not None and not isinstance(value, Tensor):
+            raise ValueError(
+                f"The `.compute()` return of the metric logged as {self.meta.name!r} must be a tensor. Found {value}"
+            )
+        return value
+
+    def reset(self) -> None:
+        self.metric.reset()
+        self.step_value = None
+        self.computed = None
+        self.has_reset = True
+
+
 class ResultCollection(dict):
     """The values logged during one loop (training, validation or test), keyed by hook and name."""
 
@@ -228,7 +281,7 @@ class ResultCollection(dict):
                 value.device,
             )
             self[key] = metric
-        elif metric.meta.key != meta_key:
+        elif metric.meta.key != meta_key or not metric.is_tensor:
             raise LoggingError(
                 f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments. This is not allowed"
             )
@@ -242,6 +295,26 @@ class ResultCollection(dict):
             metric.value = metric.value.to(value.device)
         metric.update(value, batch_size)
         metric.has_reset = False
+
+    def log_metric_object(self, fx: str, name: str, metric: Any, prog_bar: bool, logger: bool, on_step: bool,
+                          on_epoch: bool, reduce: str, enable_graph: bool, add_dataloader_idx: bool) -> None:
+        dl_idx = self.dataloader_idx
+        key = (fx, name, dl_idx if add_dataloader_idx else None)
+        result = self.get(key)
+        meta_key = (fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx,
+                    False)
+        if result is None:
+            result = _MetricObjectResult(
+                _Meta(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx),
+                metric,
+            )
+            self[key] = result
+        elif result.meta.key != meta_key or not isinstance(result, _MetricObjectResult):
+            raise LoggingError(
+                f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments. This is not allowed"
+            )
+        result.update(metric)
+        result.has_reset = False
 
     def metrics(self, on_step: bool, may_sync: bool = True) -> Tuple[dict, dict, dict]:
         """(callback, log, pbar) dicts of the current step (on_step) or epoch values. may_sync=False: leave out
@@ -263,8 +336,9 @@ class ResultCollection(dict):
             else:
                 if not meta.on_epoch:
                     continue
-                if not may_sync and meta.sync is not None and metric.computed is None:
-                    continue
+                if not may_sync and metric.computed is None and (
+                        meta.sync is not None or (not metric.is_tensor and _distributed())):
+                    continue  # compute() would be a collective (a torchmetrics Metric syncs its states itself)
                 value = metric.compute()
                 forked = metric.names[2]
             if value is None:
@@ -280,9 +354,11 @@ class ResultCollection(dict):
                 pbar[forked] = value
         return callback, log, pbar
 
-    def reset(self, fx: Optional[str] = None) -> None:
+    def reset(self, fx: Optional[str] = None, tensors_only: bool = False) -> None:
+        """tensors_only: a new epoch's first log from `fx` starts its tensor values afresh; Metric objects are
+        reset only with the whole collection (Lightning's reset(metrics=False, fx) / reset())."""
         for metric in self.values():
-            if fx is None or metric.meta.fx == fx:
+            if (fx is None or metric.meta.fx == fx) and not (tensors_only and not metric.is_tensor):
                 metric.reset()
 
 
@@ -354,7 +430,7 @@ class MetricsHub:
 
     def reset_fx(self, results: ResultCollection, fx: str) -> None:
         self._flush()
-        results.reset(fx=fx)
+        results.reset(fx=fx, tensors_only=True)
 
     def reset_results(self, results: Optional[ResultCollection]) -> None:
         self._flush()

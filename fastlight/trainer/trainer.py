@@ -18,6 +18,7 @@ from fastlight.trainer.config import ConfigError, build_config
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
+from fastlight.utilities.metric_objects import is_metric_object
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 # Module hooks whose default does nothing: skipped unless the module's class overrides them.
@@ -601,6 +602,15 @@ class Trainer:
             if key is not None:
                 self._log_arg_cache[key] = resolved
         on_step, on_epoch, reduce, sync = resolved
+        hub = self._hub
+        if not isinstance(value, (Tensor, float, int)) and is_metric_object(value):
+            # a torchmetrics Metric: it syncs its own states across ranks, so sync_dist does not apply
+            if hub.current_fx != fx and hub.first_loop_iter is not False:
+                hub.reset_fx(results, fx)
+            results.log_metric_object(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch,
+                                      reduce, enable_graph, add_dataloader_idx)
+            hub.current_fx = fx
+            return
         if isinstance(value, Tensor):
             # a copy: the caller may change the tensor in place later (Lightning clones too)
             value = value.detach().clone() if not enable_graph else value.clone()
@@ -616,7 +626,6 @@ class Trainer:
                     " be floating to be reduced. Converting it to the default dtype."
                 )
             value = value.to(_default_float())
-        hub = self._hub
         if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
             hub.reset_fx(results, fx)
         results.log(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce,
