@@ -25,7 +25,7 @@ if not _logging.getLogger().hasHandlers():
     _logger.addHandler(_StderrHandler())
     _logger.propagate = False
 
-from fastlight import callbacks, core, utilities  # noqa: E402
+from fastlight import callbacks, core, profilers, utilities  # noqa: E402
 from fastlight.callbacks import Callback  # noqa: E402
 from fastlight.core import LightningDataModule, LightningModule  # noqa: E402
 from fastlight.trainer import Trainer  # noqa: E402

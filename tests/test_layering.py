@@ -31,6 +31,7 @@ LAYERS = {
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),
+    "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": (set(), ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
     "_build": (set(), ANY),  # setup.py loads it before the package exists

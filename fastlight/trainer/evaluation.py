@@ -150,6 +150,8 @@ class EvaluationLoop:
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
             step_fn = getattr(trainer.strategy, f"{self.stage}_step")
+        if trainer.profiler.profiling:
+            step_fn = trainer.profiler.wrap(f"[Strategy]{type(trainer.strategy).__name__}.{self.stage}_step", step_fn)
         if fitting:  # some users shuffle validation data by the training epoch (Lightning sets it too)
             for loader in self.loaders:
                 set_sampler_epoch(loader, trainer.current_epoch)
@@ -282,6 +284,8 @@ class PredictionLoop:
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:
             step_fn = trainer.strategy.predict_step
+        if trainer.profiler.profiling:
+            step_fn = trainer.profiler.wrap(f"[Strategy]{type(trainer.strategy).__name__}.predict_step", step_fn)
         predictions: List[list] = [[] for _ in loaders]
         iterator = iter(loaders[0])
         self._mode.capture(module)

@@ -280,8 +280,9 @@ class FitLoop:
                 progress.epoch.increment_started()
                 self._reset_epoch_progress()
             self._val_this_epoch = self._should_check_val_epoch()
-            self._run_epoch(resume)
-            self._end_epoch()
+            with trainer.profiler.profile("run_training_epoch"):
+                self._run_epoch(resume)
+                self._end_epoch()
             self._resuming = self._restarting = False
         trainer._call_callbacks("on_train_end")
         trainer._call_module("on_train_end")
@@ -292,6 +293,10 @@ class FitLoop:
         self._distributed = strategy.is_distributed
         # distributed: the step runs inside the wrapper's forward (DDP prepares its gradient all-reduce there)
         self._training_step_fn = strategy.training_step if self._distributed else module.training_step
+        profiler = self.trainer.profiler
+        if profiler.profiling:
+            self._training_step_fn = profiler.wrap(f"[Strategy]{type(strategy).__name__}.training_step",
+                                                   self._training_step_fn)
         self._plain_forward = type(self.trainer._precision).forward_context is Precision.forward_context
         self._automatic = module.automatic_optimization
         self._direct_step = self._can_step_directly(module)
@@ -328,6 +333,10 @@ class FitLoop:
         iterator = self._iterator
         if resume is not None and resume.batch_idx:
             self._fast_forward(iterator, resume.batch_idx)
+        run_batch = self._run_batch
+        if trainer.profiler.profiling:  # Lightning's action names; nothing is wrapped without a profiler
+            iterator = _ProfiledIterator(iterator, trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next")
+            run_batch = trainer.profiler.wrap("run_training_batch", run_batch)
         prefetched: list = []
         sized = num_batches != float("inf")
         if not sized:  # an iterable without len: look one batch ahead to know which batch is the last
@@ -352,7 +361,7 @@ class FitLoop:
                     prefetched.append(next(iterator))
                 except StopIteration:
                     self.is_last_batch = True
-            if not self._run_batch(batch):
+            if not run_batch(batch):
                 break
             if trainer.should_stop and self._can_stop_early():
                 break
@@ -794,6 +803,20 @@ class FitLoop:
             return
         for _ in range(num_batches):
             next(iterator)
+
+
+class _ProfiledIterator:
+    """next() of a data iterator timed by the profiler."""
+
+    def __init__(self, iterator: Any, profiler: Any, action: str) -> None:
+        self._it, self._profiler, self._action = iterator, profiler, action
+
+    def __iter__(self) -> "_ProfiledIterator":
+        return self
+
+    def __next__(self) -> Any:
+        with self._profiler.profile(self._action):
+            return next(self._it)
 
 
 def _set_counts(progress: Any, total: int, current: int) -> None:

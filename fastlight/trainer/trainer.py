@@ -148,7 +148,7 @@ class Trainer:
         )
         self._cfg = cfg
         self.enable_autolog_hparams = enable_autolog_hparams
-        self.profiler = profiler
+        self.profiler = _resolve_profiler(profiler)
         self.plugins = plugins
         self._apply_determinism(cfg)
 
@@ -506,14 +506,19 @@ class Trainer:
                 impl = getattr(cls, name, None)
                 if impl is not None and (impl is not getattr(Callback, name) or name in vars(cb)):
                     table.setdefault(name, []).append(getattr(cb, name))
+        profiler = self.profiler
+        if profiler.profiling:  # time each callback hook under Lightning's action name; nothing added otherwise
+            table = {k: [profiler.wrap(f"[Callback]{fn.__self__.state_key}.{k}", fn) for fn in v]
+                     for k, v in table.items()}
         self._cb_hooks = {k: tuple(v) for k, v in table.items()}
         # epoch-end monitoring callbacks (checkpoint, early stopping) run after the module's on_train_epoch_end
         epoch_end = [cb for cb in self.callbacks
                      if type(cb).on_train_epoch_end is not Callback.on_train_epoch_end]
-        self._cb_hooks["on_train_epoch_end"] = tuple(
-            cb.on_train_epoch_end for cb in epoch_end if not _is_monitoring_callback(cb))
+        timed = (lambda cb: profiler.wrap(f"[Callback]{cb.state_key}.on_train_epoch_end", cb.on_train_epoch_end)) \
+            if profiler.profiling else (lambda cb: cb.on_train_epoch_end)
+        self._cb_hooks["on_train_epoch_end"] = tuple(timed(cb) for cb in epoch_end if not _is_monitoring_callback(cb))
         self._cb_hooks["on_train_epoch_end:monitoring"] = tuple(
-            cb.on_train_epoch_end for cb in epoch_end if _is_monitoring_callback(cb))
+            timed(cb) for cb in epoch_end if _is_monitoring_callback(cb))
         module = self._module
         cls = type(module)
         # configure_gradient_clipping's default does nothing without a clip value: skip it then
@@ -553,6 +558,13 @@ class Trainer:
             return getattr(module, name)(*args, **kwargs)
         finally:
             module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+
+    def _call_module_profiled(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """_call_module timed by the profiler (installed over _call_module for runs with a recording profiler)."""
+        if name in self._module_skip:
+            return None
+        with self.profiler.profile(f"[LightningModule]{type(self._module).__name__}.{name}"):
+            return Trainer._call_module(self, name, *args, **kwargs)
 
     def _call_datamodule(self, name: str, *args: Any, **kwargs: Any) -> Any:
         dm = self.datamodule
@@ -834,6 +846,10 @@ class Trainer:
                                 "test": self.test_loop.results}.get(fn)
         self._merge_model_callbacks(model)
         self._resolve_hooks()
+        if self.profiler.profiling:  # module hooks timed too (an instance attribute: no check per call otherwise)
+            self.__dict__["_call_module"] = self._call_module_profiled
+        else:
+            self.__dict__.pop("_call_module", None)
         self._verify_loop_configuration(model, fn)
         dm = self.datamodule
         strategy = self.strategy
@@ -847,6 +863,8 @@ class Trainer:
         )
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
+            self.profiler.setup(stage=fn, local_rank=self.local_rank if self.world_size > 1 else None,
+                                log_dir=self.log_dir)
             self._prepare_data(model, dm)
             # setup: the module's device is faked so `setup` can use it; loggers create their experiment
             model._device = device
@@ -877,6 +895,7 @@ class Trainer:
                 dm.teardown(stage=fn)
             self._call_callbacks("teardown", stage=fn)
             self._call_module("teardown", stage=fn)
+            self.profiler.describe()  # the stage's report (a PassThroughProfiler has none)
             for logger in self.loggers:
                 logger.finalize("success")
             self.state.status = "finished"
@@ -1015,7 +1034,8 @@ class Trainer:
                 " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
             )
         self.fit_loop.sync_progress()
-        checkpoint_layout.save_checkpoint(self, filepath, weights_only, storage_options)
+        with self.profiler.profile("save_checkpoint"):
+            checkpoint_layout.save_checkpoint(self, filepath, weights_only, storage_options)
 
     def _merge_model_callbacks(self, model: LightningModule) -> None:
         extra = self._call_module("configure_callbacks")
@@ -1260,3 +1280,23 @@ def _is_monitoring_callback(cb: Any) -> bool:
 def _reorder_callbacks(cbs: List[Callback]) -> List[Callback]:
     """Checkpoint callbacks run last (Lightning does the same so they see the final metrics)."""
     return [c for c in cbs if not _is_checkpoint_callback(c)] + [c for c in cbs if _is_checkpoint_callback(c)]
+
+
+def _resolve_profiler(profiler: Any) -> Any:
+    """None -> PassThroughProfiler (records nothing: the loop adds no timing); "simple"/"advanced"; a Profiler."""
+    from fastlight.profilers import AdvancedProfiler, PassThroughProfiler, Profiler, SimpleProfiler
+
+    if profiler is None:
+        return PassThroughProfiler()
+    if isinstance(profiler, Profiler):
+        return profiler
+    if isinstance(profiler, str):
+        known = {"simple": SimpleProfiler, "advanced": AdvancedProfiler}
+        cls = known.get(profiler.lower())
+        if cls is not None:
+            return cls()
+        if profiler.lower() in ("pytorch", "xla"):
+            raise ConfigError(f"`Trainer(profiler={profiler!r})` is not supported by fastlight: use 'simple' or"
+                              " 'advanced', or wrap `trainer.fit` in `torch.profiler.profile(...)` yourself.")
+    raise ConfigError(f"`Trainer(profiler={profiler!r})`: expected None, 'simple', 'advanced' or a"
+                      " fastlight.profilers.Profiler instance.")
