@@ -4,7 +4,8 @@
                    configure_optimizers, on_fit_start, then (RNG isolated) the sanity check:
                    on_sanity_check_start, validation loop (num_sanity_val_steps batches), on_sanity_check_end
     FitLoop.run
-        setup_data                          train_dataloader(); the epoch-0 iterator is created here
+        setup_data                          train_dataloader() (a list/tuple/dict of loaders: a CombinedLoader,
+                                            max_size_cycle); the epoch-0 iterator is created here
         val_dataloader()                    (when not loaded by the sanity check)
         on_train_start
         for each epoch:
@@ -802,7 +803,8 @@ class FitLoop:
     def _fast_forward(self, iterator: Any, num_batches: int) -> None:
         """Skip the batches of this epoch that ran before the checkpoint, so a mid-epoch resume continues with the
         next batch (Lightning restarts a plain dataloader from its first batch instead). A single-process map-style
-        DataLoader skips sampler indices only; anything else loads the batches and drops them."""
+        DataLoader skips sampler indices only; anything else (several loaders' combined batches too) loads the batches and
+        drops them."""
         rank_zero_info(
             f"Resuming in the middle of epoch {self.trainer.current_epoch}: skipping its first {num_batches} batches"
             " (an exact resume needs a data order that does not depend on the global RNG)."
