@@ -4,7 +4,8 @@
                    configure_optimizers, on_fit_start, then (RNG isolated) the sanity check:
                    on_sanity_check_start, validation loop (num_sanity_val_steps batches), on_sanity_check_end
     FitLoop.run
-        setup_data                          train_dataloader(); the epoch-0 iterator is created here
+        setup_data                          train_dataloader() (a list/tuple/dict of loaders: a CombinedLoader,
+                                            max_size_cycle); the epoch-0 iterator is created here
         val_dataloader()                    (when not loaded by the sanity check)
         on_train_start
         for each epoch:
@@ -44,6 +45,7 @@ from torch import Tensor
 from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.precision import MixedPrecision, Precision
+from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _SKIPPED = object()
@@ -69,6 +71,21 @@ def _sized_len(loader: Any) -> float:
     except (TypeError, NotImplementedError):
         return float("inf")
     return float("inf") if n is None else n
+
+
+def _check_iterable(loader: Any) -> None:
+    if not hasattr(loader, "__iter__"):
+        raise TypeError(
+            f"`train_dataloader` must return an iterable (a torch DataLoader), got {type(loader).__name__}"
+        )
+
+
+def _check_train_mode(combined: CombinedLoader) -> None:
+    if combined._mode == "sequential":  # training steps on every loader at once
+        raise ValueError(
+            '`FitLoop` does not support the `CombinedLoader(mode="sequential")` mode.'
+            f" The available modes are: {[m for m in _MODES if m != 'sequential']}"
+        )
 
 
 def _overfit_loader(loader: Any) -> Any:
@@ -164,24 +181,26 @@ class FitLoop:
                 "No training data: `train_dataloader()` returned None. Return a DataLoader (or an iterable of"
                 " batches), or pass `train_dataloaders=` to `Trainer.fit`."
             )
-        if isinstance(loader, (list, tuple, dict)):  # Lightning reads these as several loaders (CombinedLoader)
-            items = list(loader.values()) if isinstance(loader, dict) else list(loader)
-            if len(items) != 1:
-                raise NotImplementedError(
-                    f"`train_dataloader` returned {len(items)} dataloaders in a {type(loader).__name__}; several"
-                    " train dataloaders (Lightning's CombinedLoader) are not supported by fastlight yet."
-                )
-            loader = items[0]
-        if cfg.overfit_batches > 0:
-            loader = _overfit_loader(loader)
-        if not hasattr(loader, "__iter__"):
-            raise TypeError(
-                f"`train_dataloader` must return an iterable (a torch DataLoader), got {type(loader).__name__}"
-            )
-        trainer.train_dataloader = loader
+        if isinstance(loader, (list, tuple, dict, CombinedLoader)):
+            # several loaders: iterated together, each batch in the loaders' structure (Lightning's default mode)
+            combined = loader if isinstance(loader, CombinedLoader) else CombinedLoader(loader, "max_size_cycle")
+            _check_train_mode(combined)
+            if cfg.overfit_batches > 0:
+                combined.flattened = [_overfit_loader(dl) for dl in combined.flattened]
+            for dl in combined.flattened:
+                _check_iterable(dl)
+            combined.limits = [parse_num_batches("train", _sized_len(dl), cfg.limit_train_batches)
+                               for dl in combined.flattened]
+            trainer.train_dataloader = combined.iterables
+            loader = _CombinedBatches(combined)
+            num = _sized_len(loader)
+        else:
+            if cfg.overfit_batches > 0:
+                loader = _overfit_loader(loader)
+            _check_iterable(loader)
+            trainer.train_dataloader = loader
+            num = parse_num_batches("train", _sized_len(loader), cfg.limit_train_batches)
         self.loader = loader
-        length = _sized_len(loader)
-        num = parse_num_batches("train", length, cfg.limit_train_batches)
         trainer.num_training_batches = num
         self._iterator = iter(loader)  # epoch 0's iterator: created here, as Lightning does (RNG order)
         if num == 0:
@@ -212,6 +231,10 @@ class FitLoop:
                 f" Trainer(log_every_n_steps={cfg.log_every_n_steps}). Set a lower value for log_every_n_steps if"
                 " you want to see logs for the training epoch."
             )
+
+    def _train_loaders(self) -> list:
+        """The user's loaders: the one train loader, or each loader of a CombinedLoader."""
+        return self.loader.combined.flattened if isinstance(self.loader, _CombinedBatches) else [self.loader]
 
     # ------------------------------------------------------------------------------------- stopping
     def _can_stop_early(self) -> bool:
@@ -271,7 +294,8 @@ class FitLoop:
         progress = trainer.loop_progress.fit
         while not self._done():
             self.setup_data()
-            set_sampler_epoch(self.loader, self._epochs_processed)  # DistributedSampler: a new shuffle per epoch
+            for dl in self._train_loaders():  # DistributedSampler: a new shuffle per epoch
+                set_sampler_epoch(dl, self._epochs_processed)
             resume, self._resume = self._resume, None
             if resume is None:  # a mid-epoch restart continues its epoch: no new epoch start
                 progress.epoch.increment_ready()
@@ -788,7 +812,8 @@ class FitLoop:
     def _fast_forward(self, iterator: Any, num_batches: int) -> None:
         """Skip the batches of this epoch that ran before the checkpoint, so a mid-epoch resume continues with the
         next batch (Lightning restarts a plain dataloader from its first batch instead). A single-process map-style
-        DataLoader skips sampler indices only; anything else loads the batches and drops them."""
+        DataLoader skips sampler indices only; anything else (several loaders' combined batches too) loads the
+        batches and drops them."""
         rank_zero_info(
             f"Resuming in the middle of epoch {self.trainer.current_epoch}: skipping its first {num_batches} batches"
             " (an exact resume needs a data order that does not depend on the global RNG)."

@@ -18,6 +18,7 @@ from fastlight.trainer.config import ConfigError, build_config
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
+from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
 from fastlight.utilities.metric_objects import is_metric_object
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
@@ -762,11 +763,18 @@ class Trainer:
         return self._process_dataloader(loader, stage)
 
     def _process_dataloader(self, loader: Any, stage: str) -> Any:
-        """The strategy injects a DistributedSampler (distributed runs, use_distributed_sampler=True)."""
+        """The strategy injects a DistributedSampler (distributed runs, use_distributed_sampler=True), into each loader
+        of a list/tuple/dict or CombinedLoader."""
         cfg = self._cfg
-        return self.strategy.process_dataloader(
-            loader, stage, use_distributed_sampler=cfg.use_distributed_sampler, overfit_batches=cfg.overfit_batches
-        )
+
+        def process(dl: Any) -> Any:
+            return self.strategy.process_dataloader(
+                dl, stage, use_distributed_sampler=cfg.use_distributed_sampler, overfit_batches=cfg.overfit_batches
+            )
+
+        if isinstance(loader, (list, tuple, dict, CombinedLoader)):
+            return _map_iterables(process, loader)
+        return process(loader)
 
     def _batch_to_device(self, batch: Any, dataloader_idx: int) -> Any:
         """Precision input conversion, the transfer hooks, and the move to this rank's device."""
