@@ -131,6 +131,18 @@ class _Meta:
                     dataloader_idx, sync is not None)
 
 
+def _result_names(meta: _Meta) -> Tuple[str, str, str]:
+    """(name, step name, epoch name): `_step`/`_epoch` suffixes when logged on both, the dataloader suffix."""
+    name = meta.name
+    forked = meta.on_step and meta.on_epoch
+    step_name = f"{name}_step" if forked else name
+    epoch_name = f"{name}_epoch" if forked else name
+    if meta.add_dataloader_idx and meta.dataloader_idx is not None:
+        suffix = f"/dataloader_idx_{meta.dataloader_idx}"
+        name, step_name, epoch_name = name + suffix, step_name + suffix, epoch_name + suffix
+    return name, step_name, epoch_name
+
+
 def _distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
@@ -148,14 +160,7 @@ class _ResultMetric:
         self.step_value: Optional[Tensor] = None
         self.computed: Optional[Tensor] = None
         self.has_reset = False
-        name = meta.name
-        forked = meta.on_step and meta.on_epoch
-        step_name = f"{name}_step" if forked else name
-        epoch_name = f"{name}_epoch" if forked else name
-        if meta.add_dataloader_idx and meta.dataloader_idx is not None:
-            suffix = f"/dataloader_idx_{meta.dataloader_idx}"
-            name, step_name, epoch_name = name + suffix, step_name + suffix, epoch_name + suffix
-        self.names = (name, step_name, epoch_name)
+        self.names = _result_names(meta)
 
     def update(self, value: Tensor, batch_size: int) -> None:
         self.computed = None
@@ -222,14 +227,7 @@ class _MetricObjectResult:
         self.step_value: Optional[Tensor] = None
         self.computed: Optional[Tensor] = None
         self.has_reset = False
-        name = meta.name
-        forked = meta.on_step and meta.on_epoch
-        step_name = f"{name}_step" if forked else name
-        epoch_name = f"{name}_epoch" if forked else name
-        if meta.add_dataloader_idx and meta.dataloader_idx is not None:
-            suffix = f"/dataloader_idx_{meta.dataloader_idx}"
-            name, step_name, epoch_name = name + suffix, step_name + suffix, epoch_name + suffix
-        self.names = (name, step_name, epoch_name)
+        self.names = _result_names(meta)
 
     def update(self, metric: Any) -> None:
         self.metric = metric
