@@ -46,6 +46,7 @@ from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
+from fastlight.utilities.combined_loader import sized_len as _sized_len
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _SKIPPED = object()
@@ -63,14 +64,6 @@ def _takes_batch_idx(fn: Callable) -> bool:
         return True
     args = spec.args[1:] if inspect.ismethod(fn) else spec.args
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
-
-
-def _sized_len(loader: Any) -> float:
-    try:
-        n = len(loader)
-    except (TypeError, NotImplementedError):
-        return float("inf")
-    return float("inf") if n is None else n
 
 
 def _check_iterable(loader: Any) -> None:

@@ -26,7 +26,8 @@ def _is_leaf(node: Any) -> bool:
     return all(isinstance(child, (int, float, str)) for child in flat)
 
 
-def _length(iterable: Any) -> _Number:
+def sized_len(iterable: Any) -> _Number:
+    """len(), or inf for an iterable without a length (Lightning's convention for unsized loaders)."""
     try:
         n = len(iterable)
     except (TypeError, NotImplementedError):
@@ -35,7 +36,7 @@ def _length(iterable: Any) -> _Number:
 
 
 def _capped_lengths(iterables: List[Any], limits: Optional[List[_Number]]) -> List[_Number]:
-    lengths = [_length(it) for it in iterables]
+    lengths = [sized_len(it) for it in iterables]
     if limits is None:
         return lengths
     return [min(n, cap) for n, cap in zip(lengths, limits)]
@@ -239,7 +240,7 @@ class CombinedLoader(Iterable):
 
     def _dataset_length(self) -> _Number:
         """The datasets' lengths combined as the mode combines batch counts."""
-        lengths = [_length(getattr(it, "dataset", None)) for it in self._flattened]
+        lengths = [sized_len(getattr(it, "dataset", None)) for it in self._flattened]
         lengths = [n for n in lengths if n != float("inf")]
         if not lengths:
             raise NotImplementedError("All datasets are iterable-style datasets.")
