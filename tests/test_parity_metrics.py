@@ -15,9 +15,9 @@ def _as_floats(d):
     return {k: float(v) for k, v in sorted(d.items())}
 
 
-def _run(pl, tmp_path, model_kw, trainer_kw, method="fit"):
+def _run(pl, tmp_path, model_kw, trainer_kw, method="fit", cls=None):
     torch.manual_seed(3)
-    model = build(pl)(**model_kw)
+    model = (cls or build(pl))(**model_kw)
     logger = make_logger(pl)
     snaps = []
     kw = trainer_kwargs(tmp_path, **trainer_kw)
@@ -32,6 +32,7 @@ def _run(pl, tmp_path, model_kw, trainer_kw, method="fit"):
         hparams=logger.hparams,
         snaps=snaps,
         out=out,
+        model=model,
     )
 
 

@@ -10,7 +10,8 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection, SumMetric  # n
 from torchmetrics.classification import MulticlassAccuracy, MulticlassPrecision  # noqa: E402
 
 import fastlight as fl  # noqa: E402
-from _parity_helpers import build, make_logger, quiet_warnings, snapshot_callback, trainer_kwargs  # noqa: E402
+from _parity_helpers import build, quiet_warnings, trainer_kwargs  # noqa: E402
+from test_parity_metrics import _run as run_and_record  # noqa: E402
 
 quiet_warnings()
 
@@ -56,21 +57,9 @@ def metrics_module(pl):
     return WithMetrics
 
 
-def _as_floats(d):
-    return {k: float(v) for k, v in sorted(d.items())}
-
-
 def _run(pl, tmp_path, method="fit", **trainer_kw):
-    torch.manual_seed(3)
-    model = metrics_module(pl)(n_train=36, n_val=20)
-    logger = make_logger(pl)
-    snaps = []
-    kw = trainer_kwargs(tmp_path, **trainer_kw)
-    kw.update(logger=logger, callbacks=[snapshot_callback(pl, snaps)])
-    trainer = pl.Trainer(**kw)
-    out = getattr(trainer, method)(model)
-    return model, dict(callback=_as_floats(trainer.callback_metrics), logged=_as_floats(trainer.logged_metrics),
-                       pbar=_as_floats(trainer.progress_bar_metrics), rows=logger.rows, snaps=snaps, out=out)
+    out = run_and_record(pl, tmp_path, dict(n_train=36, n_val=20), trainer_kw, method=method, cls=metrics_module(pl))
+    return out.pop("model"), out
 
 
 def test_logged_torchmetrics_match_lightning_over_epochs(tmp_path):
