@@ -12,10 +12,10 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-_SUPPORTED = ("32-true", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
+_SUPPORTED = ("32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true")
 _ALIASES = {
     "32": "32-true", 32: "32-true", "32-true": "32-true",
-    "16": "16-mixed", 16: "16-mixed", "16-mixed": "16-mixed",
+    "16": "16-mixed", 16: "16-mixed", "16-mixed": "16-mixed", "16-true": "16-true",
     "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed", "bf16-true": "bf16-true",
     "64": "64-true", 64: "64-true", "64-true": "64-true",
 }
@@ -197,6 +197,31 @@ class MixedPrecision(Precision):
             self.scaler.load_state_dict(state)
 
 
+_TRUE_DTYPES = {"16-true": torch.float16, "bf16-true": torch.bfloat16, "64-true": torch.float64}
+
+
+class _SkipInit(torch.overrides.TorchFunctionMode):
+    """torch.nn.init.* leave the tensor as it is (weights about to be loaded need no initialization)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
+        if getattr(func, "__module__", None) == "torch.nn.init":
+            return kwargs["tensor"] if kwargs and "tensor" in kwargs else args[0]
+        return func(*args, **(kwargs or {}))
+
+
+@contextlib.contextmanager
+def init_context(device: torch.device, precision: str, empty_init: bool) -> Any:
+    """Trainer.init_module: tensors created on `device`, in a true precision's dtype, optionally uninitialized."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.device(device))
+        dtype = _TRUE_DTYPES.get(precision)
+        if dtype is not None:
+            stack.enter_context(_DefaultDtype(dtype))
+        if empty_init:
+            stack.enter_context(_SkipInit())
+        yield
+
+
 class _DefaultDtype:
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
@@ -211,11 +236,11 @@ class _DefaultDtype:
 
 
 class TruePrecision(Precision):
-    """bf16-true / 64-true: module and floating inputs cast to the dtype, default dtype set inside steps."""
+    """16-true / bf16-true / 64-true: module and floating inputs cast to the dtype, default dtype set inside steps."""
 
     def __init__(self, precision: str) -> None:
         self.precision = precision
-        self.dtype = torch.bfloat16 if precision == "bf16-true" else torch.float64
+        self.dtype = _TRUE_DTYPES[precision]
 
     def convert_module(self, module: torch.nn.Module) -> torch.nn.Module:
         return module.to(dtype=self.dtype)

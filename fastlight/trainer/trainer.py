@@ -382,8 +382,22 @@ class Trainer:
 
     @property
     def early_stopping_callback(self) -> Optional[Callback]:
-        cbs = [c for c in self.callbacks if type(c).__name__ == "EarlyStopping"]
+        cbs = self.early_stopping_callbacks
         return cbs[0] if cbs else None
+
+    @property
+    def early_stopping_callbacks(self) -> List[Callback]:
+        from fastlight.callbacks.early_stopping import EarlyStopping
+
+        return [c for c in self.callbacks if isinstance(c, EarlyStopping)]
+
+    def init_module(self, empty_init: Optional[bool] = None) -> Any:
+        """Context manager: tensors created inside (a model's parameters) go straight to the run's device, in the
+        dtype of a "-true" precision; empty_init=True also skips torch.nn.init's initializations (the weights are
+        loaded from a checkpoint afterwards), as Lightning's Trainer.init_module does."""
+        from fastlight.trainer.precision import init_context
+
+        return init_context(self.strategy.root_device, self._cfg.precision, bool(empty_init))
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
