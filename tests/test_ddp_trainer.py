@@ -56,7 +56,7 @@ def test_ddp_fit_matches_lightning_ddp_fit(tmp_path, lightning_ddp_fit):
         ours, theirs = load(tmp_path / "fl", "fit", rank), load(lightning_ddp_fit, "fit", rank)
         assert ours["global_step"] == theirs["global_step"]
         assert_same_weights(ours["state_dict"], theirs["state_dict"], atol=1e-6)
-        for key in ("train_loss", "val_loss", "val_max", "val_gathered_min"):
+        for key in ("train_loss", "val_loss", "val_max", "val_gathered_min", "val_mae"):
             torch.testing.assert_close(ours["metrics"][key], theirs["metrics"][key], atol=1e-6, rtol=0)
     # both ranks hold the same weights and the same synced metrics
     r0, r1 = load(tmp_path / "fl", "fit", 0), load(tmp_path / "fl", "fit", 1)

@@ -43,6 +43,10 @@ class TinyRegressor(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
+        if args.framework != "strategy":  # a torchmetrics Metric syncs its own states over the ranks at compute()
+            import torchmetrics
+
+            self.val_mae = torchmetrics.MeanAbsoluteError()
 
     def training_step(self, batch, batch_idx):
         x, y = batch
@@ -57,6 +61,9 @@ class TinyRegressor(pl.LightningModule):
         self.log("val_max", loss, sync_dist=True, reduce_fx="max")
         gathered = self.all_gather(loss)  # (world_size,) with several processes, the tensor itself with one
         self.log("val_gathered_min", gathered.min(), reduce_fx="min")
+        if hasattr(self, "val_mae"):
+            self.val_mae(self.net(x), y)
+            self.log("val_mae", self.val_mae)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
