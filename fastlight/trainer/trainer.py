@@ -737,6 +737,8 @@ class Trainer:
 
     # ================================================================= data
     def _has_hook(self, owner: Any, name: str) -> bool:
+        if name in getattr(owner, "__dict__", ()):  # set on the instance (LightningDataModule.from_datasets does)
+            return True
         if isinstance(owner, LightningModule):
             return getattr(type(owner), name) is not getattr(LightningModule, name)
         if isinstance(owner, LightningDataModule):
