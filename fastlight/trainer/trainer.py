@@ -475,7 +475,7 @@ class Trainer:
         # Lightning's defaults, in its order: checkpoint, progress bar, model summary (checkpoints move last below)
         from fastlight.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 
-        if any(isinstance(c, ModelCheckpoint) for c in cbs) and not cfg.enable_checkpointing:
+        if any(_is_checkpoint_callback(c) for c in cbs) and not cfg.enable_checkpointing:
             raise ConfigError(
                 "Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list."
             )
