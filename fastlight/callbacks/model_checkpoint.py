@@ -23,13 +23,13 @@ from fastlight.utilities.checkpoint_io import atomic_symlink
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from . import _trainer_access as access
-from .callback import Callback
+from .checkpoint import Checkpoint
 
 log = logging.getLogger(__name__)
 _PATH = Union[str, os.PathLike]
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(Checkpoint):
     """Save checkpoints during fit.
 
     Args:

@@ -1,5 +1,8 @@
 """LightningDataModule: the data half of a Lightning project (prepare_data, setup, *_dataloader, teardown)."""
-from typing import Any, Dict, Optional
+import inspect
+from typing import Any, Dict, Iterable, Optional, Union
+
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from fastlight.core.hooks import DataHooks
 from fastlight.core.hparams import HyperparametersMixin
@@ -16,6 +19,50 @@ class LightningDataModule(DataHooks, HyperparametersMixin):
         self.trainer = None
         self.prepare_data_per_node = True
         self.allow_zero_length_dataloader_with_multiple_devices = False
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        val_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        test_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        predict_dataset: Optional[Union[Dataset, Iterable[Dataset]]] = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        **datamodule_kwargs: Any,
+    ) -> "LightningDataModule":
+        """A datamodule (`cls(**datamodule_kwargs)`, plus `batch_size`/`num_workers` when its __init__ takes them)
+        whose `*_dataloader` hooks wrap the given datasets in DataLoaders (`batch_size`, `num_workers`,
+        pin_memory=True; shuffled for training only, never an IterableDataset). A stage's argument may be one dataset
+        or a list/tuple/dict of them (one loader each); a stage left None keeps the class's own hook."""
+
+        def loader(dataset: Dataset, shuffle: bool) -> DataLoader:
+            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and not isinstance(dataset, IterableDataset),
+                              num_workers=num_workers, pin_memory=True)
+
+        def loaders(datasets: Any, shuffle: bool) -> Any:
+            if isinstance(datasets, Dataset):
+                return loader(datasets, shuffle)
+            if isinstance(datasets, dict):
+                return {k: loaders(v, shuffle) for k, v in datasets.items()}
+            if isinstance(datasets, (list, tuple)):
+                return type(datasets)(loaders(d, shuffle) for d in datasets)
+            return datasets  # not a dataset: handed to the trainer as is, as Lightning does
+
+        params = inspect.signature(cls.__init__).parameters
+        special = {"batch_size": batch_size, "num_workers": num_workers}
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            special = {k: v for k, v in special.items() if k in params}
+        datamodule = cls(**datamodule_kwargs, **special)
+        for stage, datasets in (("train", train_dataset), ("val", val_dataset), ("test", test_dataset),
+                                ("predict", predict_dataset)):
+            if datasets is not None:
+                # bound now: each hook returns fresh loaders over its own datasets on every call
+                def hook(datasets: Any = datasets, shuffle: bool = stage == "train") -> Any:
+                    return loaders(datasets, shuffle)
+
+                setattr(datamodule, f"{stage}_dataloader", hook)
+        return datamodule
 
     def state_dict(self) -> Dict[str, Any]:
         return {}

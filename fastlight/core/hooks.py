@@ -3,28 +3,11 @@
 One set of default bodies serves both classes, so "does this owner override the hook?" compares against
 the same function objects whichever class the owner is.
 """
-from typing import Any, Mapping
+from typing import Any
 
 import torch
-from torch import Tensor, nn
 
-
-def _move_to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, (list, tuple)):
-        moved = [_move_to_device(b, device) for b in batch]
-        if hasattr(batch, "_fields"):  # namedtuple
-            return type(batch)(*moved)
-        return type(batch)(moved)
-    if isinstance(batch, Mapping):
-        return type(batch)({k: _move_to_device(v, device) for k, v in batch.items()})
-    if hasattr(batch, "to") and callable(batch.to) and not isinstance(batch, nn.Module):
-        try:
-            return batch.to(device)
-        except TypeError:
-            return batch
-    return batch
+from fastlight.utilities.apply_func import move_data_to_device
 
 
 class DataHooks:
@@ -50,7 +33,7 @@ class DataHooks:
         raise NotImplementedError("`predict_dataloader` must be implemented to be used with the Lightning Trainer")
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        return _move_to_device(batch, device)
+        return move_data_to_device(batch, device)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         return batch

@@ -77,6 +77,8 @@ class HyperparametersMixin:
             names = [k for k, v in init_args.items() if v is args[0]]
             self._hparams_name = names[0] if names else None
             self._set_hparams(hp)
+            if ignore and isinstance(self._hparams, MutableMapping):  # Lightning applies `ignore` to a given dict too
+                self.remove_ignored_hparams([ignore] if isinstance(ignore, str) else list(ignore))
             self._hparams_initial = copy.deepcopy(self._hparams)
             return
         if frame is None:
@@ -99,9 +101,14 @@ class HyperparametersMixin:
             hp = {k: v for k, v in init_args.items() if k not in ignore}
         self._hparams_name = "kwargs" if hp else None  # checkpoint's hparams_name: the hparams are init kwargs
         self._set_hparams(hp)
-        for key in ignore:  # a subclass may drop what its base class saved
-            self._hparams.pop(key, None)
+        self.remove_ignored_hparams(list(ignore))  # a subclass may drop what its base class saved
         self._hparams_initial = copy.deepcopy(self._hparams)
+
+    def remove_ignored_hparams(self, ignore_list: Sequence[str]) -> None:
+        """Drop the named hyperparameters from `hparams` (names not present are skipped), e.g. ones a base class
+        saved that a subclass does not want."""
+        for key in ignore_list:
+            self.hparams.pop(key, None)
 
     def _set_hparams(self, hp: Union[MutableMapping, Namespace]) -> None:
         if isinstance(hp, Namespace):

@@ -3,8 +3,11 @@
 The default hook bodies are Lightning's defaults. The trainer calls a no-op hook only when the module's
 class overrides it (resolved once per run).
 """
+import contextlib
+import importlib.util
 import numbers
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+import os
+from typing import Any, Dict, Generator, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -13,11 +16,23 @@ from fastlight.core.hooks import DataHooks
 from fastlight.core.hparams import HyperparametersMixin
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.utilities.metric_objects import is_metric_collection, is_metric_object
-from fastlight.utilities.rank_zero import rank_zero_warn
+from fastlight.utilities.rank_zero import rank_zero_deprecation, rank_zero_warn
 
 
 class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
-    # attributes that must not become hparams nor be deep-copied by the trainer
+    # properties torch.jit.script must not compile (they reach the trainer or hold Python objects)
+    __jit_unused_properties__: List[str] = [
+        "example_input_array", "on_gpu", "current_epoch", "global_step", "global_rank", "local_rank", "logger",
+        "loggers", "automatic_optimization", "trainer", "fabric", "strict_loading", "device", "dtype",
+    ] + HyperparametersMixin.__jit_unused_properties__
+
+    # the checkpoint keys of this module's hyperparameters (the trainer writes them, load_from_checkpoint reads them)
+    _jit_is_scripting = False  # set while torch.jit inspects the module, whose attribute scan reads `trainer`
+
+    CHECKPOINT_HYPER_PARAMS_KEY = "hyper_parameters"
+    CHECKPOINT_HYPER_PARAMS_NAME = "hparams_name"
+    CHECKPOINT_HYPER_PARAMS_TYPE = "hparams_type"
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._trainer = None
@@ -53,7 +68,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def trainer(self):
-        if self._trainer is None:
+        if self._trainer is None and not LightningModule._jit_is_scripting:
             raise RuntimeError(f"{self.__class__.__qualname__} is not attached to a `Trainer`.")
         return self._trainer
 
@@ -417,6 +432,98 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
                             p.requires_grad = self._param_requires_grad_state[p]
         self._param_requires_grad_state = {}
 
+    @contextlib.contextmanager
+    def toggled_optimizer(self, optimizer: Any) -> Generator[None, None, None]:
+        """`toggle_optimizer(optimizer)` for the body of a `with` block, `untoggle_optimizer` when it exits (also on
+        an exception): only `optimizer`'s parameters get gradients inside."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    # ------------------------------------------------------------------ export
+    def _transfer_example(self, batch: Any) -> Any:
+        """An export input through the transfer hooks onto this module's device, as a batch would go (the
+        datamodule's hook when only the attached datamodule overrides it)."""
+        dm = getattr(self._trainer, "datamodule", None)
+
+        def call(name: str, *args: Any) -> Any:
+            if dm is not None and getattr(type(dm), name) is not getattr(DataHooks, name) and \
+                    getattr(type(self), name) is getattr(DataHooks, name):
+                return getattr(dm, name)(*args)
+            return getattr(self, name)(*args)
+
+        batch = call("on_before_batch_transfer", batch, 0)
+        batch = call("transfer_batch_to_device", batch, self.device, 0)
+        return call("on_after_batch_transfer", batch, 0)
+
+    @torch.no_grad()
+    def to_torchscript(self, file_path: Optional[Union[str, os.PathLike]] = None, method: Optional[str] = "script",
+                       example_inputs: Optional[Any] = None, **kwargs: Any) -> Any:
+        """This module compiled by `torch.jit.script` (`method="script"`) or `torch.jit.trace` (`method="trace"`, with
+        `example_inputs` or `example_input_array` moved to the module's device), in eval mode; the module's train
+        mode is restored afterwards. Saved with `torch.jit.save` when `file_path` is given. `kwargs` go to torch."""
+        rank_zero_deprecation(
+            "`LightningModule.to_torchscript` is deprecated (as in Lightning 2.6): TorchScript is deprecated in"
+            " PyTorch. Use `torch.export.export()` for model exporting instead."
+        )
+        if method not in ("script", "trace"):
+            raise ValueError(f"The 'method' parameter only supports 'script' or 'trace', but value given was: {method}")
+        if method == "trace":
+            if example_inputs is None:
+                if self.example_input_array is None:
+                    raise ValueError(
+                        "Choosing method=`trace` requires either `example_inputs` or `model.example_input_array` to"
+                        " be defined."
+                    )
+                example_inputs = self.example_input_array
+            if kwargs.get("check_inputs") is not None:
+                kwargs["check_inputs"] = self._transfer_example(kwargs["check_inputs"])
+            example_inputs = self._transfer_example(example_inputs)
+        mode = self.training
+        LightningModule._jit_is_scripting = True
+        try:
+            if method == "script":
+                scripted = torch.jit.script(self.eval(), **kwargs)
+            else:
+                scripted = torch.jit.trace(func=self.eval(), example_inputs=example_inputs, **kwargs)
+        finally:
+            LightningModule._jit_is_scripting = False
+            self.train(mode)
+        if file_path is not None:
+            torch.jit.save(scripted, os.fspath(file_path) if isinstance(file_path, os.PathLike) else file_path)
+        return scripted
+
+    @torch.no_grad()
+    def to_onnx(self, file_path: Any = None, input_sample: Optional[Any] = None, **kwargs: Any) -> Any:
+        """Export this module with `torch.onnx.export(self, input_sample, file_path, **kwargs)`; `input_sample` defaults
+        to `example_input_array` and is moved to the module's device first. Needs the `onnx` package (and
+        `onnxscript` for torch's dynamo exporter, its default in recent torch). Returns what torch returns."""
+        if input_sample is None:
+            if self.example_input_array is None:
+                raise ValueError(
+                    "Could not export to ONNX since neither `input_sample` nor `model.example_input_array` attribute"
+                    " is set."
+                )
+            input_sample = self.example_input_array
+        name = type(self).__name__
+        if importlib.util.find_spec("onnx") is None:
+            raise ModuleNotFoundError(f"`{name}.to_onnx()` requires the `onnx` package: `pip install onnx`.")
+        if kwargs.get("dynamo", _onnx_export_uses_dynamo_by_default()) and importlib.util.find_spec("onnxscript") is None:
+            raise ModuleNotFoundError(
+                f"`{name}.to_onnx()` with torch's dynamo exporter requires the `onnxscript` package: `pip install"
+                " onnxscript`, or pass `dynamo=False` for the TorchScript exporter."
+            )
+        input_sample = self._transfer_example(input_sample)
+        if isinstance(file_path, os.PathLike):
+            file_path = os.fspath(file_path)
+        mode = self.training
+        try:
+            return torch.onnx.export(self, input_sample, file_path, **kwargs)
+        finally:
+            self.train(mode)
+
     # ------------------------------------------------------------------ misc
     def freeze(self) -> None:
         for p in self.parameters():
@@ -435,3 +542,11 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         if trainer is None:
             return data
         return trainer.strategy.all_gather(data, group=group, sync_grads=sync_grads)
+
+
+def _onnx_export_uses_dynamo_by_default() -> bool:
+    """Whether `torch.onnx.export` picks the dynamo exporter when `dynamo` is not passed (True since torch 2.9)."""
+    import inspect
+
+    default = inspect.signature(torch.onnx.export).parameters.get("dynamo")
+    return bool(default is not None and default.default is True)

@@ -12,7 +12,7 @@
 """
 import inspect
 import os
-from typing import Any, Dict, Iterator, List, Optional, Sized, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sized, Union
 
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, IterableDataset, RandomSampler
@@ -128,7 +128,41 @@ def make_distributed_sampler(
     return DistributedSamplerWrapper(dataloader.sampler, **kwargs)
 
 
-def _sampler_init_kwargs(dataloader: DataLoader, sampler: Sampler, predicting: bool) -> Dict[str, Any]:
+class IndexRecordingBatchSampler:
+    """A batch sampler that remembers the indices of every batch it produced since its last `iter()` (the
+    prediction loop hands them to prediction writers). Other attributes are the wrapped sampler's."""
+
+    def __init__(self, batch_sampler: Any) -> None:
+        self.batch_sampler = batch_sampler
+        self.seen_batch_indices: List[List[int]] = []
+
+    def __iter__(self) -> Iterator[List[int]]:
+        self.seen_batch_indices = []
+        for batch in self.batch_sampler:
+            self.seen_batch_indices.append(batch)
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "batch_sampler":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.batch_sampler, name)
+
+
+def record_batch_indices(dataloader: DataLoader) -> DataLoader:
+    """A copy of `dataloader` for prediction whose batch sampler is an IndexRecordingBatchSampler (and, as for every
+    prediction loader Lightning rebuilds, drop_last=False). Raises TypeError when the loader cannot be re-created."""
+    if dataloader.batch_sampler is None or isinstance(dataloader.dataset, IterableDataset):
+        raise TypeError(f"{type(dataloader).__name__} has no batch sampler over indices to record")
+    if isinstance(dataloader.batch_sampler, IndexRecordingBatchSampler):
+        return dataloader
+    return replace_sampler(dataloader, dataloader.sampler, predicting=True, wrap_batch_sampler=IndexRecordingBatchSampler)
+
+
+def _sampler_init_kwargs(dataloader: DataLoader, sampler: Sampler, predicting: bool,
+                         wrap_batch_sampler: Optional[Callable[[Any], Any]] = None) -> Dict[str, Any]:
     batch_sampler = dataloader.batch_sampler
     # Predicting always rebuilds the batch sampler, with drop_last=False: every sample gets a prediction.
     if batch_sampler is None or (type(batch_sampler) is BatchSampler and not predicting):
@@ -150,10 +184,13 @@ def _sampler_init_kwargs(dataloader: DataLoader, sampler: Sampler, predicting: b
             f" drop_last=...) to inject a distributed sampler ({err}); pass Trainer(use_distributed_sampler=False)"
             " and shard inside your batch sampler"
         ) from err
+    if wrap_batch_sampler is not None:
+        new_batch_sampler = wrap_batch_sampler(new_batch_sampler)
     return {"sampler": None, "shuffle": False, "batch_sampler": new_batch_sampler, "batch_size": 1, "drop_last": False}
 
 
-def replace_sampler(dataloader: DataLoader, sampler: Sampler, predicting: bool = False) -> DataLoader:
+def replace_sampler(dataloader: DataLoader, sampler: Sampler, predicting: bool = False,
+                    wrap_batch_sampler: Optional[Callable[[Any], Any]] = None) -> DataLoader:
     """A new loader of the same class and settings drawing from `sampler`."""
     attrs = {k: v for k, v in vars(dataloader).items() if not k.startswith("_")}
     attrs["multiprocessing_context"] = dataloader.multiprocessing_context
@@ -166,7 +203,7 @@ def replace_sampler(dataloader: DataLoader, sampler: Sampler, predicting: bool =
         params.pop("self", None)
     kwargs = {n: v for n, v in attrs.items() if n in params and params[n].default is not v}
     kwargs["dataset"] = dataloader.dataset
-    kwargs.update(_sampler_init_kwargs(dataloader, sampler, predicting))
+    kwargs.update(_sampler_init_kwargs(dataloader, sampler, predicting, wrap_batch_sampler))
     cls_name = type(dataloader).__name__
     missing = sorted(
         p.name

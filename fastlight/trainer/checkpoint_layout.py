@@ -393,6 +393,9 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
     for obj, name_key, hp_key in ((model, MODULE_HPARAMS_NAME, MODULE_HPARAMS_KEY), (datamodule, DATAMODULE_HPARAMS_NAME, DATAMODULE_HPARAMS_KEY)):
         hparams = _hparams_of(obj) if obj is not None else None
         if hparams:
+            # the class's own keys (LightningModule.CHECKPOINT_HYPER_PARAMS_*), which a subclass may change
+            name_key = getattr(obj, "CHECKPOINT_HYPER_PARAMS_NAME", name_key)
+            hp_key = getattr(obj, "CHECKPOINT_HYPER_PARAMS_KEY", hp_key)
             if hasattr(obj, "_hparams_name"):
                 checkpoint[name_key] = obj._hparams_name
             checkpoint[hp_key] = hparams

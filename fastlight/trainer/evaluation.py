@@ -11,6 +11,8 @@
 
 Prediction: on_predict_model_eval, on_predict_start, on_predict_epoch_start, per batch
 on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end.
+With a BasePredictionWriter among the callbacks, each predict DataLoader is re-created with a batch sampler that
+records the sample indices of each batch (current_batch_indices, epoch_batch_indices), as Lightning does.
 """
 import inspect
 import os
@@ -21,10 +23,11 @@ from typing import Any, Dict, List, Optional
 import torch
 from torch import Tensor
 
-from fastlight.strategies.data import set_sampler_epoch
+from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_indices, set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.fit_loop import _sized_len, _takes_batch_idx
 from fastlight.trainer.results import ResultCollection, to_scalars
+from fastlight.utilities.apply_func import move_data_to_device
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 
@@ -58,17 +61,6 @@ class _ModuleMode:
     def restore(self, module: torch.nn.Module) -> None:
         for m, mode in self.modes:
             m.training = mode
-
-
-def _to_cpu(data: Any) -> Any:
-    if isinstance(data, Tensor):
-        return data.cpu()
-    if isinstance(data, (list, tuple)):
-        out = [_to_cpu(d) for d in data]
-        return type(data)(*out) if hasattr(data, "_fields") else type(data)(out)
-    if isinstance(data, dict):
-        return type(data)({k: _to_cpu(v) for k, v in data.items()})
-    return data
 
 
 class EvaluationLoop:
@@ -252,13 +244,48 @@ class PredictionLoop:
         self.trainer = trainer
         self.return_predictions = True
         self._mode = _ModuleMode()
-        self.predictions: Any = None
+        self._predictions: List[list] = []  # dataloaders x batches
+        self._num_dataloaders = 0
+        # for prediction writers: the indices of the current batch, and dataloaders x batches x samples
+        self.current_batch_indices: List[int] = []
+        self.epoch_batch_indices: List[List[List[int]]] = []
+
+    @property
+    def predictions(self) -> Any:
+        """The predictions kept so far: a list of batches, or one such list per dataloader when there are several."""
+        if self._predictions == []:
+            return self._predictions
+        return self._predictions[0] if self._num_dataloaders == 1 else self._predictions
 
     def run(self) -> Optional[list]:
         trainer = self.trainer
         grad_ctx = torch.inference_mode() if trainer._cfg.inference_mode else torch.no_grad()
         with grad_ctx:
             return self._run(trainer)
+
+    def _writer_intervals(self, trainer: Any) -> "tuple[bool, bool]":
+        """(a writer writes per batch, a writer writes per epoch)."""
+        from fastlight.callbacks.prediction_writer import BasePredictionWriter
+
+        writers = [cb for cb in trainer.callbacks if isinstance(cb, BasePredictionWriter)]
+        return any(w.interval.on_batch for w in writers), any(w.interval.on_epoch for w in writers)
+
+    def _index_recorders(self, loaders: List[Any]) -> "tuple[List[Any], List[Optional[IndexRecordingBatchSampler]]]":
+        """The loaders to iterate, each re-created to record its batch indices where it can be."""
+        out, recorders = [], []
+        for dl in loaders:
+            recorder = None
+            if isinstance(dl, torch.utils.data.DataLoader):
+                try:
+                    dl = record_batch_indices(dl)
+                    recorder = dl.batch_sampler
+                except TypeError:
+                    pass
+            if recorder is None:
+                rank_zero_warn(f"Couldn't infer the batch indices fetched from your dataloader: `{type(dl).__name__}`")
+            out.append(dl)
+            recorders.append(recorder)
+        return out, recorders
 
     def _run(self, trainer: Any) -> Optional[list]:
         trainer.predicting = True
@@ -268,8 +295,21 @@ class PredictionLoop:
         if limit == 0:
             return None
         raw = trainer._request_dataloader("predict")
-        trainer.predict_dataloaders = raw
+        on_batch, on_epoch = self._writer_intervals(trainer)
         loaders = _as_loader_list(raw)
+        recorders: List[Optional[IndexRecordingBatchSampler]] = [None] * len(loaders)
+        if on_batch or on_epoch:
+            given = loaders
+            loaders, recorders = self._index_recorders(given)
+            if any(a is not b for a, b in zip(given, loaders)):  # trainer.predict_dataloaders shows what runs
+                if isinstance(raw, dict):
+                    raw = dict(zip(raw.keys(), loaders))
+                elif isinstance(raw, (list, tuple)) and len(raw) == len(given) and all(
+                        a is b for a, b in zip(raw, given)):
+                    raw = type(raw)(loaders)
+                else:
+                    raw = loaders[0]
+        trainer.predict_dataloaders = raw
         max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
         trainer.num_predict_batches = list(max_batches)
         if sum(max_batches) == 0:
@@ -286,7 +326,12 @@ class PredictionLoop:
             step_fn = trainer.strategy.predict_step
         if trainer.profiler.profiling:
             step_fn = trainer.profiler.wrap(f"[Strategy]{type(trainer.strategy).__name__}.predict_step", step_fn)
+        self._num_dataloaders = n_loaders
         predictions: List[list] = [[] for _ in loaders]
+        self._predictions = predictions
+        self.epoch_batch_indices = [[] for _ in loaders]
+        # a per-epoch writer needs the predictions even when they are not returned
+        keep_predictions = self.return_predictions or on_epoch
         iterator = iter(loaders[0])
         self._mode.capture(module)
         trainer._call_module("on_predict_model_eval")
@@ -296,10 +341,12 @@ class PredictionLoop:
         trainer._call_module("on_predict_epoch_start")
         precision = trainer._precision
         warned = False
+        cpu = torch.device("cpu")
         for dl_idx in range(n_loaders):
             if dl_idx > 0:
                 iterator = iter(loaders[dl_idx])
             dl_arg = dl_idx if n_loaders > 1 else None
+            recorder = recorders[dl_idx]
             batch_idx = 0
             while batch_idx < max_batches[dl_idx]:
                 try:
@@ -307,6 +354,12 @@ class PredictionLoop:
                 except StopIteration:
                     break
                 batch = trainer._batch_to_device(batch, dl_idx)
+                if recorder is not None:
+                    indices = recorder.seen_batch_indices[batch_idx]
+                    if on_epoch:
+                        self.epoch_batch_indices[dl_idx].append(indices)
+                    if on_batch:
+                        self.current_batch_indices = indices
                 hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
                 trainer._call_callbacks("on_predict_batch_start", *hook_args)
                 trainer._call_module("on_predict_batch_start", *hook_args)
@@ -321,13 +374,15 @@ class PredictionLoop:
                     rank_zero_warn("predict returned None if it was on purpose, ignore this warning...")
                 trainer._call_callbacks("on_predict_batch_end", out, *hook_args)
                 trainer._call_module("on_predict_batch_end", out, *hook_args)
-                if self.return_predictions:
-                    predictions[dl_idx].append(_to_cpu(out))
+                if keep_predictions:
+                    predictions[dl_idx].append(move_data_to_device(out, cpu))
                 batch_idx += 1
-        self.predictions = predictions[0] if n_loaders == 1 else predictions
         trainer._call_callbacks("on_predict_epoch_end")
         trainer._call_module("on_predict_epoch_end")
         result = self.predictions if self.return_predictions else None
+        if not self.return_predictions:
+            self._predictions = []
+        self.epoch_batch_indices = []
         trainer._call_callbacks("on_predict_end")
         trainer._call_module("on_predict_end")
         self._mode.restore(module)

@@ -489,7 +489,7 @@ class Trainer:
         # Lightning's defaults, in its order: checkpoint, progress bar, model summary (checkpoints move last below)
         from fastlight.callbacks import ModelCheckpoint, ModelSummary, ProgressBar, TQDMProgressBar
 
-        if any(isinstance(c, ModelCheckpoint) for c in cbs) and not cfg.enable_checkpointing:
+        if any(_is_checkpoint_callback(c) for c in cbs) and not cfg.enable_checkpointing:
             raise ConfigError(
                 "Trainer was configured with `enable_checkpointing=False` but found `ModelCheckpoint` in callbacks list."
             )
@@ -751,6 +751,8 @@ class Trainer:
 
     # ================================================================= data
     def _has_hook(self, owner: Any, name: str) -> bool:
+        if name in getattr(owner, "__dict__", ()):  # set on the instance (LightningDataModule.from_datasets does)
+            return True
         if isinstance(owner, LightningModule):
             return getattr(type(owner), name) is not getattr(LightningModule, name)
         if isinstance(owner, LightningDataModule):
