@@ -1,6 +1,7 @@
 """fastlight.callbacks: Lightning-compatible callbacks, one class per file. rich/tqdm load only when a bar is drawn."""
 from .callback import Callback
 from .early_stopping import EarlyStopping
+from .ema_weight_averaging import EMAWeightAveraging
 from .gradient_accumulation_scheduler import GradientAccumulationScheduler
 from .lambda_function import LambdaCallback
 from .lr_monitor import LearningRateMonitor
@@ -11,10 +12,12 @@ from .rich_progress import RichProgressBar
 from .stochastic_weight_avg import StochasticWeightAveraging
 from .timer import Timer
 from .tqdm_progress import TQDMProgressBar
+from .weight_averaging import WeightAveraging
 
 __all__ = [
     "Callback",
     "EarlyStopping",
+    "EMAWeightAveraging",
     "GradientAccumulationScheduler",
     "LambdaCallback",
     "LearningRateMonitor",
@@ -25,4 +28,5 @@ __all__ = [
     "StochasticWeightAveraging",
     "TQDMProgressBar",
     "Timer",
+    "WeightAveraging",
 ]
