@@ -1,7 +1,9 @@
 """fastlight.callbacks: Lightning-compatible callbacks, one class per file. rich/tqdm load only when a bar is drawn."""
+from .backbone_finetuning import BackboneFinetuning
 from .callback import Callback
 from .early_stopping import EarlyStopping
 from .ema_weight_averaging import EMAWeightAveraging
+from .finetuning import BaseFinetuning
 from .gradient_accumulation_scheduler import GradientAccumulationScheduler
 from .lambda_function import LambdaCallback
 from .lr_monitor import LearningRateMonitor
@@ -15,6 +17,8 @@ from .tqdm_progress import TQDMProgressBar
 from .weight_averaging import WeightAveraging
 
 __all__ = [
+    "BackboneFinetuning",
+    "BaseFinetuning",
     "Callback",
     "EarlyStopping",
     "EMAWeightAveraging",
