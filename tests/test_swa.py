@@ -23,6 +23,7 @@ CASES = {
                               dict(max_epochs=3, limit_val_batches=0)),
     "bn_accumulate_limit": (dict(optimizer="adamw", lr=0.01), dict(swa_lrs=0.003, swa_epoch_start=2),
                             dict(max_epochs=3, accumulate_grad_batches=2, limit_train_batches=2)),
+    "bn_unlimited_epochs_max_steps": (dict(), dict(swa_lrs=0.05, swa_epoch_start=2), dict(max_epochs=-1, max_steps=8)),
     "no_bn_avg_fn": (dict(batch_norm=False), dict(swa_lrs=0.05, swa_epoch_start=2,
                                                  avg_fn=lambda avg, p, n: 0.5 * avg + 0.5 * p),
                      dict(max_epochs=4)),

@@ -80,4 +80,5 @@ class BackboneFinetuning(BaseFinetuning):
             optimizer.param_groups[-1]["lr"] = backbone_lr
         self.previous_backbone_lr = backbone_lr
         if self.verbose:
-            log.info(f"Current lr: {round(current_lr, self.rounding)}, Backbone lr: {round(backbone_lr, self.rounding)}")
+            log.info(f"Current lr: {round(current_lr, self.rounding)},"
+                     f" Backbone lr: {round(backbone_lr, self.rounding)}")
