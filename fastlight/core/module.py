@@ -65,6 +65,12 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     def strict_loading(self, strict: bool) -> None:
         self._strict_loading = strict
 
+    def __getstate__(self) -> Dict[str, Any]:
+        # pickling or deep-copying a module (SWA's and WeightAveraging's averaged copies) leaves its Trainer behind
+        state = dict(self.__dict__)
+        state["_trainer"] = None
+        return state
+
     # ------------------------------------------------------------------ properties
     @property
     def trainer(self):

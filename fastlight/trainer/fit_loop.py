@@ -20,6 +20,7 @@
                         closure():  training_step
                                     on_before_zero_grad, optimizer_zero_grad  (first batch of a window)
                                     on_before_backward, backward, on_after_backward
+                                    (zero_grad and backward skipped while `_skip_backward`: SWA's batch-norm epoch)
                         on_before_optimizer_step, configure_gradient_clipping -> clip_gradients
                         the optimizer's own step
                 manual optimization: training_step (user calls manual_backward, opt.step)
@@ -117,10 +118,11 @@ class _Closure:
     def _run(self) -> Optional[Tensor]:
         loop = self.loop
         loss, extra = loop._training_step(self.batch_args)
-        if self.zero_grad:
+        if self.zero_grad and not loop._skip_backward:
             loop._zero_grad(self.batch_idx, self.optimizer)
         if loss is not None:
-            loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
+            if not loop._skip_backward:
+                loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
             # Lightning hands out a detached clone; a detached view holds the same value without the copy
             detached = loss.detach()
             self.result = {"loss": detached, **extra} if extra else {"loss": detached}
@@ -134,6 +136,7 @@ class FitLoop:
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
         self.loader: Any = None
+        self._loader_batches: float = float("inf")  # batches the loader yields per epoch, limits applied
         self._iterator: Any = None
         self._last_train_dl_reload_epoch = float("-inf")
         self.epoch_batch_idx = -1  # index of the current batch within the epoch
@@ -152,6 +155,25 @@ class FitLoop:
         self._resuming = False
         self._restarting = False
         self.validation_has_run = False
+        # training_step runs without zero_grad and backward (Lightning's flag: SWA's batch-norm statistics epoch)
+        self._skip_backward = False
+
+    # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
+    @property
+    def max_epochs(self) -> int:
+        return self.trainer._cfg.max_epochs
+
+    @max_epochs.setter
+    def max_epochs(self, value: int) -> None:
+        self.trainer._cfg.max_epochs = value
+
+    @property
+    def max_batches(self) -> float:
+        return self.trainer.num_training_batches
+
+    @max_batches.setter
+    def max_batches(self, value: float) -> None:
+        self.trainer.num_training_batches = value
 
     def reset_data(self) -> None:
         self.loader = None
@@ -194,7 +216,7 @@ class FitLoop:
             trainer.train_dataloader = loader
             num = parse_num_batches("train", _sized_len(loader), cfg.limit_train_batches)
         self.loader = loader
-        trainer.num_training_batches = num
+        trainer.num_training_batches = self._loader_batches = num
         self._iterator = iter(loader)  # epoch 0's iterator: created here, as Lightning does (RNG order)
         if num == 0:
             return
@@ -340,7 +362,9 @@ class FitLoop:
         trainer = self.trainer
         hub = trainer._hub
         results = trainer._train_results
-        num_batches = trainer.num_training_batches
+        # a callback may allow more batches than the (limited) loader yields (SWA's batch-norm epoch): the loader's
+        # end is then the last batch, as Lightning's look-ahead fetcher finds
+        num_batches = min(trainer.num_training_batches, self._loader_batches)
         self.epoch_batch_idx = -1
         self.is_last_batch = False
         if (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
@@ -587,12 +611,12 @@ class FitLoop:
         trainer = self.trainer
         optimizer = trainer.optimizers[0]  # the torch optimizer, as Lightning passes to these hooks
         loss, extra = self._training_step(batch_args)
-        if batch_idx % trainer._cfg.accumulate_grad_batches == 0:
+        if batch_idx % trainer._cfg.accumulate_grad_batches == 0 and not self._skip_backward:
             self._zero_grad(batch_idx, optimizer)
-        if loss is not None:
-            trainer._precision.backward(trainer, loss, optimizer)
-        else:
+        if loss is None:
             self._warn_none()
+        elif not self._skip_backward:
+            trainer._precision.backward(trainer, loss, optimizer)
         if not self._accumulating:
             if self._engine_step is not None:  # hooks, clipping, one stats pass, the fused step, scale update
                 self._engine_step(trainer, trainer._precision, optimizer, loss)

@@ -1,11 +1,12 @@
 """Parsing `configure_optimizers` (every return form Lightning accepts) into optimizers and scheduler configs."""
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any, List, Optional, Tuple
 
 import torch
 from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 
 from fastlight.utilities.rank_zero import rank_zero_warn
+from fastlight.utilities.types import LRSchedulerConfig
 
 try:  # torch >= 2.0 names the base class LRScheduler
     from torch.optim.lr_scheduler import LRScheduler as _LRScheduler
@@ -15,17 +16,6 @@ except ImportError:  # pragma: no cover
 
 class OptimizerConfigError(ValueError):
     """`configure_optimizers` returned something Lightning does not accept."""
-
-
-@dataclass
-class LRSchedulerConfig:
-    scheduler: Any
-    name: Optional[str] = None
-    interval: str = "epoch"
-    frequency: int = 1
-    reduce_on_plateau: bool = False
-    monitor: Optional[str] = None
-    strict: bool = True
 
 
 _UNKNOWN = (

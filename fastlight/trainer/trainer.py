@@ -234,6 +234,13 @@ class Trainer:
     def accumulate_grad_batches(self) -> int:
         return self._cfg.accumulate_grad_batches
 
+    @accumulate_grad_batches.setter
+    def accumulate_grad_batches(self, value: int) -> None:
+        # callbacks change it per epoch (GradientAccumulationScheduler, SWA's batch-norm epoch); the loop reads it live
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`trainer.accumulate_grad_batches` must be an int >= 1, got {value!r}.")
+        self._cfg.accumulate_grad_batches = value
+
     @property
     def gradient_clip_val(self) -> Optional[float]:
         return self._cfg.gradient_clip_val
