@@ -1,11 +1,17 @@
 """User code shared by the weight-averaging and fine-tuning parity tests: a tiny MLP with a BatchNorm layer (optionally
 split into `backbone` and `head`), built on top of pytorch_lightning or fastlight (`build_bn(pl)`), and callbacks that
 record the learning rates of every step."""
+import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+import fastlight.ops
 from _parity_helpers import make_data
+
+# The Trainer swaps in fused optimizers only with the native kernels (not under FASTLIGHT_KERNELS=torch)
+needs_native_kernels = pytest.mark.skipif(fastlight.ops.backend("cpu") != "native",
+                                          reason="fused optimizers need the native kernels")
 
 
 def build_bn(pl):

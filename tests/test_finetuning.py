@@ -9,7 +9,7 @@ from torch import nn
 pl_ref = pytest.importorskip("pytorch_lightning")
 
 import fastlight as fl  # noqa: E402
-from _averaging_helpers import assert_state_dicts_equal, build_bn, lr_recorder  # noqa: E402
+from _averaging_helpers import assert_state_dicts_equal, build_bn, lr_recorder, needs_native_kernels  # noqa: E402
 from _parity_helpers import quiet_warnings, trainer_kwargs  # noqa: E402
 
 quiet_warnings()
@@ -79,6 +79,7 @@ def test_finetuning_matches_lightning_bitwise_without_fused(name, tmp_path):
     assert cb.state_dict() == ref_cb.state_dict()
 
 
+@needs_native_kernels
 @pytest.mark.parametrize("name", ["backbone_sgd_steplr", "backbone_fixed_lr_unaligned"])
 def test_finetuning_with_fused_optimizers_within_fp32(name, tmp_path):
     """add_param_group on fastlight's fused optimizers mid-training: the new group is stepped like torch's."""
@@ -118,6 +119,7 @@ def test_finetuning_checkpoint_state_and_resume_after_unfreeze_match_lightning(t
     assert tr.global_step == ref_tr.global_step
 
 
+@needs_native_kernels
 @pytest.mark.parametrize("opt_cls, kw", [(torch.optim.SGD, dict(lr=0.1, momentum=0.9)),
                                           (torch.optim.Adam, dict(lr=0.01)),
                                           (torch.optim.AdamW, dict(lr=0.01, weight_decay=0.1))])

@@ -8,7 +8,7 @@ import torch
 pl_ref = pytest.importorskip("pytorch_lightning")
 
 import fastlight as fl  # noqa: E402
-from _averaging_helpers import assert_state_dicts_equal, build_bn, lr_recorder  # noqa: E402
+from _averaging_helpers import assert_state_dicts_equal, build_bn, lr_recorder, needs_native_kernels  # noqa: E402
 from _parity_helpers import quiet_warnings, recording_callback, recording_module, trainer_kwargs  # noqa: E402
 
 quiet_warnings()
@@ -87,6 +87,7 @@ def test_swa_batch_norm_statistics_recomputed_for_the_average(tmp_path):
 
 # SGD only: the bias in front of the BatchNorm gets a gradient that is rounding noise, which Adam's normalization
 # blows up to lr-sized steps, so Adam's fp32-level differences do not stay fp32-sized there
+@needs_native_kernels
 @pytest.mark.parametrize("case", ["bn_steplr_cos", "bn_no_scheduler_linear"])
 def test_swa_with_fused_optimizers_matches_lightning_within_fp32(case, tmp_path):
     model_kw, swa_kw, trainer_kw = CASES[case]

@@ -8,7 +8,7 @@ import torch
 pl_ref = pytest.importorskip("pytorch_lightning")
 
 import fastlight as fl  # noqa: E402
-from _averaging_helpers import assert_state_dicts_equal, build_bn, lr_recorder  # noqa: E402
+from _averaging_helpers import assert_state_dicts_equal, build_bn, lr_recorder, needs_native_kernels  # noqa: E402
 from _parity_helpers import quiet_warnings, trainer_kwargs  # noqa: E402
 
 quiet_warnings()
@@ -79,6 +79,7 @@ def test_weight_averaging_with_accumulation_and_step_scheduler(tmp_path):
     assert avg.state_dict() == ref_avg.state_dict()
 
 
+@needs_native_kernels
 @pytest.mark.parametrize("cb_name", ["swa_every_step", "ema_defaults"])
 def test_weight_averaging_with_fused_optimizers_within_fp32(cb_name, tmp_path):
     ref, _, _, ref_vals = _fit(pl_ref, tmp_path / "pl", cb_name)
