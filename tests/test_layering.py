@@ -34,6 +34,7 @@ LAYERS = {
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": (set(), ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
+    "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
     "_build": (set(), ANY),  # setup.py loads it before the package exists
     ROOT: (EVERYTHING, ANY),  # re-exports the public API
 }

@@ -1,5 +1,6 @@
 """fastlight.callbacks: Lightning-compatible callbacks, one class per file. rich/tqdm load only when a bar is drawn."""
 from .backbone_finetuning import BackboneFinetuning
+from .batch_size_finder import BatchSizeFinder
 from .callback import Callback
 from .checkpoint import Checkpoint
 from .early_stopping import EarlyStopping
@@ -7,6 +8,7 @@ from .ema_weight_averaging import EMAWeightAveraging
 from .finetuning import BaseFinetuning
 from .gradient_accumulation_scheduler import GradientAccumulationScheduler
 from .lambda_function import LambdaCallback
+from .lr_finder import LearningRateFinder
 from .lr_monitor import LearningRateMonitor
 from .model_checkpoint import ModelCheckpoint
 from .model_summary import ModelSummary
@@ -23,12 +25,14 @@ __all__ = [
     "BackboneFinetuning",
     "BaseFinetuning",
     "BasePredictionWriter",
+    "BatchSizeFinder",
     "Callback",
     "Checkpoint",
     "EarlyStopping",
     "EMAWeightAveraging",
     "GradientAccumulationScheduler",
     "LambdaCallback",
+    "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
     "ModelSummary",

@@ -38,6 +38,7 @@ callbacks that override them (resolved once per run), no per-step dict rebuildin
 """
 import inspect
 import time
+from copy import deepcopy
 from typing import Any, Callable, Dict, Optional
 
 import torch
@@ -747,6 +748,30 @@ class FitLoop:
 
     def teardown(self) -> None:
         self._iterator = None
+
+    # ------------------------------------------------------------------------------------- tuner runs
+    _SNAPSHOT_FIELDS = ("epoch_batch_idx", "total_batch_idx", "is_last_batch", "_zero_grad_calls", "_scheduler_steps",
+                        "_epoch_start_totals", "_resume_pending", "_resume", "_resuming", "_restarting",
+                        "validation_has_run")
+
+    def snapshot(self) -> Dict[str, Any]:
+        """Every counter a run moves (the loop's, the trainer's, the checkpoint progress): the tuners run the loop
+        for a few steps, then put this back (Lightning's `fit_loop.state_dict()` / `load_state_dict`)."""
+        trainer = self.trainer
+        self.sync_progress()
+        return {
+            "loop": {name: getattr(self, name) for name in self._SNAPSHOT_FIELDS},
+            "trainer": (trainer._current_epoch, trainer._global_step, trainer._batches_that_stepped),
+            "progress": deepcopy(trainer.loop_progress.fit.state_dict()),
+        }
+
+    def load_snapshot(self, snapshot: Dict[str, Any]) -> None:
+        trainer = self.trainer
+        for name, value in snapshot["loop"].items():
+            setattr(self, name, value)
+        trainer._current_epoch, trainer._global_step, trainer._batches_that_stepped = snapshot["trainer"]
+        trainer.loop_progress.fit.load_state_dict(deepcopy(snapshot["progress"]))
+        trainer.should_stop = False
 
     # ------------------------------------------------------------------------------------- checkpoint counters
     @property

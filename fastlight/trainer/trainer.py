@@ -20,6 +20,7 @@ from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
 from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
 from fastlight.utilities.metric_objects import is_metric_object
+from fastlight.utilities.exceptions import _TunerExitException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 # Module hooks whose default does nothing: skipped unless the module's class overrides them.
@@ -932,6 +933,19 @@ class Trainer:
             self.state.status = "finished"
             self.state.stage = None
             return result
+        except _TunerExitException:
+            # a tuner run through `Tuner` is done: end the call as Lightning does (teardown hooks, no fit/stage end)
+            if dm is not None:
+                dm.teardown(stage=fn)
+            self._call_callbacks("teardown", stage=fn)
+            self._call_module("teardown", stage=fn)
+            for logger in self.loggers:
+                logger.finalize("success")
+            self.profiler.describe()
+            self._teardown()
+            self.state.status = "finished"
+            self.state.stage = None
+            return None
         except BaseException as exc:
             self.state.status = "interrupted"
             if isinstance(exc, KeyboardInterrupt):
@@ -1067,6 +1081,21 @@ class Trainer:
         self.fit_loop.sync_progress()
         with self.profiler.profile("save_checkpoint"):
             checkpoint_layout.save_checkpoint(self, filepath, weights_only, storage_options)
+
+    def _restore_tuning_checkpoint(self, filepath: str) -> None:
+        """Put back everything `save_checkpoint(filepath)` wrote during this run (the tuners' temporary checkpoint):
+        module weights, datamodule and callback states, AMP scaler, loop progress, optimizer and scheduler states.
+        The loop continues from the restored counters without a resume (Lightning resets `restarting`)."""
+        from fastlight.trainer import checkpoint_layout
+        from fastlight.utilities.checkpoint_io import load_checkpoint
+
+        io = self.checkpoint_io
+        if io is not None:
+            checkpoint = io.load_checkpoint(filepath, map_location="cpu")
+        else:
+            checkpoint = load_checkpoint(filepath, map_location="cpu")
+        checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(filepath))
+        checkpoint_layout.restore_training_state(self, checkpoint, stage=self.state.fn)
 
     def _merge_model_callbacks(self, model: LightningModule) -> None:
         extra = self._call_module("configure_callbacks")

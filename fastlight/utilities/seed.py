@@ -44,3 +44,31 @@ def seed_everything(seed: Optional[int] = None, workers: bool = False, verbose: 
     torch.manual_seed(seed)  # seeds every CUDA device too
     os.environ["PL_SEED_WORKERS"] = f"{int(workers)}"
     return seed
+
+
+class isolate_rng:  # noqa: N801 (Lightning's name, used as a context manager)
+    """Context manager: the global RNGs (torch CPU, CUDA when initialized, python, numpy when loaded) are put back
+    on exit, so the work inside does not change the randomness of what follows."""
+
+    def __init__(self, include_cuda: bool = True) -> None:
+        self._include_cuda = include_cuda
+
+    def __enter__(self) -> None:
+        import sys
+
+        self._torch = torch.get_rng_state()
+        self._cuda = (torch.cuda.get_rng_state_all()
+                      if self._include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized() else None)
+        self._python = random.getstate()
+        np = sys.modules.get("numpy")
+        self._numpy = np.random.get_state() if np is not None else None
+
+    def __exit__(self, *exc: object) -> None:
+        import sys
+
+        torch.set_rng_state(self._torch)
+        if self._cuda is not None:
+            torch.cuda.set_rng_state_all(self._cuda)
+        random.setstate(self._python)
+        if self._numpy is not None:
+            sys.modules["numpy"].random.set_state(self._numpy)

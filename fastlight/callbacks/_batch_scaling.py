@@ -1,0 +1,204 @@
+"""The batch-size search behind `BatchSizeFinder` and `Tuner.scale_batch_size` (fit only; Lightning 2.6's rules).
+
+Each trial runs the fit loop for `steps_per_trial` steps with the batch size written to the attribute
+`batch_arg_name` (module, hparams or datamodule) and the train dataloader rebuilt. "power" doubles until a trial
+runs out of memory, then halves once; "binsearch" doubles, then bisects between the last success and the first
+failure and takes `margin` off the result. The model, optimizer and loop are restored from a temporary checkpoint
+afterwards; the attribute keeps the size found.
+"""
+import gc
+import logging
+import os
+import uuid
+from typing import Any, Dict, Optional, Tuple
+
+import torch
+
+from fastlight.utilities.parsing import lightning_getattr, lightning_setattr
+from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+
+log = logging.getLogger(__name__)
+
+
+def is_oom_error(exc: BaseException) -> bool:
+    """An out-of-memory error of CUDA, cuDNN or the CPU allocator (torch raises them as RuntimeError)."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    if not isinstance(exc, RuntimeError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
+        return False
+    msg = exc.args[0]
+    return ("CUDA" in msg and "out of memory" in msg) or "CUDNN_STATUS_NOT_SUPPORTED" in msg \
+        or "DefaultCPUAllocator: can't allocate memory" in msg
+
+
+def _free_cuda_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _dataset_length(trainer: Any) -> Optional[int]:
+    """The train dataset's length (the longest of several loaders); None when no loader's dataset has one."""
+    lengths = []
+    for dl in trainer.fit_loop._train_loaders():
+        try:
+            lengths.append(len(dl.dataset))
+        except (AttributeError, TypeError, NotImplementedError):
+            pass
+    return max(lengths) if lengths else None
+
+
+def _reset_dataloaders(trainer: Any) -> None:
+    trainer.fit_loop.reset_data()
+    trainer.fit_loop.setup_data()
+    trainer.validate_loop.reset_data()
+    trainer.val_dataloaders = None
+
+
+def _adjust_batch_size(trainer: Any, name: str, factor: float = 1.0, value: Optional[int] = None,
+                       desc: Optional[str] = None, max_val: int = 8192) -> Tuple[int, bool]:
+    """Write the next batch size (`value`, or the current one times `factor`, capped at max_val); unchanged when
+    the current size already covers the dataset. Returns (size, changed)."""
+    model = trainer.lightning_module
+    batch_size = lightning_getattr(model, name)
+    trainer.fit_loop.setup_data()
+    length = _dataset_length(trainer)
+    if length is not None and batch_size >= length:
+        rank_zero_info(f"The batch size {batch_size} is greater or equal than the length of your dataset: {length}.")
+        return batch_size, False
+    new_size = value if value is not None else int(batch_size * factor)
+    if new_size > max_val:
+        if desc:
+            rank_zero_info(f"Batch size {new_size} exceeds max_val limit {max_val}, capping at {max_val}")
+        new_size = max_val
+    if desc:
+        rank_zero_info(f"Batch size {batch_size} {desc}, trying batch size {new_size}")
+    lightning_setattr(model, name, new_size)
+    return new_size, new_size != batch_size
+
+
+def _trial(trainer: Any, snapshot: Dict[str, Any]) -> None:
+    fit_loop = trainer.fit_loop
+    fit_loop.load_snapshot(snapshot)
+    fit_loop.run()
+
+
+def _power_search(trainer: Any, size: int, name: str, max_trials: int, snapshot: Dict[str, Any],
+                  max_val: int) -> int:
+    succeeded_once = False
+    for trial in range(max_trials):
+        _free_cuda_memory()
+        if size >= max_val:
+            rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
+            break
+        try:
+            _trial(trainer, snapshot)
+        except RuntimeError as exc:
+            if not is_oom_error(exc):
+                raise
+            _free_cuda_memory()
+            size, _ = _adjust_batch_size(trainer, name, factor=0.5, desc="failed")
+            _reset_dataloaders(trainer)
+            if succeeded_once:
+                break
+            continue
+        if trial + 1 >= max_trials:
+            break
+        size, changed = _adjust_batch_size(trainer, name, factor=2.0, desc="succeeded")
+        if not changed:
+            break
+        _reset_dataloaders(trainer)
+        succeeded_once = True
+    return size
+
+
+def _binary_search(trainer: Any, size: int, name: str, max_trials: int, snapshot: Dict[str, Any], margin: float,
+                   max_val: int) -> int:
+    low, high, successes = 1, None, 0
+    while True:
+        _free_cuda_memory()
+        if size >= max_val:
+            rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
+            break
+        try:
+            _trial(trainer, snapshot)
+        except RuntimeError as exc:
+            if not is_oom_error(exc):
+                raise
+            _free_cuda_memory()
+            high = size
+            size, _ = _adjust_batch_size(trainer, name, value=(high + low) // 2, desc="failed")
+            _reset_dataloaders(trainer)
+            if high - low <= 1:
+                break
+            continue
+        successes += 1
+        if successes >= max_trials:
+            break
+        low = size
+        if high:
+            if high - low <= 1:
+                break
+            size, changed = _adjust_batch_size(trainer, name, value=(high + low) // 2, desc="succeeded",
+                                               max_val=max_val)
+        else:
+            size, changed = _adjust_batch_size(trainer, name, factor=2.0, desc="succeeded", max_val=max_val)
+        if not changed:
+            break
+        _reset_dataloaders(trainer)
+    if margin > 0:
+        reduced = max(1, int(size * (1 - margin)))
+        if reduced != size:
+            rank_zero_info(f"Applying margin of {margin:.1%}, reducing batch size from {size} to {reduced}")
+            size = reduced
+            lightning_setattr(trainer.lightning_module, name, size)
+    return size
+
+
+def scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 3, init_val: int = 2,
+                     max_trials: int = 25, batch_arg_name: str = "batch_size", margin: float = 0.05,
+                     max_val: int = 8192) -> Optional[int]:
+    """Search in the fit that is starting, put the run back as it was, return the batch size found."""
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"`margin` should be between 0 and 1. Found margin={margin}")
+    if trainer.fast_dev_run:
+        rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
+        return None
+    ckpt_path = os.path.join(trainer.default_root_dir, f".scale_batch_size_{uuid.uuid4()}.ckpt")
+    trainer.save_checkpoint(ckpt_path)
+    cfg = trainer._cfg
+    fit_loop = trainer.fit_loop
+    saved = {
+        "callbacks": trainer.callbacks, "loggers": trainer.loggers, "max_steps": cfg.max_steps,
+        "limit_train_batches": cfg.limit_train_batches, "limit_val_batches": cfg.limit_val_batches,
+        "loop": fit_loop.snapshot(),
+    }
+    try:
+        trainer.callbacks = []
+        trainer.loggers = []
+        cfg.limit_train_batches = 1.0
+        cfg.limit_val_batches = steps_per_trial
+        cfg.max_steps = steps_per_trial
+        trainer._resolve_hooks()
+        size, _ = _adjust_batch_size(trainer, batch_arg_name, value=init_val)
+        if mode == "power":
+            size = _power_search(trainer, size, batch_arg_name, max_trials, saved["loop"], max_val)
+        elif mode == "binsearch":
+            size = _binary_search(trainer, size, batch_arg_name, max_trials, saved["loop"], margin, max_val)
+        else:
+            raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
+        _free_cuda_memory()
+        log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
+    finally:
+        trainer.callbacks = saved["callbacks"]
+        trainer.loggers = saved["loggers"]
+        cfg.max_steps = saved["max_steps"]
+        cfg.limit_train_batches = saved["limit_train_batches"]
+        cfg.limit_val_batches = saved["limit_val_batches"]
+        trainer._resolve_hooks()
+        fit_loop.load_snapshot(saved["loop"])
+        _reset_dataloaders(trainer)
+        trainer._restore_tuning_checkpoint(ckpt_path)
+        trainer.strategy.remove_checkpoint(ckpt_path)
+        fit_loop.load_snapshot(saved["loop"])
+    return size
