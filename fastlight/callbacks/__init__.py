@@ -2,6 +2,7 @@
 from .backbone_finetuning import BackboneFinetuning
 from .callback import Callback
 from .checkpoint import Checkpoint
+from .device_stats_monitor import DeviceStatsMonitor
 from .early_stopping import EarlyStopping
 from .ema_weight_averaging import EMAWeightAveraging
 from .finetuning import BaseFinetuning
@@ -13,8 +14,10 @@ from .model_summary import ModelSummary
 from .on_exception_checkpoint import OnExceptionCheckpoint
 from .prediction_writer import BasePredictionWriter
 from .progress_bar import ProgressBar
+from .rich_model_summary import RichModelSummary
 from .rich_progress import RichProgressBar
 from .stochastic_weight_avg import StochasticWeightAveraging
+from .throughput_monitor import ThroughputMonitor
 from .timer import Timer
 from .tqdm_progress import TQDMProgressBar
 from .weight_averaging import WeightAveraging
@@ -25,6 +28,7 @@ __all__ = [
     "BasePredictionWriter",
     "Callback",
     "Checkpoint",
+    "DeviceStatsMonitor",
     "EarlyStopping",
     "EMAWeightAveraging",
     "GradientAccumulationScheduler",
@@ -34,9 +38,11 @@ __all__ = [
     "ModelSummary",
     "OnExceptionCheckpoint",
     "ProgressBar",
+    "RichModelSummary",
     "RichProgressBar",
     "StochasticWeightAveraging",
     "TQDMProgressBar",
+    "ThroughputMonitor",
     "Timer",
     "WeightAveraging",
 ]
