@@ -279,3 +279,99 @@ def test_throughput_monitor_bad_arguments():
         fastlight.callbacks.ThroughputMonitor(batch_size_fn=4)
     with pytest.raises(TypeError, match="unexpected keyword arguments"):
         fastlight.callbacks.ThroughputMonitor(batch_size_fn=len, window=3)
+
+
+# -- ModelPruning ----------------------------------------------------------------------------------------------------
+def _fit_pruned(tmp_path, fw, pruning_kwargs, max_epochs=3, **trainer_kw):
+    _quiet()
+    torch.manual_seed(0)
+    model = make_module(fw)()
+    cb = fw.callbacks.ModelPruning("l1_unstructured", **pruning_kwargs)
+    trainer = fw.Trainer(callbacks=[cb], **trainer_kwargs(tmp_path, fw, max_epochs=max_epochs, logger=False,
+                                                          limit_train_batches=4, **trainer_kw))
+    trainer.fit(model, loader())
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}, model
+
+
+@pytest.mark.parametrize("use_global", [True, False], ids=["global", "local"])
+@pytest.mark.parametrize("permanent", [True, False], ids=["permanent", "masks_kept"])
+def test_model_pruning_weights_and_masks_match_lightning(tmp_path, use_global, permanent):
+    """Pruned at each of 3 epoch ends (training with the masks in between, lottery ticket resets included):
+    fastlight with torch's optimizer gives Lightning's tensors bit for bit, with its fused optimizer within fp32
+    rounding."""
+    kwargs = dict(amount=0.5, use_global_unstructured=use_global, make_pruning_permanent=permanent)
+    theirs, _ = _fit_pruned(tmp_path, pl, kwargs)
+    exact, model = _fit_pruned(tmp_path, fastlight, kwargs, fused=False)
+    fused, _ = _fit_pruned(tmp_path, fastlight, kwargs)
+    assert exact.keys() == theirs.keys() == fused.keys()
+    expected_keys = {"layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias"}
+    if not permanent:
+        expected_keys = {f"{k}_orig" for k in expected_keys} | {f"{k}_mask" for k in expected_keys}
+    assert set(theirs) == expected_keys
+    for key in theirs:
+        assert torch.equal(exact[key], theirs[key]), key
+        torch.testing.assert_close(fused[key], theirs[key], rtol=1e-5, atol=1e-6)
+        if key.endswith("_mask"):
+            assert torch.equal(fused[key], theirs[key]), key
+    weights = [model.layer1.weight, model.layer2.weight, model.layer1.bias, model.layer2.bias]
+    if use_global:  # 3 rounds of half of what is left, all 178 parameters ranked together: 89, 45, 23 kept
+        assert sum(int((w != 0).sum()) for w in weights) == 23
+    else:  # each weight matrix on its own: 128 -> 64 -> 32 -> 16 and 32 -> 16 -> 8 -> 4 kept
+        assert [int((w != 0).sum()) for w in weights[:2]] == [16, 4]
+
+
+def test_model_pruning_with_flat_gradient_buffers(tmp_path):
+    """The lottery-ticket reset writes into the parameters in place: flat gradient buffers stay attached."""
+    kwargs = dict(amount=0.5, make_pruning_permanent=False)
+    theirs, _ = _fit_pruned(tmp_path, pl, kwargs)
+    ours, _ = _fit_pruned(tmp_path, fastlight, kwargs, flat_grads=True)
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6)
+
+
+def test_model_pruning_checkpoint_holds_permanent_weights(tmp_path):
+    _quiet()
+    saved = []
+    for fw in FRAMEWORKS:
+        torch.manual_seed(0)
+        trainer = fw.Trainer(callbacks=[fw.callbacks.ModelPruning("l1_unstructured", amount=0.5)],
+                             **trainer_kwargs(tmp_path, fw, max_epochs=1, logger=False, limit_train_batches=2,
+                                              enable_checkpointing=True, fused=False) if fw is fastlight else
+                             trainer_kwargs(tmp_path, fw, max_epochs=1, logger=False, limit_train_batches=2,
+                                            enable_checkpointing=True))
+        trainer.fit(make_module(fw)(), loader())
+        path = trainer.checkpoint_callback.best_model_path
+        saved.append(torch.load(path, weights_only=False)["state_dict"])
+    assert saved[0].keys() == saved[1].keys() == {"layer1.weight", "layer1.bias", "layer2.weight", "layer2.bias"}
+    for key in saved[0]:
+        assert torch.equal(saved[0][key], saved[1][key]), key
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pruning_fn="l3_unstructured"), "isn't available in PyTorch's built-in functions"),
+    (dict(pruning_fn="ln_structured", use_global_unstructured=False), "the `pruning_dim` should be provided"),
+    (dict(pruning_fn="ln_structured", use_global_unstructured=False, pruning_dim=0),
+     "the `pruning_norm` should be provided"),
+    (dict(pruning_fn="random_structured", pruning_dim=0), 'Only the "unstructured" PRUNING_TYPE is supported'),
+    (dict(pruning_fn="l1_unstructured", parameter_names=["gamma"]), "`parameter_names` name: gamma isn't in"),
+    (dict(pruning_fn="l1_unstructured", amount="half"), "`amount` should be provided and be either an int"),
+    (dict(pruning_fn="l1_unstructured", verbose=3), r"`verbose` must be any of \(0, 1, 2\)"),
+    (dict(pruning_fn=len), "`pruning_fn` is expected to be a str"),
+])
+def test_model_pruning_bad_arguments_raise_lightnings_messages(kwargs, message):
+    for fw in FRAMEWORKS:
+        with pytest.raises(Exception, match=message):
+            fw.callbacks.ModelPruning(**kwargs)
+    with pytest.raises(ValueError, match=message):
+        fastlight.callbacks.ModelPruning(**kwargs)
+
+
+def test_model_pruning_unknown_parameters_to_prune(tmp_path):
+    _quiet()
+    stranger = nn.Linear(2, 2)
+    for fw in FRAMEWORKS:
+        trainer = fw.Trainer(callbacks=[fw.callbacks.ModelPruning("l1_unstructured",
+                                                                   parameters_to_prune=[(stranger, "weight")])],
+                             **trainer_kwargs(tmp_path, fw, max_steps=1, logger=False))
+        with pytest.raises(Exception, match="Some provided `parameters_to_prune` don't exist in the model"):
+            trainer.fit(make_module(fw)(), loader())

@@ -14,6 +14,7 @@ from .model_summary import ModelSummary
 from .on_exception_checkpoint import OnExceptionCheckpoint
 from .prediction_writer import BasePredictionWriter
 from .progress_bar import ProgressBar
+from .pruning import ModelPruning
 from .rich_model_summary import RichModelSummary
 from .rich_progress import RichProgressBar
 from .stochastic_weight_avg import StochasticWeightAveraging
@@ -35,6 +36,7 @@ __all__ = [
     "LambdaCallback",
     "LearningRateMonitor",
     "ModelCheckpoint",
+    "ModelPruning",
     "ModelSummary",
     "OnExceptionCheckpoint",
     "ProgressBar",
