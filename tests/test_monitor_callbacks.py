@@ -375,3 +375,48 @@ def test_model_pruning_unknown_parameters_to_prune(tmp_path):
                              **trainer_kwargs(tmp_path, fw, max_steps=1, logger=False))
         with pytest.raises(Exception, match="Some provided `parameters_to_prune` don't exist in the model"):
             trainer.fit(make_module(fw)(), loader())
+
+
+# -- SpikeDetection --------------------------------------------------------------------------------------------------
+def _spiky_module(fw, factors):
+    class Spiky(make_module(fw)):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch, batch_idx) * factors.get(batch_idx, 1.0)
+
+    return Spiky
+
+
+@pytest.mark.parametrize("factors, spike_kwargs", [
+    ({5: 50.0}, {}),
+    ({3: float("nan")}, {}),
+    ({4: 1.5}, dict(rtol=None, atol=0.3, window=3)),
+    ({2: float("inf")}, dict(finite_only=False)),
+    ({4: 0.01}, dict(mode="max", warmup=2, rtol=0.5)),
+    ({}, dict(warmup=2)),
+], ids=["rtol", "nan", "atol", "inf_not_finite_only", "max", "no_spike"])
+def test_spike_detection_stops_at_lightnings_batch(tmp_path, factors, spike_kwargs):
+    _quiet()
+    outcomes = []
+    for fw in FRAMEWORKS:
+        torch.manual_seed(0)
+        cb = fw.callbacks.SpikeDetection(**spike_kwargs)
+        root = tmp_path / fw.__name__
+        trainer = fw.Trainer(callbacks=[cb], **trainer_kwargs(tmp_path, fw, max_epochs=1, logger=False))
+        error = None
+        try:
+            trainer.fit(_spiky_module(fw, factors)(), loader())
+        except RuntimeError as e:
+            error = (type(e).__name__, str(e))
+        written = (root / "skip_batches.json").read_text() if (root / "skip_batches.json").exists() else None
+        outcomes.append((error, written, cb.bad_batches, trainer.global_step))
+    assert outcomes[1] == outcomes[0]
+
+
+def test_spike_detection_bad_arguments_and_outputs():
+    with pytest.raises(ValueError, match="Invalid mode. Has to be min or max, found mean"):
+        fastlight.callbacks.SpikeDetection(mode="mean")
+    with pytest.raises(ValueError, match="window"):
+        fastlight.callbacks.SpikeDetection(window=0)
+    cb = fastlight.callbacks.SpikeDetection()
+    with pytest.raises(TypeError, match="outputs have to be of type torch.Tensor or Mapping, got list"):
+        cb.on_train_batch_end(None, None, [1.0], None, 0)

@@ -17,6 +17,7 @@ from .progress_bar import ProgressBar
 from .pruning import ModelPruning
 from .rich_model_summary import RichModelSummary
 from .rich_progress import RichProgressBar
+from .spike import SpikeDetection
 from .stochastic_weight_avg import StochasticWeightAveraging
 from .throughput_monitor import ThroughputMonitor
 from .timer import Timer
@@ -42,6 +43,7 @@ __all__ = [
     "ProgressBar",
     "RichModelSummary",
     "RichProgressBar",
+    "SpikeDetection",
     "StochasticWeightAveraging",
     "TQDMProgressBar",
     "ThroughputMonitor",
