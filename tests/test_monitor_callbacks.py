@@ -229,24 +229,30 @@ def test_throughput_monitor_logs_lightnings_keys_and_values(tmp_path, fixed_cloc
             "train/device/samples_per_sec", "train/device/items_per_sec", "validate/samples", "epoch"} <= keys
 
 
-def test_throughput_monitor_test_and_predict_logs(tmp_path, fixed_clock):
+def test_throughput_monitor_test_validate_predict_logs(tmp_path, fixed_clock):
     _quiet()
     logged = []
     for fw in FRAMEWORKS:
         records = []
         cb = fw.callbacks.ThroughputMonitor(batch_size_fn=lambda b: b[0].shape[0], window_size=2)
 
-        class WithTest(make_module(fw)):
+        class WithTest(make_module(fw, with_val=True)):
             def test_step(self, batch, batch_idx):
                 pass
+
+            def predict_step(self, batch, batch_idx):
+                return self(batch[0])
 
         trainer = fw.Trainer(logger=recording_logger(fw, records), callbacks=[cb],
                              **trainer_kwargs(tmp_path, fw, log_every_n_steps=1, limit_test_batches=4))
         trainer.test(WithTest(), loader())
         trainer.test(WithTest(), loader())  # counters go on across runs, as Lightning's loop totals do
-        logged.append(records)
+        trainer.validate(WithTest(), loader(12))
+        trainer.predict(WithTest(), loader(12))
+        logged.append([(step, m) for step, m in records if "val_loss" not in m])  # the model's own log aside
     assert logged[1] == logged[0]
-    assert any("test/device/samples_per_sec" in m for _, m in logged[1])
+    keys = set(itertools.chain.from_iterable(m for _, m in logged[1]))
+    assert {"test/device/samples_per_sec", "validate/samples", "predict/device/batches_per_sec"} <= keys
 
 
 def test_throughput_class_windowing_and_errors():
