@@ -3,6 +3,7 @@ from .backbone_finetuning import BackboneFinetuning
 from .batch_size_finder import BatchSizeFinder
 from .callback import Callback
 from .checkpoint import Checkpoint
+from .device_stats_monitor import DeviceStatsMonitor
 from .early_stopping import EarlyStopping
 from .ema_weight_averaging import EMAWeightAveraging
 from .finetuning import BaseFinetuning
@@ -15,8 +16,12 @@ from .model_summary import ModelSummary
 from .on_exception_checkpoint import OnExceptionCheckpoint
 from .prediction_writer import BasePredictionWriter
 from .progress_bar import ProgressBar
+from .pruning import ModelPruning
+from .rich_model_summary import RichModelSummary
 from .rich_progress import RichProgressBar
+from .spike import SpikeDetection
 from .stochastic_weight_avg import StochasticWeightAveraging
+from .throughput_monitor import ThroughputMonitor
 from .timer import Timer
 from .tqdm_progress import TQDMProgressBar
 from .weight_averaging import WeightAveraging
@@ -28,6 +33,7 @@ __all__ = [
     "BatchSizeFinder",
     "Callback",
     "Checkpoint",
+    "DeviceStatsMonitor",
     "EarlyStopping",
     "EMAWeightAveraging",
     "GradientAccumulationScheduler",
@@ -35,12 +41,16 @@ __all__ = [
     "LearningRateFinder",
     "LearningRateMonitor",
     "ModelCheckpoint",
+    "ModelPruning",
     "ModelSummary",
     "OnExceptionCheckpoint",
     "ProgressBar",
+    "RichModelSummary",
     "RichProgressBar",
+    "SpikeDetection",
     "StochasticWeightAveraging",
     "TQDMProgressBar",
+    "ThroughputMonitor",
     "Timer",
     "WeightAveraging",
 ]

@@ -62,7 +62,9 @@ def batches_that_stepped(trainer: Any) -> int:
 
 def should_update_logs(trainer: Any) -> bool:
     """Lightning's logger_connector.should_update_logs: the coming step is a logging step, or training is stopping."""
-    every = getattr(trainer, "log_every_n_steps", 50) or 1
+    every = getattr(trainer, "log_every_n_steps", 50)
+    if every == 0:  # Lightning: never
+        return False
     return (batches_that_stepped(trainer) + 1) % every == 0 or bool(getattr(trainer, "should_stop", False))
 
 
@@ -101,3 +103,13 @@ def root_device(trainer: Any) -> torch.device:
         for p in module.parameters():
             return p.device
     return torch.device("cpu")
+
+
+def log_metrics(trainer: Any, metrics: dict, step: Optional[int] = None) -> None:
+    """Send metrics to the loggers the way `self.log` results go (Lightning: trainer._logger_connector.log_metrics;
+    with step None, "epoch" is added and the step is the batches that stepped)."""
+    connector = getattr(trainer, "_logger_connector", None)
+    if connector is None:
+        connector = getattr(trainer, "_hub")
+    connector.log_metrics(metrics, step=step)
+

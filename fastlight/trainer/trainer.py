@@ -517,7 +517,12 @@ class Trainer:
         if cfg.enable_progress_bar and not bars:
             cbs.append(TQDMProgressBar())
         if cfg.enable_model_summary and not any(isinstance(c, ModelSummary) for c in cbs):
-            cbs.append(ModelSummary())
+            # Lightning 2.6 draws the summary with rich whenever rich is installed; fastlight keeps the plain one
+            # (its cheap default, like its TQDM bar) unless the user chose rich's bar
+            from fastlight.callbacks import RichProgressBar, RichModelSummary
+
+            rich_bar = any(isinstance(c, RichProgressBar) for c in cbs)
+            cbs.append(RichModelSummary() if rich_bar else ModelSummary())
         return _reorder_callbacks(cbs)
 
     def _resolve_hooks(self) -> None:
