@@ -361,8 +361,6 @@ class FitLoop:
 
     def _run_epoch(self, resume: Any = None) -> None:
         trainer = self.trainer
-        hub = trainer._hub
-        results = trainer._train_results
         # a callback may allow more batches than the (limited) loader yields (SWA's batch-norm epoch): the loader's
         # end is then the last batch, as Lightning's look-ahead fetcher finds
         num_batches = min(trainer.num_training_batches, self._loader_batches)

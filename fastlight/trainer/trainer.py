@@ -3,8 +3,6 @@
 import importlib.util
 import math
 import os
-import random
-import sys
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
@@ -22,6 +20,7 @@ from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
 from fastlight.utilities.metric_objects import is_metric_object
 from fastlight.utilities.exceptions import _TunerExitException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.seed import isolate_rng
 
 # Module hooks whose default does nothing: skipped unless the module's class overrides them.
 _NOOP_MODULE_HOOKS = frozenset((
@@ -49,25 +48,6 @@ class _TrainerState:
         self.fn: Optional[str] = None  # "fit" | "validate" | "test" | "predict"
         self.stage: Optional[str] = None  # "train" | "sanity_check" | "validate" | "test" | "predict"
         self.status = "initializing"
-
-
-class _IsolateRNG:
-    """Save and restore the global RNGs (the sanity check must not change the training's randomness)."""
-
-    def __enter__(self) -> None:
-        self.torch_state = torch.get_rng_state()
-        self.cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-        self.py_state = random.getstate()
-        np = sys.modules.get("numpy")
-        self.np_state = np.random.get_state() if np is not None else None
-
-    def __exit__(self, *exc: Any) -> None:
-        torch.set_rng_state(self.torch_state)
-        if self.cuda_state is not None:
-            torch.cuda.set_rng_state_all(self.cuda_state)
-        random.setstate(self.py_state)
-        if self.np_state is not None:
-            sys.modules["numpy"].random.set_state(self.np_state)
 
 
 class Trainer:
@@ -871,7 +851,6 @@ class Trainer:
 
     def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str],
              weights_only: Optional[bool] = None) -> Any:
-        cfg = self._cfg
         self._module = model
         model._trainer = self
         self.state.status = "running"
@@ -1278,7 +1257,7 @@ class Trainer:
             return loop.run()
         if fn == "predict":
             return self.predict_loop.run()
-        with _IsolateRNG():
+        with isolate_rng():  # the sanity check must not change the training's randomness
             self._run_sanity_check()
         with torch.autograd.set_detect_anomaly(self._cfg.detect_anomaly):
             self.fit_loop.run()

@@ -11,7 +11,7 @@ stops each iterable at its limit. The structure is flattened with torch's pytree
 ints/floats/strings counts as one iterable (so `[1, 2, 3]` is a single iterable, not three).
 """
 import contextlib
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
