@@ -71,3 +71,22 @@ def test_16_true_trains_like_lightning(tmp_path):
     for k, v in weights[0].items():
         assert weights[1][k].dtype == v.dtype == torch.float16
         torch.testing.assert_close(weights[1][k], v, rtol=0, atol=0, msg=k)
+
+
+def test_state_stage_follows_lightning_through_a_fit_with_validation(tmp_path):
+    seen = {}
+    for pl in (pl_ref, fl):
+        stages = seen[pl.__name__] = []
+
+        class Probe(pl.Callback):
+            def on_train_batch_start(self, trainer, *args):
+                stages.append(("train_batch", str(getattr(trainer.state.stage, "value", trainer.state.stage))))
+
+            def on_validation_batch_start(self, trainer, *args):
+                stages.append(("val_batch", str(getattr(trainer.state.stage, "value", trainer.state.stage))))
+
+        model = build(pl)(n_train=16, n_val=8)
+        pl.Trainer(**trainer_kwargs(tmp_path / pl.__name__, max_epochs=1, val_check_interval=1,
+                                    num_sanity_val_steps=1, callbacks=[Probe()])).fit(model)
+    assert seen["fastlight"] == seen["pytorch_lightning"]
+    assert ("val_batch", "validate") in seen["fastlight"] and ("val_batch", "sanity_check") in seen["fastlight"]

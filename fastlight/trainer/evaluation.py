@@ -118,6 +118,8 @@ class EvaluationLoop:
         if fitting:
             trainer.training = False
             trainer.validating = True
+            if not trainer.sanity_checking:  # Lightning: "validate" inside a fit; the sanity check keeps its stage
+                trainer.state.stage = "validate"
         else:
             trainer.validating = self.fn == "validate"
             trainer.testing = self.fn == "test"
