@@ -7,7 +7,7 @@ import torch
 
 import fastlight as fl
 from _parity_helpers import build, quiet_warnings, trainer_kwargs
-from fastlight.profilers import AdvancedProfiler, PassThroughProfiler, Profiler, SimpleProfiler
+from fastlight.profilers import AdvancedProfiler, PassThroughProfiler, Profiler, PyTorchProfiler, SimpleProfiler
 from fastlight.trainer.config import ConfigError
 
 quiet_warnings()
@@ -100,7 +100,13 @@ def test_profiler_argument_errors_name_the_choices():
     with pytest.raises(ConfigError, match="'simple', 'advanced'"):
         fl.Trainer(accelerator="cpu", profiler="fast")
     with pytest.raises(ConfigError, match="not supported by fastlight"):
-        fl.Trainer(accelerator="cpu", profiler="pytorch")
+        fl.Trainer(accelerator="cpu", profiler="xla")
+    with pytest.raises(ValueError, match="sort_by_key"):
+        PyTorchProfiler(sort_by_key="wall_time")
+    with pytest.raises(KeyError, match="sort_by"):
+        PyTorchProfiler(table_kwargs={"sort_by": "count"})
+    with pytest.raises(ValueError, match="Schedule should be a callable"):
+        PyTorchProfiler(schedule=3)
     with pytest.raises(ValueError, match="never started"):
         SimpleProfiler().stop("x")
 
@@ -112,3 +118,37 @@ def test_profiler_argument_errors_name_the_choices():
             pass
 
     assert isinstance(fl.Trainer(accelerator="cpu", profiler=Custom()).profiler, Custom)
+
+
+def test_pytorch_profiler_records_actions_modules_and_ops_and_exports_a_chrome_trace(tmp_path):
+    import json
+
+    prof = PyTorchProfiler(dirpath=str(tmp_path / "torch"), filename="perf", row_limit=-1,
+                           table_kwargs={"max_name_column_width": 120})
+    trainer = _fit(fl, tmp_path, prof)
+    assert isinstance(fl.Trainer(accelerator="cpu", profiler="pytorch").profiler, PyTorchProfiler)
+    report = (tmp_path / "torch" / "fit-perf.txt").read_text()
+    assert "FIT Profiler Report" in report and "Profile stats for: records" in report
+    assert "[pl][profile][Strategy]SingleDeviceStrategy.training_step" in report
+    assert "[pl][module]torch.nn.modules.linear.Linear: net.0" in report  # record_module_names
+    assert "aten::addmm" in report  # the ops themselves
+    trace = json.loads((tmp_path / "torch" / "fit-perf.pt.trace.json").read_text())
+    assert any(e.get("name", "").startswith("[pl][profile]run_training_batch") for e in trace["traceEvents"])
+    assert not trainer.lightning_module.net[0]._forward_hooks  # module hooks removed after the stage
+
+
+def test_pytorch_profiler_with_a_schedule_records_only_its_window(tmp_path):
+    import torch.profiler as tp
+
+    prof = PyTorchProfiler(dirpath=str(tmp_path / "w"), filename="w", export_to_chrome=False,
+                           schedule=tp.schedule(wait=1, warmup=1, active=1, repeat=1), record_module_names=False,
+                           row_limit=-1, table_kwargs={"max_name_column_width": 120})
+    _fit(fl, tmp_path, prof)
+    assert "FIT Profiler Report" in (tmp_path / "w" / "fit-w.txt").read_text()
+    # one active step (wait 1, warm-up 1) out of the 6 training and 3 validation steps
+    names = [e.name for e in prof.function_events]
+    assert names.count("[pl][profile][Strategy]SingleDeviceStrategy.training_step") == 1
+    unscheduled = PyTorchProfiler(export_to_chrome=False, record_module_names=False)
+    _fit(fl, tmp_path / "all", unscheduled)
+    names = [e.name for e in unscheduled.function_events]
+    assert names.count("[pl][profile][Strategy]SingleDeviceStrategy.training_step") == 6

@@ -879,6 +879,7 @@ class Trainer:
         )
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
+            self.profiler._lightning_module = model  # PyTorchProfiler labels the module's forward calls
             self.profiler.setup(stage=fn, local_rank=self.local_rank if self.world_size > 1 else None,
                                 log_dir=self.log_dir)
             self._prepare_data(model, dm)
@@ -1328,19 +1329,18 @@ def _reorder_callbacks(cbs: List[Callback]) -> List[Callback]:
 
 def _resolve_profiler(profiler: Any) -> Any:
     """None -> PassThroughProfiler (records nothing: the loop adds no timing); "simple"/"advanced"; a Profiler."""
-    from fastlight.profilers import AdvancedProfiler, PassThroughProfiler, Profiler, SimpleProfiler
+    from fastlight.profilers import AdvancedProfiler, PassThroughProfiler, Profiler, PyTorchProfiler, SimpleProfiler
 
     if profiler is None:
         return PassThroughProfiler()
     if isinstance(profiler, Profiler):
         return profiler
     if isinstance(profiler, str):
-        known = {"simple": SimpleProfiler, "advanced": AdvancedProfiler}
+        known = {"simple": SimpleProfiler, "advanced": AdvancedProfiler, "pytorch": PyTorchProfiler}
         cls = known.get(profiler.lower())
         if cls is not None:
             return cls()
-        if profiler.lower() in ("pytorch", "xla"):
-            raise ConfigError(f"`Trainer(profiler={profiler!r})` is not supported by fastlight: use 'simple' or"
-                              " 'advanced', or wrap `trainer.fit` in `torch.profiler.profile(...)` yourself.")
-    raise ConfigError(f"`Trainer(profiler={profiler!r})`: expected None, 'simple', 'advanced' or a"
+        if profiler.lower() == "xla":
+            raise ConfigError("`Trainer(profiler='xla')` is not supported by fastlight (no XLA devices).")
+    raise ConfigError(f"`Trainer(profiler={profiler!r})`: expected None, 'simple', 'advanced', 'pytorch' or a"
                       " fastlight.profilers.Profiler instance.")
