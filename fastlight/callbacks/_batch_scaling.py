@@ -77,10 +77,19 @@ def _adjust_batch_size(trainer: Any, name: str, factor: float = 1.0, value: Opti
     return new_size, new_size != batch_size
 
 
-def _trial(trainer: Any, snapshot: Dict[str, Any]) -> None:
+def _trial_fits(trainer: Any, snapshot: Dict[str, Any]) -> bool:
+    """A few fit steps at the current batch size from the saved counters; False when they ran out of memory (the
+    memory is freed), any other error propagates."""
     fit_loop = trainer.fit_loop
     fit_loop.load_snapshot(snapshot)
-    fit_loop.run()
+    try:
+        fit_loop.run()
+    except RuntimeError as exc:
+        if not is_oom_error(exc):
+            raise
+        _free_cuda_memory()
+        return False
+    return True
 
 
 def _power_search(trainer: Any, size: int, name: str, max_trials: int, snapshot: Dict[str, Any],
@@ -91,12 +100,7 @@ def _power_search(trainer: Any, size: int, name: str, max_trials: int, snapshot:
         if size >= max_val:
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
-        try:
-            _trial(trainer, snapshot)
-        except RuntimeError as exc:
-            if not is_oom_error(exc):
-                raise
-            _free_cuda_memory()
+        if not _trial_fits(trainer, snapshot):
             size, _ = _adjust_batch_size(trainer, name, factor=0.5, desc="failed")
             _reset_dataloaders(trainer)
             if succeeded_once:
@@ -120,12 +124,7 @@ def _binary_search(trainer: Any, size: int, name: str, max_trials: int, snapshot
         if size >= max_val:
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
-        try:
-            _trial(trainer, snapshot)
-        except RuntimeError as exc:
-            if not is_oom_error(exc):
-                raise
-            _free_cuda_memory()
+        if not _trial_fits(trainer, snapshot):
             high = size
             size, _ = _adjust_batch_size(trainer, name, value=(high + low) // 2, desc="failed")
             _reset_dataloaders(trainer)

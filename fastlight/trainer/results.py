@@ -264,25 +264,29 @@ class ResultCollection(dict):
         self.batch_size: Optional[int] = None
         self.dataloader_idx: Optional[int] = None
 
-    def log(self, fx: str, name: str, value: Tensor, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
-            reduce: str, enable_graph: bool, add_dataloader_idx: bool, batch_size: Optional[int],
-            sync: Optional[tuple] = None) -> None:
+    def _entry(self, fx: str, name: str, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool, reduce: str,
+               enable_graph: bool, add_dataloader_idx: bool, sync: Optional[tuple], cls: type, arg: Any) -> Any:
+        """The result logged under (hook, name, dataloader): `cls(meta, arg)` at the first call. A later call with
+        other arguments, or a tensor where a Metric was logged (or the reverse), is refused as Lightning does."""
         dl_idx = self.dataloader_idx
         key = (fx, name, dl_idx if add_dataloader_idx else None)
-        metric = self.get(key)
-        meta_key = (fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx,
-                    sync is not None)
-        if metric is None:
-            metric = _ResultMetric(
-                _Meta(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx,
-                      sync),
-                value.device,
-            )
-            self[key] = metric
-        elif metric.meta.key != meta_key or not metric.is_tensor:
+        result = self.get(key)
+        if result is None:
+            result = self[key] = cls(_Meta(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph,
+                                           add_dataloader_idx, dl_idx, sync), arg)
+        elif type(result) is not cls or result.meta.key != (
+                fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx,
+                sync is not None):
             raise LoggingError(
                 f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments. This is not allowed"
             )
+        return result
+
+    def log(self, fx: str, name: str, value: Tensor, prog_bar: bool, logger: bool, on_step: bool, on_epoch: bool,
+            reduce: str, enable_graph: bool, add_dataloader_idx: bool, batch_size: Optional[int],
+            sync: Optional[tuple] = None) -> None:
+        metric = self._entry(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx,
+                             sync, _ResultMetric, value.device)
         if batch_size is None:
             batch_size = self.batch_size
             if batch_size is None:
@@ -296,21 +300,8 @@ class ResultCollection(dict):
 
     def log_metric_object(self, fx: str, name: str, metric: Any, prog_bar: bool, logger: bool, on_step: bool,
                           on_epoch: bool, reduce: str, enable_graph: bool, add_dataloader_idx: bool) -> None:
-        dl_idx = self.dataloader_idx
-        key = (fx, name, dl_idx if add_dataloader_idx else None)
-        result = self.get(key)
-        meta_key = (fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx,
-                    False)
-        if result is None:
-            result = _MetricObjectResult(
-                _Meta(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx, dl_idx),
-                metric,
-            )
-            self[key] = result
-        elif result.meta.key != meta_key or not isinstance(result, _MetricObjectResult):
-            raise LoggingError(
-                f"You called `self.log({name}, ...)` twice in `{fx}` with different arguments. This is not allowed"
-            )
+        result = self._entry(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx,
+                             None, _MetricObjectResult, metric)
         result.update(metric)
         result.has_reset = False
 

@@ -623,13 +623,14 @@ class Trainer:
                 self._log_arg_cache[key] = resolved
         on_step, on_epoch, reduce, sync = resolved
         hub = self._hub
+        if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
+            hub.reset_fx(results, fx)
+        hub.current_fx = fx
+        logger = True if logger is None else logger
         if not isinstance(value, (Tensor, float, int)) and is_metric_object(value):
             # a torchmetrics Metric: it syncs its own states across ranks, so sync_dist does not apply
-            if hub.current_fx != fx and hub.first_loop_iter is not False:
-                hub.reset_fx(results, fx)
-            results.log_metric_object(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch,
-                                      reduce, enable_graph, add_dataloader_idx)
-            hub.current_fx = fx
+            results.log_metric_object(fx, name, value, prog_bar, logger, on_step, on_epoch, reduce, enable_graph,
+                                      add_dataloader_idx)
             return
         if isinstance(value, Tensor):
             # a copy: the caller may change the tensor in place later (Lightning clones too)
@@ -646,11 +647,8 @@ class Trainer:
                     " be floating to be reduced. Converting it to the default dtype."
                 )
             value = value.to(_default_float())
-        if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
-            hub.reset_fx(results, fx)
-        results.log(fx, name, value, prog_bar, True if logger is None else logger, on_step, on_epoch, reduce,
-                    enable_graph, add_dataloader_idx, batch_size, sync)
-        hub.current_fx = fx
+        results.log(fx, name, value, prog_bar, logger, on_step, on_epoch, reduce, enable_graph, add_dataloader_idx,
+                    batch_size, sync)
 
     # ================================================================= public entry points
     def fit(self, model: LightningModule, train_dataloaders: Any = None, val_dataloaders: Any = None,
