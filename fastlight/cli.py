@@ -209,6 +209,15 @@ class LightningArgumentParser(ArgumentParser):
         self._lr_schedulers[nested_key] = (lr_scheduler_class, link_to)
 
 
+def _keep_none() -> Dict[str, bool]:
+    """The keyword that makes jsonargparse's dump/save keep None values (renamed skip_none -> skip_unset in 4.49)."""
+    import jsonargparse
+    from packaging.version import Version
+
+    renamed = Version(getattr(jsonargparse, "__version__", "0")) >= Version("4.49")
+    return {"skip_unset": False} if renamed else {"skip_none": False}
+
+
 def _filesystem_for(path: str) -> Any:
     """fsspec's filesystem for a URL-like path when fsspec is installed, else a tiny local stand-in."""
     if "://" in str(path):
@@ -285,7 +294,8 @@ class SaveConfigCallback(Callback):
             if trainer.is_global_zero:  # one writer; the logger may not have created the directory yet
                 fs.makedirs(log_dir, exist_ok=True)
                 self.parser.save(
-                    self.config, config_path, skip_none=False, overwrite=self.overwrite, multifile=self.multifile
+                    self.config, config_path, overwrite=self.overwrite, multifile=self.multifile,
+                    **_keep_none(),
                 )
         if trainer.is_global_zero:
             self.save_config(trainer, pl_module, stage)
@@ -415,6 +425,14 @@ class LightningCLI:
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """`--trainer.*`, `--model.*` and `--data.*`."""
         parser.add_lightning_class_args(self.trainer_class, "trainer")
+        if "trainer.model_registry" not in parser.get_defaults():  # a key of Lightning's Trainer fastlight lacks
+            parser.add_argument(
+                "--trainer.model_registry",
+                type=Optional[str],
+                default=None,
+                help="Lightning's model registry upload; fastlight has none. Accepted (as null) so that configs "
+                "written by Lightning's CLI parse.",
+            )
         parser.set_defaults({f"trainer.{k}": v for k, v in self.trainer_defaults.items() if k != "callbacks"})
         parser.add_lightning_class_args(self._model_class, "model", subclass_mode=self.subclass_mode_model)
         parser.add_lightning_class_args(
@@ -517,7 +535,7 @@ class LightningCLI:
     def _dump_config(self) -> None:
         if hasattr(self, "config_dump"):
             return
-        dumped = self.parser.dump(self.config, skip_link_targets=False, skip_none=False, format="yaml")
+        dumped = self.parser.dump(self.config, skip_link_targets=False, format="yaml", **_keep_none())
         self.config_dump = yaml.safe_load(dumped)
         if "subcommand" in self.config:
             self.config_dump = self.config_dump[self.config.subcommand]
@@ -550,6 +568,12 @@ class LightningCLI:
         callback groups, `trainer_defaults["callbacks"]` and the SaveConfigCallback."""
         extra_callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        if "model_registry" not in inspect.signature(self.trainer_class).parameters:
+            registry = trainer_config.pop("model_registry", None)
+            if registry is not None:
+                raise MisconfigurationException(
+                    f"trainer.model_registry={registry!r}: fastlight has no model registry upload; leave it null"
+                )
         return self._instantiate_trainer(trainer_config, extra_callbacks)
 
     def _instantiate_trainer(self, config: Dict[str, Any], callbacks: List[Callback]) -> Trainer:
