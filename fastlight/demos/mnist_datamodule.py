@@ -3,7 +3,7 @@
 Lightning downloads MNIST when it is missing; fastlight never touches the network. The data is looked up under
 `data_dir`, in this order:
 
-1. torchvision's layout (`<data_dir>/MNIST/raw/*-ubyte[.gz]`), read with `torchvision.datasets.MNIST`;
+1. torchvision's layout (`<data_dir>/MNIST/raw/*-ubyte`, unpacked as torchvision leaves them), read with `torchvision.datasets.MNIST`;
 2. Lightning's preprocessed files (`<data_dir>/MNIST/complete/training.pt` and `test.pt`), read by `_MNIST`.
 
 When neither is there, a clear error says where the files go. `synthetic=True` (or the environment variable
@@ -150,7 +150,7 @@ class SyntheticMNIST(Dataset):
 def _torchvision_mnist_present(root: str) -> bool:
     raw = os.path.join(root, "MNIST", "raw")
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-    return all(os.path.isfile(os.path.join(raw, n)) or os.path.isfile(os.path.join(raw, n + ".gz")) for n in names)
+    return all(os.path.isfile(os.path.join(raw, n)) for n in names)  # torchvision reads the unpacked files
 
 
 def _synthetic_requested(synthetic: Optional[bool]) -> bool:
