@@ -106,6 +106,13 @@ OptimizerCallable = Callable[[Iterable], Optimizer]
 LRSchedulerCallable = Callable[[Optimizer], Union[LRScheduler, ReduceLROnPlateau]]
 
 _LIGHTNING_CLASSES = (Trainer, LightningModule, LightningDataModule, Callback)
+# `--help` lines for the subcommands whose Trainer method has no docstring to take them from
+_SUBCOMMAND_HELP = {
+    "fit": "Train the model (Trainer.fit), validating as configured.",
+    "validate": "Run one pass over the validation data (Trainer.validate).",
+    "test": "Run one pass over the test data (Trainer.test).",
+    "predict": "Run prediction over the predict data (Trainer.predict).",
+}
 
 
 def _is_overridden(method_name: str, instance: Any, parent: type) -> bool:
@@ -472,7 +479,7 @@ class LightningCLI:
         subcommands = parser.add_subcommands()
         trainer_class = self.trainer_class if isinstance(self.trainer_class, type) else class_from_function(self.trainer_class)
         for name in self.subcommands():
-            description = _short_description(getattr(trainer_class, name))
+            description = _short_description(getattr(trainer_class, name)) or _SUBCOMMAND_HELP.get(name)
             sub_kwargs = dict(kwargs.get(name, {}))
             sub_kwargs.setdefault("description", description)
             subparser = self._prepare_subcommand_parser(trainer_class, name, **sub_kwargs)
