@@ -157,6 +157,8 @@ class LightningArgumentParser(ArgumentParser):
         Returns the names of the arguments added."""
         if callable(lightning_class) and not isinstance(lightning_class, type):
             lightning_class = class_from_function(lightning_class)
+        elif isinstance(lightning_class, type) and issubclass(lightning_class, Trainer) and not subclass_mode:
+            lightning_class = _typed_trainer_view(lightning_class)
         if not (isinstance(lightning_class, type) and issubclass(lightning_class, _LIGHTNING_CLASSES)):
             raise MisconfigurationException(
                 f"Cannot add arguments from: {lightning_class}. You should provide either a callable or a subclass of: "
@@ -214,6 +216,45 @@ class LightningArgumentParser(ArgumentParser):
         else:
             self.add_class_arguments(lr_scheduler_class, nested_key, sub_configs=True, **kwargs)
         self._lr_schedulers[nested_key] = (lr_scheduler_class, link_to)
+
+
+_TRAINER_VIEWS: Dict[type, type] = {}  # one view per Trainer class (jsonargparse names each view in this module)
+
+
+def _typed_trainer_view(trainer_class: type) -> type:
+    """What the parser introspects for a Trainer class: its init signature, with Lightning's precise types where
+    fastlight's signature says `Any` (so `--trainer.logger=CSVLogger --trainer.logger.save_dir=...` and
+    `--trainer.profiler=SimpleProfiler` resolve classes as under Lightning), and Lightning's `model_registry` key
+    when the class lacks it (accepted as null so Lightning's configs parse; the CLI drops it before building the
+    Trainer). A Trainer whose __init__ takes *args/**kwargs is introspected as it is."""
+    if trainer_class in _TRAINER_VIEWS:
+        return _TRAINER_VIEWS[trainer_class]
+    from fastlight.loggers.logger import Logger
+    from fastlight.profilers import Profiler
+
+    signature = inspect.signature(trainer_class.__init__)
+    params = list(signature.parameters.values())[1:]  # without self
+    if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return trainer_class
+    precise = {"logger": Optional[Union[Logger, Iterable[Logger], bool]], "profiler": Optional[Union[Profiler, str]]}
+    params = [p.replace(annotation=precise[p.name]) if p.name in precise and p.annotation is Any else p for p in params]
+    if "model_registry" not in signature.parameters:
+        registry = inspect.Parameter("model_registry", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Optional[str])
+        names = [p.name for p in params]
+        at = names.index("enable_autolog_hparams") + 1 if "enable_autolog_hparams" in names else len(params)
+        params.insert(at, registry)
+
+    def build(**kwargs: Any) -> Any:
+        return trainer_class(**kwargs)
+
+    build.__signature__ = inspect.Signature(params, return_annotation=trainer_class)  # type: ignore[attr-defined]
+    build.__annotations__ = {**{p.name: p.annotation for p in params if p.annotation is not p.empty}, "return": trainer_class}
+    build.__doc__ = trainer_class.__init__.__doc__ or trainer_class.__doc__
+    build.__name__ = build.__qualname__ = trainer_class.__name__
+    build.__module__ = trainer_class.__module__
+    view = class_from_function(build)
+    _TRAINER_VIEWS[trainer_class] = view if issubclass(view, Trainer) else trainer_class
+    return _TRAINER_VIEWS[trainer_class]
 
 
 def _keep_none() -> Dict[str, bool]:
@@ -432,7 +473,7 @@ class LightningCLI:
     def add_core_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """`--trainer.*`, `--model.*` and `--data.*`."""
         parser.add_lightning_class_args(self.trainer_class, "trainer")
-        if "trainer.model_registry" not in parser.get_defaults():  # a key of Lightning's Trainer fastlight lacks
+        if "--trainer.model_registry" not in parser._option_string_actions:  # a Lightning Trainer key fastlight lacks
             parser.add_argument(
                 "--trainer.model_registry",
                 type=Optional[str],

@@ -233,6 +233,25 @@ def test_fastlight_trainer_flags_parse(tmp_path):
     assert isinstance(cli.trainer, fastlight.Trainer)
 
 
+def test_trainer_logger_and_profiler_by_class_name_as_in_lightning(tmp_path):
+    from fastlight.loggers import CSVLogger
+    from fastlight.profilers import SimpleProfiler
+
+    cli = _run_cli(fastlight, ["--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
+                               "--trainer.logger.name=run", "--trainer.profiler=SimpleProfiler"],
+                   tmp_path, run=False, trainer_defaults={})
+    assert isinstance(cli.trainer.logger, CSVLogger) and cli.trainer.logger.name == "run"
+    assert cli.trainer.logger.save_dir == str(tmp_path)
+    assert isinstance(cli.trainer.profiler, SimpleProfiler)
+    theirs = _run_cli(pytorch_lightning, ["--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
+                                          "--trainer.logger.name=run"], tmp_path, run=False, trainer_defaults={})
+    ours_logger = cli.config.trainer.logger.as_dict()
+    their_logger = theirs.config.trainer.logger.as_dict()
+    assert ours_logger["class_path"] == "fastlight.loggers.CSVLogger"
+    assert their_logger["class_path"] == "pytorch_lightning.loggers.CSVLogger"
+    assert ours_logger["init_args"] == their_logger["init_args"]
+
+
 # -- running: side by side --------------------------------------------------------------------------------------------
 def test_fit_weights_and_metrics_equal_lightnings_with_fused_false(tmp_path):
     args = ["fit", "--seed_everything=42", "--trainer.max_epochs=2", "--trainer.limit_val_batches=2",
