@@ -223,20 +223,26 @@ _TRAINER_VIEWS: Dict[type, type] = {}  # one view per Trainer class (jsonargpars
 
 def _typed_trainer_view(trainer_class: type) -> type:
     """What the parser introspects for a Trainer class: its init signature, with Lightning's precise types where
-    fastlight's signature says `Any` (so `--trainer.logger=CSVLogger --trainer.logger.save_dir=...` and
-    `--trainer.profiler=SimpleProfiler` resolve classes as under Lightning), and Lightning's `model_registry` key
+    fastlight's signature says `Any` (so `--trainer.logger=CSVLogger --trainer.logger.save_dir=...`,
+    `--trainer.profiler=SimpleProfiler` and `--trainer.strategy=DDPStrategy --trainer.strategy.<arg>=...` resolve
+    classes as under Lightning), and Lightning's `model_registry` key
     when the class lacks it (accepted as null so Lightning's configs parse; the CLI drops it before building the
     Trainer). A Trainer whose __init__ takes *args/**kwargs is introspected as it is."""
     if trainer_class in _TRAINER_VIEWS:
         return _TRAINER_VIEWS[trainer_class]
     from fastlight.loggers.logger import Logger
     from fastlight.profilers import Profiler
+    from fastlight.strategies import Strategy
 
     signature = inspect.signature(trainer_class.__init__)
     params = list(signature.parameters.values())[1:]  # without self
     if any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
         return trainer_class
-    precise = {"logger": Optional[Union[Logger, Iterable[Logger], bool]], "profiler": Optional[Union[Profiler, str]]}
+    precise = {
+        "logger": Optional[Union[Logger, Iterable[Logger], bool]],
+        "profiler": Optional[Union[Profiler, str]],
+        "strategy": Union[str, Strategy],
+    }
     params = [p.replace(annotation=precise[p.name]) if p.name in precise and p.annotation is Any else p for p in params]
     if "model_registry" not in signature.parameters:
         registry = inspect.Parameter("model_registry", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Optional[str])
@@ -577,7 +583,7 @@ class LightningCLI:
         try:
             self.config = self.parser.parse_object({self.config.subcommand: {"model": hparams}}, self.config)
         except SystemExit:
-            sys.stderr.write(f"Parsing the hyperparameters saved in ckpt_path={ckpt_path} failed.\n")
+            sys.stderr.write("Parsing of ckpt_path hyperparameters failed!\n")  # Lightning's text
             raise
 
     def _dump_config(self) -> None:
