@@ -642,7 +642,10 @@ class LightningCLI:
         all_callbacks.extend(callbacks)
         if "callbacks" in self.trainer_defaults:
             defaults = self.trainer_defaults["callbacks"]
-            all_callbacks.extend(defaults if isinstance(defaults, list) else [defaults])
+            for callback in defaults if isinstance(defaults, list) else [defaults]:
+                # a {"class_path": ..., "init_args": ...} default is built (Lightning passes the dict on as it is)
+                is_config = isinstance(callback, dict) and "class_path" in callback
+                all_callbacks.append(instantiate_class((), callback) if is_config else callback)
         if self.save_config_callback and not config.get("fast_dev_run", False):
             all_callbacks.append(
                 self.save_config_callback(

@@ -482,6 +482,16 @@ def test_callbacks_from_config_and_trainer_defaults(tmp_path):
     assert any(isinstance(c, SaveConfigCallback) for c in cli.trainer.callbacks)
 
 
+def test_trainer_defaults_callback_given_as_a_class_path_dict_is_built(tmp_path):
+    from fastlight.callbacks import EarlyStopping
+
+    config = {"class_path": "fastlight.callbacks.EarlyStopping", "init_args": {"monitor": "val_loss", "patience": 2}}
+    cli = _run_cli(fastlight, [], tmp_path, run=False,
+                   trainer_defaults={**_quiet_trainer(tmp_path, fastlight), "callbacks": config})
+    stopping = [c for c in cli.trainer.callbacks if isinstance(c, EarlyStopping)]
+    assert len(stopping) == 1 and stopping[0].patience == 2
+
+
 def test_callback_group_from_add_lightning_class_args(tmp_path):
     from fastlight.callbacks import ModelCheckpoint
 
