@@ -243,7 +243,8 @@ def _typed_trainer_view(trainer_class: type) -> type:
         "profiler": Optional[Union[Profiler, str]],
         "strategy": Union[str, Strategy],
     }
-    params = [p.replace(annotation=precise[p.name]) if p.name in precise and p.annotation is Any else p for p in params]
+    vague = (Any, inspect.Parameter.empty)
+    params = [p.replace(annotation=precise[p.name]) if p.name in precise and p.annotation in vague else p for p in params]
     if "model_registry" not in signature.parameters:
         registry = inspect.Parameter("model_registry", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Optional[str])
         names = [p.name for p in params]
@@ -258,7 +259,12 @@ def _typed_trainer_view(trainer_class: type) -> type:
     build.__doc__ = trainer_class.__init__.__doc__ or trainer_class.__doc__
     build.__name__ = build.__qualname__ = trainer_class.__name__
     build.__module__ = trainer_class.__module__
-    view = class_from_function(build)
+    # jsonargparse registers the view under a name in this module: one per class, also for equally named classes
+    name = f"_{trainer_class.__name__}_view_{len(_TRAINER_VIEWS)}"
+    try:
+        view = class_from_function(build, name=name)
+    except TypeError:  # older jsonargparse without `name`
+        view = class_from_function(build)
     _TRAINER_VIEWS[trainer_class] = view if issubclass(view, Trainer) else trainer_class
     return _TRAINER_VIEWS[trainer_class]
 

@@ -252,6 +252,33 @@ def test_trainer_logger_and_profiler_by_class_name_as_in_lightning(tmp_path):
     assert ours_logger["init_args"] == their_logger["init_args"]
 
 
+def test_trainer_subclasses_parse_their_own_arguments(tmp_path):
+    class Trainer(fastlight.Trainer):  # same name as fastlight's: both get their own parser view
+        def __init__(self, *, note: str = "x", max_epochs: int = 1, **kwargs):
+            super().__init__(max_epochs=max_epochs, **kwargs)
+            self.note = note
+
+    class Strict(fastlight.Trainer):
+        def __init__(self, *, note: str = "y", logger=None, enable_progress_bar: bool = False):
+            super().__init__(logger=logger, enable_progress_bar=enable_progress_bar)
+            self.note = note
+
+    for trainer_class, args in ((Trainer, ["--trainer.note=hello", "--trainer.max_epochs=3"]),
+                                (Strict, ["--trainer.note=hello", "--trainer.logger=CSVLogger",
+                                          f"--trainer.logger.save_dir={tmp_path}"])):
+        cli = _run_cli(fastlight, args, tmp_path, run=False, trainer_class=trainer_class,
+                       trainer_defaults={}, save_config_callback=None)
+        assert type(cli.trainer) is trainer_class and cli.trainer.note == "hello"
+    assert cli.trainer.logger.save_dir == str(tmp_path)
+
+
+def test_strategy_by_class_name(tmp_path):
+    cli = _run_cli(fastlight, ["--trainer.strategy=DDPStrategy", "--trainer.strategy.find_unused_parameters=true"],
+                   tmp_path, run=False, trainer_defaults={}, save_config_callback=None)
+    assert cli.config.trainer.strategy.class_path == "fastlight.strategies.DDPStrategy"
+    assert type(cli.trainer.strategy).__name__ == "DDPStrategy"
+
+
 # -- running: side by side --------------------------------------------------------------------------------------------
 def test_fit_weights_and_metrics_equal_lightnings_with_fused_false(tmp_path):
     args = ["fit", "--seed_everything=42", "--trainer.max_epochs=2", "--trainer.limit_val_batches=2",
