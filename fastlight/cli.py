@@ -70,7 +70,7 @@ if _JSONARGPARSE_SIGNATURES_AVAILABLE:
     from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, class_from_function
     from jsonargparse import register_unresolvable_import_paths
 
-    # torch's classes report import paths that do not resolve (torch.optim.adam.Adam is fine, some are not)
+    # some torch objects report a __module__ that cannot be imported back; let jsonargparse map them to torch's paths
     register_unresolvable_import_paths(torch)
     try:  # remote config files (s3://...) through fsspec, when it is installed
         import fsspec  # noqa: F401
