@@ -1,0 +1,195 @@
+"""Kill it anywhere, resume bit-identical: a fit SIGKILLed at random moments and restarted with
+`fit(ckpt_path="last")` until it completes ends with the uninterrupted run's weights bit for bit (dropout, shuffle,
+python/numpy random, per-step and per-epoch schedulers, fused on and off, gradient accumulation, validation inside the
+epoch on two loaders, checkpoints every N steps and every epoch; 2 DDP gloo ranks). Also: what the checkpoint holds,
+Lightning loading it, and resuming a checkpoint without the random state.
+
+The children are forked from a forkserver that imported torch once (tests/_resume_helpers.py).
+"""
+import multiprocessing as mp
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import fastlight
+from fastlight.trainer.resume_state import RESUME_KEY
+from fastlight.utilities.checkpoint_io import load_checkpoint
+
+import _resume_helpers as H
+
+ROOT = Path(__file__).resolve().parents[1]
+DDP_SCRIPT = ROOT / "tests" / "ddp_scripts" / "resume_fit.py"
+KILL_ROUNDS = 3  # SIGKILLs per configuration before the run is let finish
+TIMEOUT = 120
+
+
+def forkserver():
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "numpy", "fastlight", "_resume_helpers"])
+    return ctx
+
+
+def run_child(ctx, *args, counter=None, **kwargs):
+    p = ctx.Process(target=H.child, args=args, kwargs=dict(counter=counter, **kwargs))
+    p.start()
+    return p
+
+
+def wait_for_step(p, counter, step, deadline):
+    while p.is_alive() and counter.value < step and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def reference(ctx, name, root):
+    os.makedirs(root, exist_ok=True)
+    p = run_child(ctx, name, str(root), False)
+    p.join(TIMEOUT)
+    assert p.exitcode == 0, (root / "stderr.txt")
+    return torch.load(root / "final.pt")
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    return forkserver()
+
+
+def total_steps(name):
+    cfg = H.CONFIGS[name]
+    return cfg["epochs"] * (H.SAMPLES // H.BATCH) // cfg["accumulate"]
+
+
+@pytest.mark.parametrize("name", sorted(H.CONFIGS))
+def test_sigkill_at_random_moments_then_resume_from_last_is_bit_identical(tmp_path, ctx, name):
+    expected = reference(ctx, name, tmp_path / "full")
+    root = tmp_path / "killed"
+    os.makedirs(root)
+    rng = random.Random(hash(name) & 0xFFFF)
+    steps = total_steps(name)
+    counter = ctx.Value("i", 0)
+    kills = []
+    for round_ in range(KILL_ROUNDS):
+        counter.value = 0
+        p = run_child(ctx, name, str(root), round_ > 0, counter=counter, delay=0.004)
+        target = rng.randint(1, steps - 1)
+        wait_for_step(p, counter, target, time.monotonic() + TIMEOUT)
+        time.sleep(rng.uniform(0, 0.012))  # anywhere in the next step or its checkpoint write
+        p.kill()  # SIGKILL
+        p.join(TIMEOUT)
+        kills.append((target, counter.value, p.exitcode))
+    p = run_child(ctx, name, str(root), True)
+    p.join(TIMEOUT)
+    assert p.exitcode == 0, (kills, open(next(root.glob("stderr-*.txt"))).read()[-3000:])
+    assert any(code == -signal.SIGKILL for *_, code in kills), kills  # at least one kill landed during the fit
+    assert H.same_weights(torch.load(root / "final.pt"), expected), kills
+
+
+def test_checkpoint_holds_the_random_and_loader_state_and_lightning_loads_it(tmp_path, ctx):
+    pl = pytest.importorskip("pytorch_lightning")
+    root = tmp_path / "run"
+    reference(ctx, "accumulate_val", root)
+    ckpt = load_checkpoint(root / "steps" / "last.ckpt")
+    entry = ckpt[RESUME_KEY]
+    assert entry["format"] == 1 and entry["world_size"] == 1 and len(entry["ranks"]) == 1
+    rank = entry["ranks"][0]
+    assert set(rank["rng"]) == {"torch", "python", "numpy"}
+    assert rank["train_iterator"]["at_iter"]["rng"]["torch"].dtype == torch.uint8
+    assert rank["phase"] in ("train_batch_end", "validation", "epoch_end")
+    # torch's own safe loader reads it (no allowlist needed), and so does Lightning's fit
+    torch.load(root / "steps" / "last.ckpt", weights_only=True)
+
+    class PLNet(pl.LightningModule):
+        training_step = H.Net.training_step
+        configure_optimizers = H.Net.configure_optimizers
+
+        def __init__(self):
+            super().__init__()
+            self.net = H.Net().net
+            self.interval = "epoch"
+
+    trainer = pl.Trainer(max_epochs=5, accumulate_grad_batches=2, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0,
+                         default_root_dir=str(tmp_path / "pl"))
+    trainer.fit(PLNet(), torch.utils.data.DataLoader(H.data(), batch_size=8),
+                ckpt_path=str(root / "steps" / "last.ckpt"))
+    assert trainer.global_step == 15
+
+
+def test_checkpoint_without_random_state_still_resumes_and_says_so_once(tmp_path, caplog):
+    import logging
+
+    trainer, model, train, _ = H.build("unfused", str(tmp_path / "a"))
+    trainer.fit(model, train)
+    ckpt = load_checkpoint(tmp_path / "a" / "steps" / "last.ckpt")
+    del ckpt[RESUME_KEY]  # what Lightning or an older fastlight writes
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    model = H.Net()
+    model.interval = "step"
+    trainer = fastlight.Trainer(max_epochs=4, fused=False, logger=False, enable_progress_bar=False,
+                                enable_model_summary=False, enable_checkpointing=False)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(model, train, ckpt_path=str(old))
+    said = [r.getMessage() for r in caplog.records if "holds no random-number" in r.getMessage()]
+    assert len(said) == 1 and str(old) in said[0]
+    assert trainer.global_step == 24
+
+
+@pytest.mark.slow
+def test_ddp_two_ranks_sigkill_then_resume_is_bit_identical(tmp_path):
+    """2 gloo ranks (strategy="ddp", the script re-run for rank 1): each rank's RNG state is in rank 0's file."""
+    ref = tmp_path / "ref"
+    run_ddp(ref)
+    expected = torch.load(ref / "final.pt")
+    root = tmp_path / "killed"
+    rng = random.Random(7)
+    for round_ in range(2):
+        proc = start_ddp(root, resume=round_ > 0)
+        target = rng.randint(2, 14)
+        deadline = time.monotonic() + TIMEOUT
+        while proc.poll() is None and read_step(root) < target and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.02))
+        os.killpg(proc.pid, signal.SIGKILL)  # both ranks
+        proc.wait(TIMEOUT)
+    run_ddp(root, resume=True)
+    assert H.same_weights(torch.load(root / "final.pt"), expected)
+    ckpt = load_checkpoint(root / "steps" / "last.ckpt")
+    assert ckpt[RESUME_KEY]["world_size"] == 2 and len(ckpt[RESUME_KEY]["ranks"]) == 2
+    r0, r1 = ckpt[RESUME_KEY]["ranks"]
+    assert not torch.equal(r0["rng"]["torch"], r1["rng"]["torch"])  # one set per rank (seeded per rank)
+
+
+def ddp_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MASTER_", "LOCAL_RANK", "WORLD_SIZE", "RANK",
+                                                                     "NODE_RANK", "SLURM_", "FASTLIGHT_LAUNCHER"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def start_ddp(root, resume=False, *extra):
+    os.makedirs(root, exist_ok=True)
+    cmd = [sys.executable, str(DDP_SCRIPT), "--root", str(root), *(["--resume"] if resume else []), *extra]
+    return subprocess.Popen(cmd, env=ddp_env(), cwd=str(ROOT), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def run_ddp(root, resume=False, *extra):
+    proc = start_ddp(root, resume, *extra)
+    out, _ = proc.communicate(timeout=TIMEOUT)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def read_step(root):
+    try:
+        return int((Path(root) / "step.txt").read_text() or 0)
+    except (FileNotFoundError, ValueError):
+        return 0
