@@ -6,6 +6,7 @@ Children are forked from a multiprocessing forkserver that imported torch and fa
 milliseconds, not an import of torch; the parent SIGKILLs them (or sends SIGTERM / SIGINT) at random moments.
 """
 import json
+import multiprocessing as mp
 import os
 import random
 import sys
@@ -26,6 +27,7 @@ CONFIGS = {
     "accumulate_val": dict(fused=True, accumulate=2, val=True, every=3, epochs=4, interval="epoch"),
 }
 SAMPLES, BATCH = 48, 8  # 6 batches per epoch
+TIMEOUT = 120
 
 
 class Net(pl.LightningModule):
@@ -38,7 +40,9 @@ class Net(pl.LightningModule):
         x, y = batch
         # python's and numpy's generators feed the result too
         jitter = 1.0 + 0.01 * random.random() + 0.01 * float(np.random.rand())
-        return torch.nn.functional.mse_loss(self.net(x * jitter), y)
+        loss = torch.nn.functional.mse_loss(self.net(x * jitter), y)
+        self.log("train_loss", loss)
+        return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         x, y = batch
@@ -130,3 +134,31 @@ def child(name, root, resume, counter=None, delay=0.0, ckpt_path=None, env=None,
 
 def same_weights(a, b):
     return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------------------ the parent's side
+def forkserver():
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torch._dynamo", "numpy", "fastlight", "_resume_helpers"])
+    return ctx
+
+
+def run_child(ctx, *args, counter=None, **kwargs):
+    p = ctx.Process(target=child, args=args, kwargs=dict(counter=counter, **kwargs))
+    p.start()
+    return p
+
+
+def wait_for_step(p, counter, step, deadline):
+    while p.is_alive() and counter.value < step and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def reference(ctx, name, root):
+    os.makedirs(root, exist_ok=True)
+    p = run_child(ctx, name, str(root), False)
+    p.join(TIMEOUT)
+    assert p.exitcode == 0, os.listdir(root)
+    return torch.load(os.path.join(root, "final.pt"))
+
+

@@ -6,7 +6,7 @@ Lightning loading it, and resuming a checkpoint without the random state.
 
 The children are forked from a forkserver that imported torch once (tests/_resume_helpers.py).
 """
-import multiprocessing as mp
+import json
 import os
 import random
 import signal
@@ -23,36 +23,11 @@ from fastlight.trainer.resume_state import RESUME_KEY
 from fastlight.utilities.checkpoint_io import load_checkpoint
 
 import _resume_helpers as H
+from _resume_helpers import TIMEOUT, forkserver, reference, run_child, wait_for_step
 
 ROOT = Path(__file__).resolve().parents[1]
 DDP_SCRIPT = ROOT / "tests" / "ddp_scripts" / "resume_fit.py"
 KILL_ROUNDS = 3  # SIGKILLs per configuration before the run is let finish
-TIMEOUT = 120
-
-
-def forkserver():
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "numpy", "fastlight", "_resume_helpers"])
-    return ctx
-
-
-def run_child(ctx, *args, counter=None, **kwargs):
-    p = ctx.Process(target=H.child, args=args, kwargs=dict(counter=counter, **kwargs))
-    p.start()
-    return p
-
-
-def wait_for_step(p, counter, step, deadline):
-    while p.is_alive() and counter.value < step and time.monotonic() < deadline:
-        time.sleep(0.001)
-
-
-def reference(ctx, name, root):
-    os.makedirs(root, exist_ok=True)
-    p = run_child(ctx, name, str(root), False)
-    p.join(TIMEOUT)
-    assert p.exitcode == 0, (root / "stderr.txt")
-    return torch.load(root / "final.pt")
 
 
 @pytest.fixture(scope="module")
@@ -141,29 +116,67 @@ def test_checkpoint_without_random_state_still_resumes_and_says_so_once(tmp_path
     assert trainer.global_step == 24
 
 
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory):
+    """The uninterrupted 2-rank run; it also measures the per-step cost of the rank-consistent signal check."""
+    ref = tmp_path_factory.mktemp("ddp_ref")
+    out = run_ddp(ref, False, "--measure-poll")
+    cost = [line for line in out.splitlines() if line.startswith("POLL_US")]
+    print(f"\nsignal check under DDP (2 gloo ranks): {cost[-1].split()[1]} us per step")
+    return torch.load(ref / "final.pt")
+
+
 @pytest.mark.slow
-def test_ddp_two_ranks_sigkill_then_resume_is_bit_identical(tmp_path):
+def test_ddp_two_ranks_sigkill_then_resume_is_bit_identical(tmp_path, ddp_reference):
     """2 gloo ranks (strategy="ddp", the script re-run for rank 1): each rank's RNG state is in rank 0's file."""
-    ref = tmp_path / "ref"
-    run_ddp(ref)
-    expected = torch.load(ref / "final.pt")
     root = tmp_path / "killed"
     rng = random.Random(7)
+    kills = []
     for round_ in range(2):
-        proc = start_ddp(root, resume=round_ > 0)
+        proc = start_ddp(root, round_ > 0)
         target = rng.randint(2, 14)
         deadline = time.monotonic() + TIMEOUT
         while proc.poll() is None and read_step(root) < target and time.monotonic() < deadline:
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.02))
+        kills.append((target, read_step(root), proc.poll()))
         os.killpg(proc.pid, signal.SIGKILL)  # both ranks
         proc.wait(TIMEOUT)
-    run_ddp(root, resume=True)
-    assert H.same_weights(torch.load(root / "final.pt"), expected)
+    run_ddp(root, True)
+    assert H.same_weights(torch.load(root / "final.pt"), ddp_reference), kills
     ckpt = load_checkpoint(root / "steps" / "last.ckpt")
     assert ckpt[RESUME_KEY]["world_size"] == 2 and len(ckpt[RESUME_KEY]["ranks"]) == 2
-    r0, r1 = ckpt[RESUME_KEY]["ranks"]
-    assert not torch.equal(r0["rng"]["torch"], r1["rng"]["torch"])  # one set per rank (seeded per rank)
+    r0, r1 = ckpt[RESUME_KEY]["ranks"]  # one set per rank
+    assert r0["samplers"] == r1["samplers"] == [{"epoch": r0["samplers"][0]["epoch"], "seed": 0}]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, rank", [(signal.SIGTERM, 1), (signal.SIGINT, 0)])
+def test_ddp_signal_to_one_rank_stops_every_rank_at_the_same_batch_and_resumes_bit_identical(
+        tmp_path, ddp_reference, signum, rank):
+    root = tmp_path / "run"
+    proc = start_ddp(root, False, "--delay", "0.03")
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None and (read_step(root) < 5 or not (root / f"pid-{rank}.txt").exists()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(int((root / f"pid-{rank}.txt").read_text()), signum)  # this rank only
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("the ranks hung after a signal to one of them")
+    assert proc.returncode == (0 if signum == signal.SIGTERM else 1), out[-4000:]
+    recs = [json.loads((root / f"record-{r}.json").read_text()) for r in range(2)]
+    kind = "SIGTERMException" if signum == signal.SIGTERM else "KeyboardInterrupt"
+    assert [r["on_exception"] for r in recs] == [kind, kind]
+    assert recs[0]["step_at_exception"] == recs[1]["step_at_exception"]  # the same batch
+    assert "Traceback" not in out
+    path = root / ("steps/last.ckpt" if signum == signal.SIGTERM else "exc/on_exception.ckpt")
+    assert load_checkpoint(path)["global_step"] == recs[0]["step_at_exception"]
+    resumed = tmp_path / "resumed"
+    run_ddp(resumed, False, "--ckpt", str(path))
+    assert H.same_weights(torch.load(resumed / "final.pt"), ddp_reference)
 
 
 def ddp_env():
