@@ -188,7 +188,7 @@ def test_enospc_during_a_save_keeps_the_previous_file_and_names_file_and_cause(t
     assert os.listdir(tmp_path) == ["model.ckpt"]  # no temporary file left behind
 
 
-@pytest.mark.parametrize("monitor", [None, "train_loss"])
+@pytest.mark.parametrize("monitor", [None, "step"])
 def test_top_k_rotation_never_leaves_zero_good_checkpoints_when_the_disk_fills(tmp_path, monkeypatch, monitor):
     class FillDisk(fastlight.Callback):
         def on_train_batch_end(self, trainer, *args):
@@ -197,16 +197,18 @@ def test_top_k_rotation_never_leaves_zero_good_checkpoints_when_the_disk_fills(t
 
     trainer, model, train, _ = H.build("unfused", str(tmp_path))
     model.interval = "step"
-    ck = fastlight.callbacks.ModelCheckpoint(dirpath=tmp_path / "topk", every_n_train_steps=1, save_top_k=1,
-                                             monitor=monitor)
+    keep = 1 if monitor is None else 2  # monitor "step", mode "max": every new step enters the top-k
+    ck = fastlight.callbacks.ModelCheckpoint(dirpath=tmp_path / "topk", every_n_train_steps=1, save_top_k=keep,
+                                             monitor=monitor, mode="max")
     trainer = fastlight.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
                                 callbacks=[FillDisk(), ck], fused=False)
     with pytest.raises(CheckpointSaveError, match="ENOSPC"):
         trainer.fit(model, train)
-    files = os.listdir(tmp_path / "topk")
-    assert len(files) == 1 and not files[0].startswith(".")
-    assert load_checkpoint(tmp_path / "topk" / files[0])["global_step"] in (1, 2)
-    assert ck.best_model_path == str(tmp_path / "topk" / files[0])  # the bookkeeping names the file that exists
+    files = sorted(os.listdir(tmp_path / "topk"))
+    assert len(files) == keep and not any(f.startswith(".") for f in files)  # no temporary file either
+    assert sorted(load_checkpoint(tmp_path / "topk" / f)["global_step"] for f in files) == [1, 2][-keep:]
+    # the bookkeeping names files that exist
+    assert os.path.exists(ck.best_model_path) and all(os.path.exists(p) for p in ck.best_k_models)
 
 
 def test_damaged_checkpoint_is_refused_with_an_error_naming_the_file(tmp_path):
