@@ -25,6 +25,10 @@ CONFIGS = {
     # gradient accumulation, validation inside the epoch on two loaders, a per-epoch scheduler, checkpoints every 3
     # steps and at every epoch end (two ModelCheckpoints)
     "accumulate_val": dict(fused=True, accumulate=2, val=True, every=3, epochs=4, interval="epoch"),
+    # on a GPU: 16-mixed with the device-side loss scaler (its scale and growth tracker are in the checkpoint), the
+    # CUDA generator's state for dropout
+    "cuda_16mixed": dict(fused=True, accumulate=1, val=True, every=2, epochs=3, interval="step", accelerator="gpu",
+                         precision="16-mixed"),
 }
 SAMPLES, BATCH = 48, 8  # 6 batches per epoch
 TIMEOUT = 120
@@ -103,7 +107,8 @@ def build(name, root, counter=None, delay=0.0, extra_callbacks=()):
                  Progress(counter, delay), *extra_callbacks]
     if cfg["val"]:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=os.path.join(root, "epochs"), save_last=True))
-    trainer = pl.Trainer(max_epochs=cfg["epochs"], accumulate_grad_batches=cfg["accumulate"], fused=cfg["fused"],
+    trainer = pl.Trainer(accelerator=cfg.get("accelerator", "cpu"), devices=1, precision=cfg.get("precision"),
+                         max_epochs=cfg["epochs"], accumulate_grad_batches=cfg["accumulate"], fused=cfg["fused"],
                          val_check_interval=4 if cfg["val"] else None, num_sanity_val_steps=0, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
                          callbacks=callbacks, limit_val_batches=2 if cfg["val"] else 0)

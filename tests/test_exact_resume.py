@@ -40,7 +40,11 @@ def total_steps(name):
     return cfg["epochs"] * (H.SAMPLES // H.BATCH) // cfg["accumulate"]
 
 
-@pytest.mark.parametrize("name", sorted(H.CONFIGS))
+CPU_CONFIGS = sorted(n for n, c in H.CONFIGS.items() if c.get("accelerator", "cpu") == "cpu")
+NEEDS_CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+@pytest.mark.parametrize("name", CPU_CONFIGS + [pytest.param("cuda_16mixed", marks=NEEDS_CUDA)])
 def test_sigkill_at_random_moments_then_resume_from_last_is_bit_identical(tmp_path, ctx, name):
     expected = reference(ctx, name, tmp_path / "full")
     root = tmp_path / "killed"
@@ -63,6 +67,10 @@ def test_sigkill_at_random_moments_then_resume_from_last_is_bit_identical(tmp_pa
     assert p.exitcode == 0, (kills, open(next(root.glob("stderr-*.txt"))).read()[-3000:])
     assert any(code == -signal.SIGKILL for *_, code in kills), kills  # at least one kill landed during the fit
     assert H.same_weights(torch.load(root / "final.pt"), expected), kills
+    if H.CONFIGS[name].get("precision") == "16-mixed":
+        ckpt = load_checkpoint(root / "steps" / "last.ckpt")
+        assert {"scale", "_growth_tracker"} <= set(ckpt["MixedPrecision"])
+        assert "torch.cuda" in ckpt[RESUME_KEY]["ranks"][0]["rng"]
 
 
 def test_checkpoint_holds_the_random_and_loader_state_and_lightning_loads_it(tmp_path, ctx):
