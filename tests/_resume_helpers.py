@@ -97,7 +97,7 @@ def data(seed=1):
     return TensorDataset(x, x.sum(1, keepdim=True).sin())
 
 
-def build(name, root, counter=None, delay=0.0, extra_callbacks=()):
+def build(name, root, counter=None, delay=0.0, extra_callbacks=(), max_steps=-1):
     cfg = CONFIGS[name]
     pl.seed_everything(0, verbose=False)
     model = Net()
@@ -108,7 +108,7 @@ def build(name, root, counter=None, delay=0.0, extra_callbacks=()):
     if cfg["val"]:
         callbacks.append(pl.callbacks.ModelCheckpoint(dirpath=os.path.join(root, "epochs"), save_last=True))
     trainer = pl.Trainer(accelerator=cfg.get("accelerator", "cpu"), devices=1, precision=cfg.get("precision"),
-                         max_epochs=cfg["epochs"], accumulate_grad_batches=cfg["accumulate"], fused=cfg["fused"],
+                         max_epochs=cfg["epochs"], max_steps=max_steps, accumulate_grad_batches=cfg["accumulate"], fused=cfg["fused"],
                          val_check_interval=4 if cfg["val"] else None, num_sanity_val_steps=0, logger=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
                          callbacks=callbacks, limit_val_batches=2 if cfg["val"] else 0)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 import fastlight
 from fastlight.trainer.resume_state import RESUME_KEY
@@ -124,13 +125,75 @@ def test_checkpoint_without_random_state_still_resumes_and_says_so_once(tmp_path
     assert trainer.global_step == 24
 
 
+class StatefulLoader:
+    """Lightning's `_Stateful` protocol in small (what torchdata's StatefulDataLoader offers): a shuffled DataLoader
+    that saves the generator state of its epoch and how many batches it yielded, and resumes from them."""
+
+    def __init__(self):
+        self.loader = DataLoader(H.data(), batch_size=H.BATCH, shuffle=True,
+                                 generator=torch.Generator().manual_seed(5))
+        self.yielded, self.epoch_state, self.resume_from, self.loaded = 0, None, None, []
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        skip = 0
+        if self.resume_from is not None:
+            state, skip = self.resume_from
+            self.loader.generator.set_state(state)
+            self.resume_from = None
+        self.epoch_state = self.loader.generator.get_state()
+        self.yielded = 0
+        it = iter(self.loader)
+        for _ in range(skip):
+            next(it)
+            self.yielded += 1
+        return self._count(it)
+
+    def _count(self, it):
+        for batch in it:
+            self.yielded += 1
+            yield batch
+
+    def state_dict(self):
+        return {"generator": self.epoch_state, "yielded": self.yielded}
+
+    def load_state_dict(self, state):
+        self.loaded.append(state["yielded"])
+        self.resume_from = (state["generator"], state["yielded"])
+
+
+def test_stateful_loader_state_is_saved_where_lightning_puts_it_and_restored_instead_of_skipping(tmp_path, caplog):
+    import logging
+
+    def fit(root, ckpt_path=None):
+        trainer, model, _, _ = H.build("unfused", str(root))
+        loader = StatefulLoader()
+        with caplog.at_level(logging.INFO):
+            trainer.fit(model, loader, ckpt_path=ckpt_path)
+        return model, loader
+
+    full, _ = fit(tmp_path / "full")
+    trainer, model, _, _ = H.build("unfused", str(tmp_path / "a"), max_steps=8)  # stops in epoch 1, after batch 2
+    trainer.fit(model, StatefulLoader())
+    path = tmp_path / "a" / "steps" / "last.ckpt"
+    ckpt = load_checkpoint(path)
+    assert ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["yielded"] == 2  # batch 2 of epoch 1
+    caplog.clear()
+    resumed, loader = fit(tmp_path / "b", str(path))
+    assert loader.loaded == [2]
+    assert not [r for r in caplog.records if "skipping its first" in r.getMessage()]
+    assert H.same_weights(resumed.state_dict(), full.state_dict())
+
+
 @pytest.fixture(scope="module")
 def ddp_reference(tmp_path_factory):
     """The uninterrupted 2-rank run; it also measures the per-step cost of the rank-consistent signal check."""
     ref = tmp_path_factory.mktemp("ddp_ref")
     out = run_ddp(ref, False, "--measure-poll")
-    cost = [line for line in out.splitlines() if line.startswith("POLL_US")]
-    print(f"\nsignal check under DDP (2 gloo ranks): {cost[-1].split()[1]} us per step")
+    cost = [line.split() for line in out.splitlines() if line.startswith("POLL_US")][-1]
+    print(f"\nsignal check under DDP (2 gloo ranks): {cost[1]} us per step, the whole step {cost[3]} us")
     return torch.load(ref / "final.pt")
 
 

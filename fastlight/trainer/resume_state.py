@@ -183,8 +183,9 @@ def on_resume(loop: Any, state: Dict[str, Any], point: Any) -> None:
         return
     # an epoch boundary: the RNGs of the save now; the next epoch's iterator is created at its usual place
     _set_rng_states(state["rng"])
-    loop._iterator = None
-    loop._iter_record = None
+    if not loop._stateful_loaded:  # a stateful loader's iterator (setup_data's) carries its own position and RNGs
+        loop._iterator = None
+        loop._iter_record = None
     if point.mid_epoch:
         loop._exact_pending = {**state, "train_iterator": None}
 
