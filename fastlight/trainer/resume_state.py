@@ -213,10 +213,12 @@ def rebuild_iterator(loop: Any, state: Dict[str, Any], batches_done: int) -> Any
 
 def finish(loop: Any, state: Dict[str, Any]) -> None:
     """The RNGs of the save, then what the saved batch still had to do after the save."""
+    if loop.epoch_batch_idx < 0:
+        # no batch of this epoch had finished: its first next() (which the save came after) must run again under
+        # the state `at_first_next` put back, not under the later one of the save
+        return
     _set_rng_states(state["rng"])
     phase = state["phase"]
-    if loop.epoch_batch_idx < 0:
-        return
     loop.is_last_batch = loop._batch_progress.is_last_batch
     loop._accumulating = loop._should_accumulate()
     if phase == PHASE_TRAIN_BATCH_END:
