@@ -957,7 +957,10 @@ class Trainer:
                     logger.finalize("failed")
                 except Exception:
                     pass
-            self._teardown()
+            try:
+                self._teardown()  # as Lightning does after an exception; never hides the exception itself
+            except Exception as teardown_error:
+                rank_zero_warn(f"Teardown after {type(exc).__name__} failed: {teardown_error!r}")
             if interrupted:
                 if kills and together:
                     launcher.wait(timeout=60)  # they shut down as this rank did
