@@ -45,6 +45,7 @@ import torch
 from torch import Tensor
 
 from fastlight.strategies.data import set_sampler_epoch
+from fastlight.trainer import resume_state
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
@@ -158,6 +159,15 @@ class FitLoop:
         self.validation_has_run = False
         # training_step runs without zero_grad and backward (Lightning's flag: SWA's batch-norm statistics epoch)
         self._skip_backward = False
+        # exact resume (resume_state.py): the RNG copies taken around the train iterator's creation, a restored
+        # checkpoint's state for this rank until the epoch it lands in starts, stateful-loader states to load
+        self._iter_record: Optional[Dict[str, Any]] = None
+        self._exact: Optional[Dict[str, Any]] = None
+        self._exact_pending: Optional[Dict[str, Any]] = None
+        self._loader_states_to_load: list = []
+        self._stateful_loaded = False
+        self._stopping_at_boundary = False  # a SIGTERM / Ctrl-C stop is being handled after a finished batch
+        self._poll_signals: Callable[[], int] = lambda: 0
 
     # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
     @property
@@ -218,7 +228,7 @@ class FitLoop:
             num = parse_num_batches("train", _sized_len(loader), cfg.limit_train_batches)
         self.loader = loader
         trainer.num_training_batches = self._loader_batches = num
-        self._iterator = iter(loader)  # epoch 0's iterator: created here, as Lightning does (RNG order)
+        self._iterator = self._new_iterator()  # epoch 0's iterator: created here, as Lightning does (RNG order)
         if num == 0:
             return
         self._last_train_dl_reload_epoch = trainer.current_epoch
@@ -247,6 +257,13 @@ class FitLoop:
                 f" Trainer(log_every_n_steps={cfg.log_every_n_steps}). Set a lower value for log_every_n_steps if"
                 " you want to see logs for the training epoch."
             )
+
+    def _new_iterator(self) -> Any:
+        """iter() on the train loader, with a copy of the RNGs it depends on taken just before (exact resume)."""
+        self._stateful_loaded = resume_state.load_stateful(self)  # only after a restore, before iter() (Lightning)
+        self._iter_record = {"epoch": self.trainer.current_epoch, "at_iter": resume_state.snapshot(self._train_loaders()),
+                             "at_first_next": None}
+        return iter(self.loader)
 
     def _train_loaders(self) -> list:
         """The user's loaders: the one train loader, or each loader of a CombinedLoader."""
@@ -303,6 +320,7 @@ class FitLoop:
                            " This may lead to unexpected behavior during training. If this is intentional,"
                            " you can ignore this warning.")
         self._prepare_step_functions(module)
+        self._poll_signals = trainer._signals.poller()  # SIGTERM / Ctrl-C: checked after each batch (signals.py)
         trainer._train_start_time = time.monotonic()
         trainer._last_val_time = trainer._train_start_time
         trainer._call_callbacks("on_train_start")
@@ -324,6 +342,7 @@ class FitLoop:
                 self._run_epoch(resume)
                 self._end_epoch()
             self._resuming = self._restarting = False
+        trainer._signals.end_of_training()
         trainer._call_callbacks("on_train_end")
         trainer._call_module("on_train_end")
 
@@ -366,13 +385,19 @@ class FitLoop:
         num_batches = min(trainer.num_training_batches, self._loader_batches)
         self.epoch_batch_idx = -1
         self.is_last_batch = False
-        if (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
+        exact, self._exact_pending = self._exact_pending, None
+        if exact is not None and resume is not None:  # rebuilt under the RNGs of the original (resume_state.py)
+            self._iterator = resume_state.rebuild_iterator(self, exact, resume.batch_idx)
+        elif (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
             # a fresh epoch: same place Lightning creates it (RNG order); after a restore Lightning keeps the
             # iterator `setup_data` made
-            self._iterator = iter(self.loader)
+            self._iterator = self._new_iterator()
         iterator = self._iterator
-        if resume is not None and resume.batch_idx:
-            self._fast_forward(iterator, resume.batch_idx)
+        if exact is None:
+            if self._iter_record is not None and self._iter_record["at_first_next"] is None:
+                self._iter_record["at_first_next"] = resume_state.snapshot(self._train_loaders())
+            if resume is not None and resume.batch_idx and not self._stateful_loaded:
+                self._fast_forward(iterator, resume.batch_idx)
         run_batch = self._run_batch
         if trainer.profiler.profiling:  # Lightning's action names; nothing is wrapped without a profiler
             iterator = _ProfiledIterator(iterator, trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next")
@@ -384,6 +409,8 @@ class FitLoop:
                 prefetched.append(next(iterator))
             except StopIteration:
                 return
+        if exact is not None:  # the RNGs of the save, then what the saved batch still had to do
+            resume_state.finish(self, exact)
         while True:
             if self.is_last_batch or (sized and self.epoch_batch_idx + 1 >= num_batches):
                 break
@@ -403,6 +430,9 @@ class FitLoop:
                     self.is_last_batch = True
             if not run_batch(batch):
                 break
+            stop = self._poll_signals()  # SIGTERM / Ctrl-C seen (on any rank): stop here, on every rank
+            if stop:
+                trainer._signals.stop_at_batch_boundary(trainer, stop)
             if trainer.should_stop and self._can_stop_early():
                 break
 
@@ -478,12 +508,12 @@ class FitLoop:
         if trainer.loggers and n and ((trainer._batches_that_stepped + 1) % n == 0 or trainer.should_stop):
             trainer._hub.update_train_step_metrics(trainer._train_results, True)
 
-    def _after_batch(self) -> None:
+    def _after_batch(self, run_validation: bool = True) -> None:
         trainer = self.trainer
         cfg = trainer._cfg
         if cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True  # Lightning's Timer callback, checked at each batch end
-        if self._should_check_val():
+        if run_validation and self._should_check_val():
             hub = trainer._hub
             first_loop_iter = hub.first_loop_iter
             if not self._accumulating:
@@ -812,9 +842,16 @@ class FitLoop:
         _set_counts(progress.scheduler, self._scheduler_steps, self._scheduler_steps - sched0)
         progress.batches_that_stepped = trainer._batches_that_stepped
 
-    def on_restored(self) -> None:
-        """trainer.loop_progress was loaded from a checkpoint: take its counters; `run` works out where to go on."""
+    def on_restored(self, checkpoint: Optional[Dict[str, Any]] = None, source: str = "the checkpoint") -> None:
+        """trainer.loop_progress was loaded from a checkpoint: take its counters; `run` works out where to go on
+        (with the checkpoint's random and loader state for this rank when it has one: resume_state.py)."""
         trainer = self.trainer
+        if checkpoint is not None:
+            self._exact = resume_state.state_for_this_rank(trainer, checkpoint, source)
+            fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+            self._loader_states_to_load = list(fit_state.get("combined_loader", []))
+            if self._loader_states_to_load and self.loader is not None:  # loaded early (estimated_stepping_batches)
+                self._iterator = self._new_iterator()  # the stateful loaders' states go in before iter()
         progress = trainer.loop_progress.fit
         trainer._current_epoch = progress.current_epoch
         trainer._global_step = progress.global_step
@@ -834,7 +871,9 @@ class FitLoop:
         unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
         self._restarting = unfinished or trainer._cfg.max_steps != -1
         self._resuming = True
-        point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches)
+        exact, self._exact = self._exact, None
+        point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches,
+                             replay_tail=exact is not None and exact["phase"] == resume_state.PHASE_TRAIN_BATCH_END)
         trainer._current_epoch = point.epoch
         trainer._global_step = point.global_step
         trainer._batches_that_stepped = point.batches_that_stepped
@@ -848,15 +887,18 @@ class FitLoop:
                 self._zero_grad_calls - progress.optimizer.zero_grad.current.completed,
                 self._scheduler_steps - progress.scheduler.current.completed,
             )
+        if exact is not None:
+            resume_state.on_resume(self, exact, point)
 
-    def _fast_forward(self, iterator: Any, num_batches: int) -> None:
+    def _fast_forward(self, iterator: Any, num_batches: int, exact: bool = False) -> None:
         """Skip the batches of this epoch that ran before the checkpoint, so a mid-epoch resume continues with the
         next batch (Lightning restarts a plain dataloader from its first batch instead). A single-process map-style
         DataLoader skips sampler indices only; anything else (several loaders' combined batches too) loads the
         batches and drops them."""
         rank_zero_info(
             f"Resuming in the middle of epoch {self.trainer.current_epoch}: skipping its first {num_batches} batches"
-            " (an exact resume needs a data order that does not depend on the global RNG)."
+            + (" (the data order and random state saved with the checkpoint are restored)." if exact else
+               " (an exact resume needs a data order that does not depend on the global RNG).")
         )
         self.epoch_batch_idx = num_batches - 1
         sampler_iter = getattr(iterator, "_sampler_iter", None)

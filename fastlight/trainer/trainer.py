@@ -189,6 +189,9 @@ class Trainer:
         from fastlight.trainer.evaluation import EvaluationLoop, PredictionLoop
 
         self.fit_loop = FitLoop(self)
+        from fastlight.trainer.signals import SignalHandling
+
+        self._signals = SignalHandling(self)  # SIGTERM / Ctrl-C: a graceful stop at a batch boundary
         self.validate_loop = EvaluationLoop(self, "validate")
         self.test_loop = EvaluationLoop(self, "test")
         self.predict_loop = PredictionLoop(self)
@@ -875,6 +878,7 @@ class Trainer:
             and (dm is None or all(not self._has_hook(dm, h) for h in (
                 "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
         )
+        self._signals.install(fn)
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
             self.profiler._lightning_module = model  # PyTorchProfiler labels the module's forward calls
@@ -931,9 +935,17 @@ class Trainer:
             return None
         except BaseException as exc:
             self.state.status = "interrupted"
-            if isinstance(exc, KeyboardInterrupt):
-                launcher = strategy.launcher
-                if launcher is not None and getattr(launcher, "launches_processes", False):
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            # stopped by a signal at a batch boundary: every rank is here together (signals.py)
+            together = self.fit_loop._stopping_at_boundary
+            launcher = strategy.launcher
+            kills = launcher is not None and getattr(launcher, "launches_processes", False)
+            if kills and together and getattr(launcher, "_observer", None) is not None:
+                launcher._observer.finished.set()  # the other ranks stop too, on purpose: not a failure to report
+            if interrupted:
+                rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
+                self._signals.ignore_sigint()  # a user may press Ctrl-C many times
+                if kills and not together:
                     launcher.kill()  # the other ranks would wait for this one in their next collective
             self._call_callbacks("on_exception", exc)
             self._call_module("on_exception", exc) if hasattr(model, "on_exception") else None
@@ -945,8 +957,18 @@ class Trainer:
                     logger.finalize("failed")
                 except Exception:
                     pass
+            try:
+                self._teardown()  # as Lightning does after an exception; never hides the exception itself
+            except Exception as teardown_error:
+                rank_zero_warn(f"Teardown after {type(exc).__name__} failed: {teardown_error!r}")
+            if interrupted:
+                if kills and together:
+                    launcher.wait(timeout=60)  # they shut down as this rank did
+                    launcher.kill()
+                raise SystemExit(1) from None  # Lightning's exit: one line above, no traceback
             raise
         finally:
+            self._signals.restore()
             self.training = self.validating = self.testing = self.predicting = self.sanity_checking = False
             self._active_results = None
 
@@ -995,7 +1017,7 @@ class Trainer:
         fn = self.state.fn
         checkpoint_layout.restore_training_state(self, checkpoint, stage=fn)
         if fn == "fit":
-            self.fit_loop.on_restored()
+            self.fit_loop.on_restored(checkpoint, str(ckpt_path))
             rank_zero_info(f"Restored all states from the checkpoint at {ckpt_path}")
         else:
             rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
