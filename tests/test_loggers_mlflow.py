@@ -13,6 +13,7 @@ from fastlight.loggers import MLFlowLogger
 from ._parity_helpers import build, quiet_warnings, trainer_kwargs
 from .test_loggers_optional import no_network  # noqa: F401  (fixture)
 
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"  # before mlflow starts its telemetry client: no network in tests
 mlflow = pytest.importorskip("mlflow")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -22,6 +23,7 @@ pl = pytest.importorskip("pytorch_lightning")
 @pytest.fixture(autouse=True)
 def _mlflow_env(monkeypatch, no_network):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow >= 3.x refuses file stores without it
     monkeypatch.setenv("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
     monkeypatch.setenv("GIT_PYTHON_REFRESH", "quiet")
@@ -156,10 +158,11 @@ def test_mlflow_fit_into_sqlite_store(tmp_path, sqlite_uri):
 
 
 def test_mlflow_logger_without_any_log_call_creates_no_run(tmp_path):
-    logger = MLFlowLogger(save_dir=str(tmp_path / "mlruns"))
+    logger = MLFlowLogger(experiment_name="unused", save_dir=str(tmp_path / "mlruns"))
     logger.finalize("success")
-    assert not (tmp_path / "mlruns").exists() or not list(MlflowClient(f"file:{tmp_path / 'mlruns'}").search_runs(
-        [e.experiment_id for e in MlflowClient(f"file:{tmp_path / 'mlruns'}").search_experiments()]))
+    client = MlflowClient(f"file:{tmp_path / 'mlruns'}")
+    assert client.get_experiment_by_name("unused") is None
+    assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
 def test_mlflow_failed_fit_marks_the_run_failed(tmp_path):
