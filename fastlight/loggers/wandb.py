@@ -97,8 +97,9 @@ class WandbLogger(Logger):
             "dir": save_dir or dir,
             "id": version or id,
             "resume": "allow",
-            "anonymous": "allow" if anonymous else None,
         }
+        if anonymous is not None:  # recent wandb warns about the setting whenever it is passed
+            self._wandb_init["anonymous"] = "allow" if anonymous else None
         self._wandb_init.update(kwargs)
         self._project = self._wandb_init.get("project")
         self._save_dir = self._wandb_init.get("dir")
@@ -249,7 +250,8 @@ class WandbLogger(Logger):
     def _log_checkpoints(self, checkpoint_callback: Any) -> None:
         wandb = _wandb()
         for mtime, path, score, _ in checkpoints_to_log(checkpoint_callback, self._logged_model_time):
-            metadata = checkpoint_metadata(checkpoint_callback, path, score, type(checkpoint_callback).__name__)
+            section = checkpoint_callback.__class__.__name__  # the class behind a weakref proxy
+            metadata = checkpoint_metadata(checkpoint_callback, path, score, section)
             if not self._checkpoint_name:
                 self._checkpoint_name = f"model-{self.experiment.id}"
             artifact = wandb.Artifact(name=self._checkpoint_name, type="model", metadata=metadata)
