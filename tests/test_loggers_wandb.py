@@ -152,3 +152,18 @@ def test_wandb_log_image_and_table_reach_the_run(tmp_path):
     assert history[0]["samples.captions"] == ["a", "b"] and history[0]["trainer/global_step"] == 1
     assert history[1]["text._type"] == "table-file" and history[1]["text.nrows"] == 1
     assert history[1]["text.ncols"] == 2 and history[1]["trainer/global_step"] == 2
+
+
+def test_wandb_default_checkpoint_folder_and_log_dir_match_lightning(tmp_path):
+    layouts = []
+    for framework, cls in ((fastlight, WandbLogger), (pl, pl.loggers.WandbLogger)):
+        root = tmp_path / framework.__name__
+        logger = cls(project="proj", save_dir=str(root))
+        trainer = framework.Trainer(**trainer_kwargs(root, logger=logger, max_epochs=1, enable_checkpointing=True))
+        trainer.fit(build(framework)(n_train=16, batch_size=8))
+        run_id = logger.experiment.id
+        assert logger.version == run_id
+        layouts.append((os.path.relpath(trainer.checkpoint_callback.dirpath, root).replace(run_id, "<id>"),
+                        os.path.relpath(trainer.log_dir, root)))
+        logger.experiment.finish()
+    assert layouts[0] == layouts[1] == (os.path.join("proj", "<id>", "checkpoints"), ".")
