@@ -183,3 +183,14 @@ def test_mlflow_refused_file_store_error_names_the_way_out(tmp_path, monkeypatch
     with pytest.raises(mlflow.exceptions.MlflowException, match="sqlite:///mlflow.db.*MLFLOW_ALLOW_FILE_STORE|"
                                                                 "MLFLOW_ALLOW_FILE_STORE.*sqlite"):
         MLFlowLogger(save_dir=str(tmp_path / "mlruns"))
+
+
+def test_mlflow_logger_pickled_for_spawned_workers_keeps_logging_to_the_same_run(tmp_path):
+    import pickle
+
+    logger = MLFlowLogger(save_dir=str(tmp_path / "mlruns"))
+    logger.log_metrics({"a": 1.0}, step=0)
+    copy = pickle.loads(pickle.dumps(logger))
+    copy.log_metrics({"a": 2.0}, step=1)
+    assert copy.run_id == logger.run_id
+    assert _history(MlflowClient(f"file:{tmp_path / 'mlruns'}"), logger.run_id, "a") == [(0, 1.0), (1, 2.0)]
