@@ -58,7 +58,7 @@ def test_mlflow_logger_round_trip_through_mlflow_client(tmp_path, store, sqlite_
         uri = f"file:{tmp_path / 'mlruns'}"
     else:
         logger = MLFlowLogger(experiment_name=f"exp-{tmp_path.name}", run_name="run-a", tracking_uri=sqlite_uri,
-                              tags={"team": "x"}, prefix="train")
+                              tags={"team": "x"}, prefix="train", artifact_location=str(tmp_path / "artifacts"))
         assert logger.save_dir is None  # not a local folder store
         uri = sqlite_uri
     _direct_calls(logger)
@@ -146,7 +146,9 @@ def test_mlflow_fit_logs_metrics_params_and_checkpoints_like_lightning(tmp_path,
 
 
 def test_mlflow_fit_into_sqlite_store(tmp_path, sqlite_uri):
-    logger = MLFlowLogger(experiment_name=f"fit-{tmp_path.name}", tracking_uri=sqlite_uri, log_model="all")
+    # a database store keeps artifacts in ./mlruns unless the experiment says where
+    logger = MLFlowLogger(experiment_name=f"fit-{tmp_path.name}", tracking_uri=sqlite_uri, log_model="all",
+                          artifact_location=str(tmp_path / "artifacts"))
     ckpt = _fit(fastlight, tmp_path, logger, tmp_path / "ckpt", save_top_k=1)
     client = MlflowClient(sqlite_uri)
     run = client.get_run(logger.run_id)
@@ -155,6 +157,7 @@ def test_mlflow_fit_into_sqlite_store(tmp_path, sqlite_uri):
     assert [s for s, _ in _history(client, run.info.run_id, "val_loss")] == [3, 7, 11]  # 4 batches a epoch
     best = os.path.splitext(os.path.basename(ckpt.best_model_path))[0]
     assert f"{best}/{best}.ckpt" in _artifact_files(client, run.info.run_id)
+    assert (tmp_path / "artifacts" / run.info.run_id / "artifacts" / best / f"{best}.ckpt").is_file()
 
 
 def test_mlflow_logger_without_any_log_call_creates_no_run(tmp_path):
