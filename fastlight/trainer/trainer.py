@@ -1,6 +1,5 @@
 """Trainer: Lightning's Trainer API. Flags are normalized once (config.py); the loops live in fit_loop.py
 (the whole fit loop, in execution order) and evaluation.py (validate / test / predict)."""
-import importlib.util
 import math
 import os
 from typing import Any, Dict, Iterable, List, Optional, Union
@@ -452,13 +451,20 @@ class Trainer:
         if cfg.barebones or cfg.fast_dev_run:
             return []
         if logger is None or logger is True:
-            # Lightning's default: TensorBoard when its package is importable, else CSV
-            if importlib.util.find_spec("tensorboard") is not None:
-                from fastlight.loggers.tensorboard import TensorBoardLogger
+            # Lightning's default: TensorBoard when its package is importable, else CSV (and say so)
+            from fastlight.loggers.tensorboard import TensorBoardLogger, _tensorboard_available
 
+            if _tensorboard_available():
                 return [TensorBoardLogger(save_dir=cfg.default_root_dir)]
             from fastlight.loggers.csv_logs import CSVLogger
 
+            rank_zero_warn(
+                "The `tensorboard` package is not installed, so the default logger (`logger=True`) is CSVLogger:"
+                f" metrics go to {os.path.join(cfg.default_root_dir, 'lightning_logs')}/version_N/metrics.csv."
+                " Install it (`pip install tensorboard`) to get TensorBoard logs by default, or pass"
+                " `logger=CSVLogger(...)` to choose CSV explicitly and silence this warning.",
+                stacklevel=5,  # the user's Trainer(...) line
+            )
             return [CSVLogger(save_dir=cfg.default_root_dir)]
         if logger is False:
             return []
