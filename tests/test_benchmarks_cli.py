@@ -270,3 +270,30 @@ def test_a_candidate_that_cannot_run_the_module_says_why(tmp_path):
     rows = {r["candidate"]: r for r in result["rows"]}
     assert "manual optimization" in rows["raw loop"]["note"]
     assert rows["fastlight"]["median_ms"] > 0 and rows["fastlight"].get("pct_data") is None
+
+
+def test_e2e_runs_every_candidate_and_says_why_one_is_missing(monkeypatch):
+    """bench_e2e's wiring on a tiny conv net (the ResNet-18 takes seconds per step here): Lightning, Lightning with
+    torch.compile (eager backend: compiling for real takes minutes on the CPU), the raw loop and fastlight get
+    numbers; CUDA graphs get a reason."""
+    pytest.importorskip("pytorch_lightning")
+    pytest.importorskip("torchvision")
+    import torch
+    from torch import nn
+
+    from fastlight.benchmarks import bench_e2e
+
+    monkeypatch.setattr(bench_e2e, "_model", lambda: nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.Flatten(),
+                                                                   nn.Linear(4 * 8 * 8, 10)))
+    monkeypatch.setattr(bench_e2e, "_settings", lambda quick, device: ([4], ["32-true"], 4, 2, 1))
+    monkeypatch.setattr(bench_e2e, "COMPILE_KWARGS", {"backend": "eager"})
+    rows = {r["candidate"]: r for r in bench_e2e.run(quick=False, device="cpu")}
+    for cand in ("pytorch_lightning", "pytorch_lightning + compile", "raw loop", "fastlight"):
+        assert rows[cand]["samples_per_s"] > 0 and rows[cand]["setup_s"] >= 0, rows[cand]
+        assert rows[cand]["run_s"] >= rows[cand]["setup_s"]
+    assert rows["pytorch_lightning"]["speedup"] == pytest.approx(1.0)
+    assert rows["fastlight cuda_graphs"]["note"] == "n/a: CUDA graphs need a CUDA device"
+    assert bench_e2e.cuda_graphs_available() == ("cuda_graphs" in __import__("inspect").signature(
+        fastlight.Trainer.__init__).parameters)
+    _lines_fit(format_table(list(rows.values()), bench_e2e.COLUMNS, bench_e2e.NOTES))
+    torch._dynamo.reset()

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from . import compare
 from .harness import Skip, per_step_seconds, quiet
 
+COMPILE_KWARGS: dict = {}  # torch.compile(model, **COMPILE_KWARGS): the defaults, as a user would call it
 CIFAR_TRAIN = 50_000
 EPOCHS = 5
 COLUMNS = (
@@ -94,7 +95,7 @@ def _compiled_factory(pl) -> Callable[[], nn.Module]:
     torch.manual_seed(0)
     net = _model()
     initial = {k: v.clone() for k, v in net.state_dict().items()}
-    compiled = torch.compile(net)
+    compiled = torch.compile(net, **COMPILE_KWARGS)
     cls = _module_class(pl)
 
     def factory():
