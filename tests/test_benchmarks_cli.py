@@ -240,11 +240,13 @@ def _has_lightning():
         (["--model", "{path}:TinyLit", "--model-args", "{{bad"], "--model-args: not valid JSON"),
         (["--model", "{path}:TinyLit", "--model-args", '{{"width": 3}}'], "constructing TinyLit with {'width': 3}"),
         (["--model", "{path}:TinyLit", "--precision", "8-bit"], "--precision '8-bit': expected one of"),
+        (["--model", "{path}:TinyLit", "--device", "cuda:1"], "--device cuda:1: expected cpu, cuda or auto"),
     ],
 )
 def test_bad_model_input_gets_one_clear_line(tmp_path, capsys, argv, message):
     path = _write(tmp_path)
-    argv = [a.format(path=path) for a in argv] + ["--device", "cpu"]
+    argv = [a.format(path=path) for a in argv]
+    argv += [] if "--device" in argv else ["--device", "cpu"]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err, err

@@ -28,10 +28,11 @@ from .harness import MS, RATIO, Skip, per_step_seconds
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 COLUMNS = (MS, RATIO)
 NOTES = (
-    "train step ms: (t(long fit) - t(short fit)) / extra steps in thread CPU time, median of interleaved rounds "
-    "(fixed costs of a fit drop out); x base: time / the raw loop's (below 1: faster). The last line divides "
-    "fastlight's defaults by Lightning's.",
-    "import ms: a fresh process importing the module (torch included), median of rounds; x base: / import torch.",
+    "ms: train step: (t(long fit) - t(short fit)) / extra steps in thread CPU time, median of interleaved rounds "
+    "(fixed costs of a fit drop out); import: a fresh process importing the module (torch included), median of "
+    "rounds.",
+    "x base: train step: / the raw loop's (below 1: faster); the last line is fastlight's defaults / Lightning's "
+    "defaults. import: / import torch's.",
 )
 
 

@@ -296,7 +296,7 @@ def format_table(rows: List[dict], columns: Sequence[Tuple[str, str, str]] = (MS
                 right = note_lines[i] if i < len(note_lines) else ""
                 lines.append((left.ljust(cand_w) + "  " + right).rstrip())
             continue
-        lines.append(name_lines[0].ljust(cand_w) + "".join("  " + c.rjust(w) for c, w in zip(b, num_w)))
+        lines.append((name_lines[0].ljust(cand_w) + "".join("  " + c.rjust(w) for c, w in zip(b, num_w))).rstrip())
         lines += name_lines[1:]
         if r.get("note"):
             lines += textwrap.wrap(str(r["note"]), width, initial_indent="  ", subsequent_indent="  ")

@@ -119,7 +119,9 @@ def _short(e: BaseException) -> str:
 def resolve_device(device: Optional[str]) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device not in ("cpu", "cuda"):  # the Trainers take an accelerator and a device count, not a device index
+        raise LoadError(f"--device {device}: expected cpu, cuda or auto (pick a GPU with CUDA_VISIBLE_DEVICES)")
+    if device == "cuda" and not torch.cuda.is_available():
         raise LoadError(f"--device {device}: no CUDA device is available to torch here")
     return device
 
