@@ -129,7 +129,7 @@ def test_tables_fit_100_columns_and_explain_percentages_over_100():
     ]
     text = format_table(rows, notes=["% bw: share of the reference stream."])
     _lines_fit(text)
-    assert "131c" in text and "fits in the last-level cache" in text
+    assert "131c" in text and "at most twice the last-level cache" in text
     assert "% bw: share of the reference stream." in text
     assert "n/a: needs CUDA" in text
 

@@ -39,7 +39,8 @@ COLUMNS = (MS, RATIO, ("bytes_per_param", "B/param", "{}"), GBPS, PCT_BW)
 NOTES = (
     "x base: time / torch's composition's time in the same case (below 1: faster).",
     "B/param: nominal bytes each candidate's step reads + writes per fp32 parameter (the module docstring "
-    "itemizes them); GB/s = B/param x parameters / time. % bw: that rate as a share of an in-place read+write "
+    "itemizes them).",
+    "GB/s: B/param x parameters / time. % bw: that rate as a share of an in-place read+write "
     "stream (x.mul_(1.0)) on a buffer far above the last-level cache, timed in the same rounds. Above 100 "
     "without c: the reference ran slower than the step in its rounds (a loaded shared machine).",
 )

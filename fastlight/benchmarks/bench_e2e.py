@@ -120,6 +120,83 @@ def _settings(quick: bool, device: str):
     return [16, 128], ["32-true", "bf16-mixed"], 8, 2, 3
 
 
+ORDER = ("pytorch_lightning", "pytorch_lightning + compile", "raw loop", "fastlight", "fastlight cuda_graphs")
+
+
+def _candidates(fl, lpl, loader, device: str, precision: str, quick: bool, root: str):
+    """(runners by candidate, n/a reasons by candidate) for one case."""
+    fl_cls = _module_class(fl)
+    cands: Dict[str, Callable[[int], None]] = {}
+    na: Dict[str, str] = {}
+    if lpl is not None:
+        pl_cls = _module_class(lpl)
+        cands["pytorch_lightning"] = lambda s: compare.framework_run(lpl, pl_cls, loader, device, precision, s, root)
+        if device == "cpu" and quick:
+            na["pytorch_lightning + compile"] = "n/a: left out of --quick on the CPU (compiling takes minutes)"
+        else:
+            compiled = _compiled_factory(lpl)
+            cands["pytorch_lightning + compile"] = lambda s: compare.framework_run(
+                lpl, compiled, loader, device, precision, s, root)
+    else:
+        na["pytorch_lightning"] = na["pytorch_lightning + compile"] = "n/a: pytorch_lightning is not installed"
+    cands["raw loop"] = lambda s: compare.raw_run(fl_cls, loader, device, precision, s)
+    cands["fastlight"] = lambda s: compare.framework_run(fl, fl_cls, loader, device, precision, s, root)
+    if device != "cuda":
+        na["fastlight cuda_graphs"] = "n/a: CUDA graphs need a CUDA device"
+    elif not cuda_graphs_available():
+        na["fastlight cuda_graphs"] = "n/a: not available (this fastlight's Trainer has no cuda_graphs flag)"
+    else:
+        cands["fastlight cuda_graphs"] = lambda s: compare.framework_run(
+            fl, fl_cls, loader, device, precision, s, root, cuda_graphs=True)
+    return cands, na
+
+
+def _reason(e: Exception) -> str:
+    first = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {first}"[:200]
+
+
+def _case_rows(name: str, batch: int, cands, na, device: str, long: int, short: int, repeats: int) -> List[dict]:
+    first: Dict[str, float] = {}
+    with quiet():
+        for cand in list(cands):  # the first run of each: set-up, first-call costs, compiling
+            t0 = time.perf_counter()
+            try:
+                cands[cand](short)
+            except Exception as e:  # e.g. no C++ compiler for inductor: the row says so
+                na[cand] = f"n/a: failed: {_reason(e)}"
+                del cands[cand]
+                continue
+            first[cand] = time.perf_counter() - t0
+    per_step = per_step_seconds(cands, long, short, repeats, floor=1e-9, warm=False)
+    kernel: Dict[str, float] = {}
+    if device == "cuda":
+        for cand in ("raw loop", "fastlight"):
+            if cand in cands:
+                try:
+                    with quiet():
+                        kernel[cand] = compare.kernel_ms_per_step(cands[cand], long, short)
+                except Exception as e:  # no CUPTI: the column is informative only
+                    na.setdefault(f"kernel time ({cand})", f"n/a: profiler failed: {_reason(e)}")
+        if "fastlight" in kernel:  # the graph replays fastlight's eager kernels
+            kernel["fastlight cuda_graphs"] = kernel["fastlight"]
+    base = per_step.get("pytorch_lightning")
+    rows = []
+    for cand in list(ORDER) + [k for k in na if k not in ORDER]:
+        if cand in per_step:
+            sec = per_step[cand]
+            setup = max(0.0, first[cand] - short * sec)
+            row = dict(name=name, candidate=cand, median_ms=sec * 1e3, samples_per_s=batch / sec,
+                       ratio=(sec / base) if base else None, speedup=(base / sec) if base else None,
+                       setup_s=setup, run_s=setup + EPOCHS * (CIFAR_TRAIN // batch) * sec)
+            if cand in kernel:
+                row.update(gpu_kernel_ms=kernel[cand], x_bound=sec * 1e3 / kernel[cand])
+            rows.append(row)
+        elif cand in na:
+            rows.append(dict(name=name, candidate=cand, note=na[cand]))
+    return rows
+
+
 def run(quick: bool, device: str) -> List[dict]:
     """Rows: name, candidate, median_ms (per step), samples_per_s, ratio (time over pytorch_lightning's: below 1
     is faster), speedup (its inverse), setup_s, run_s, gpu_kernel_ms / x_bound (CUDA), note (n/a rows)."""
@@ -134,7 +211,6 @@ def run(quick: bool, device: str) -> List[dict]:
     except ImportError:
         lpl = None
     batches, precisions, long, short, repeats = _settings(quick, device)
-    graphs = device == "cuda" and cuda_graphs_available()
     if device == "cuda":
         torch.ones(1, device=device).sum().item()  # CUDA context outside every candidate's first run
     rows: List[dict] = []
@@ -142,72 +218,12 @@ def run(quick: bool, device: str) -> List[dict]:
         for batch in batches:
             loader = _loader(long, batch, device)
             for precision in precisions:
+                cands, na = _candidates(fl, lpl, loader, device, precision, quick, root)
                 name = f"ResNet-18 CIFAR batch {batch}, {precision}, Adam, {device}"
-                fl_factory = _module_class(fl)
-                cands: Dict[str, Callable[[int], None]] = {}
-                na: Dict[str, str] = {}
-                if lpl is not None:
-                    pl_factory = _module_class(lpl)
-                    cands["pytorch_lightning"] = lambda s, p=precision, f=pl_factory: compare.framework_run(
-                        lpl, f, loader, device, p, s, root)
-                    if device == "cpu" and quick:
-                        na["pytorch_lightning + compile"] = "n/a: left out of --quick on the CPU (compiling takes minutes)"
-                    else:
-                        cf = _compiled_factory(lpl)
-                        cands["pytorch_lightning + compile"] = lambda s, p=precision, f=cf: compare.framework_run(
-                            lpl, f, loader, device, p, s, root)
-                else:
-                    na["pytorch_lightning"] = na["pytorch_lightning + compile"] = "n/a: pytorch_lightning is not installed"
-                cands["raw loop"] = lambda s, p=precision: compare.raw_run(fl_factory, loader, device, p, s)
-                cands["fastlight"] = lambda s, p=precision: compare.framework_run(fl, fl_factory, loader, device, p, s, root)
-                if graphs:
-                    cands["fastlight cuda_graphs"] = lambda s, p=precision: compare.framework_run(
-                        fl, fl_factory, loader, device, p, s, root, cuda_graphs=True)
-                elif device == "cuda":
-                    na["fastlight cuda_graphs"] = "n/a: not available (this fastlight's Trainer has no cuda_graphs flag)"
-                else:
-                    na["fastlight cuda_graphs"] = "n/a: CUDA graphs need a CUDA device"
-
-                first: Dict[str, float] = {}
-                with quiet():
-                    for cand in list(cands):
-                        t0 = time.perf_counter()
-                        try:
-                            cands[cand](short)
-                        except Exception as e:  # e.g. no C++ compiler for inductor: the row says so
-                            na[cand] = f"n/a: failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
-                            del cands[cand]
-                            continue
-                        first[cand] = time.perf_counter() - t0
-                per_step = per_step_seconds(cands, long, short, repeats, floor=1e-9, warm=False)
-                kernel: Dict[str, float] = {}
-                if device == "cuda":
-                    for cand in ("raw loop", "fastlight"):
-                        try:
-                            with quiet():
-                                kernel[cand] = compare.kernel_ms_per_step(cands[cand], long, short)
-                        except Exception as e:  # no CUPTI: the column is informative only
-                            na.setdefault(f"kernel time ({cand})", f"n/a: profiler failed: {type(e).__name__}: {e}"[:200])
-                    if "fastlight" in kernel:
-                        kernel["fastlight cuda_graphs"] = kernel["fastlight"]
-                base = per_step.get("pytorch_lightning")
-                order = ["pytorch_lightning", "pytorch_lightning + compile", "raw loop", "fastlight",
-                         "fastlight cuda_graphs"]
-                for cand in order + [k for k in na if k not in order]:
-                    if cand in per_step:
-                        sec = per_step[cand]
-                        setup = max(0.0, first[cand] - short * sec)
-                        row = dict(name=name, candidate=cand, median_ms=sec * 1e3, samples_per_s=batch / sec,
-                                   ratio=(sec / base) if base else None, speedup=(base / sec) if base else None,
-                                   setup_s=setup, run_s=setup + EPOCHS * (CIFAR_TRAIN // batch) * sec)
-                        if cand in kernel:
-                            row.update(gpu_kernel_ms=kernel[cand], x_bound=sec * 1e3 / kernel[cand])
-                        rows.append(row)
-                    elif cand in na:
-                        rows.append(dict(name=name, candidate=cand, note=na[cand]))
-            if device == "cpu" and quick:
-                rows.append(dict(name="ResNet-18 CIFAR batch 128, cpu", candidate="all",
-                                 note="n/a: left out of --quick on the CPU (seconds per step); run without --quick"))
+                rows += _case_rows(name, batch, cands, na, device, long, short, repeats)
+        if device == "cpu" and quick:
+            rows.append(dict(name="ResNet-18 CIFAR batch 128, cpu", candidate="all",
+                             note="n/a: left out of --quick on the CPU (seconds per step); run without --quick"))
     return rows
 
 

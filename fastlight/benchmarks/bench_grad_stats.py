@@ -13,8 +13,9 @@ from .harness import GBPS, MS, PCT_BW, RATIO, BandwidthProbe, cache_bytes, inter
 COLUMNS = (MS, RATIO, GBPS, PCT_BW)
 NOTES = (
     "x base: time / torch's (_foreach_norm + isfinite of the total).",
-    "GB/s counts 4 bytes per fp32 gradient element, read once. % bw: that rate as a share of a read-only pass "
-    "(x.sum()) over a buffer far above the last-level cache, timed in the same rounds.",
+    "GB/s: 4 bytes per fp32 gradient element, read once, per second. % bw: that rate as a share of a read-only "
+    "pass (x.sum()) over a buffer far above the last-level cache, timed in the same rounds. Above 100 without c: "
+    "the reference ran slower than the candidate in its rounds (a loaded shared machine).",
 )
 
 

@@ -174,9 +174,9 @@ def run(quick: bool = True, device: str = "cpu", kinds=("adamw", "sgd"), sets=No
 COLUMNS = (MS, RATIO, GBPS, PCT_BW)
 NOTES = (
     "x base: time / torch's fused=True step's time for the same set (below 1: faster).",
-    "GB/s counts 28 bytes per parameter for AdamW (read p, g, m, v; write p, m, v) and 20 for SGD with momentum "
-    "(read p, g, buf; write p, buf). % bw: that rate as a share of an in-place read+write stream (x.mul_(1.0)) "
-    "on a buffer far above the last-level cache, timed in the same rounds (the JSON has its GB/s, bw_gbps, and "
+    "GB/s: 28 bytes per parameter for AdamW (read p, g, m, v; write p, m, v) and 20 for SGD with momentum "
+    "(read p, g, buf; write p, buf), per second. % bw: that rate as a share of an in-place read+write stream "
+    "(x.mul_(1.0)) on a buffer far above the last-level cache, timed in the same rounds (the JSON has its GB/s, bw_gbps, and "
     "a plain copy's, copy_gbps). Above 100 without c: the reference stream ran slower than this step in its "
     "rounds (another job on a shared machine); rerun quiet before quoting it.",
 )

@@ -195,14 +195,14 @@ def copy_bandwidth_gbps(device: str = "cpu", nbytes: int = 256 << 20, repeats: i
 
 def bandwidth_fields(bytes_moved: float, ms: float, ref_gbps: Optional[float], working_set: float,
                      cache: Optional[int]) -> dict:
-    """gbps, pct_of_bw and a cache flag for one measurement. A `working_set` (bytes) that fits in the last-level
-    cache may be served from it, so a percentage of the memory bandwidth is no bound there: flagged (bw_flag
-    "c") and explained under the table."""
+    """gbps, pct_of_bw and a cache flag for one measurement. A `working_set` (bytes) up to twice the last-level
+    cache is served from it in good part when the work repeats, so a percentage of the memory bandwidth is no
+    bound there: flagged (bw_flag "c") and explained under the table."""
     gbps = bytes_moved / (ms * 1e-3) / 1e9
     out = dict(gbps=gbps)
     if ref_gbps:
         out["pct_of_bw"] = 100.0 * gbps / ref_gbps
-    if cache and working_set <= cache:
+    if cache and working_set <= 2 * cache:
         out["bw_flag"] = "c"
     return out
 
@@ -265,7 +265,9 @@ def format_table(rows: List[dict], columns: Sequence[Tuple[str, str, str]] = (MS
     """Rows grouped by case (`name`): a case line, then one line per candidate with `columns`; a row's `note`
     (e.g. why it was skipped) is printed in place of its numbers. Candidate names wrap so that every line fits
     `width` columns. Under the table: what each column and percentage means (`notes` plus the shared ones)."""
-    columns = [c for c in columns if any(r.get(c[0]) not in (None, "") for r in rows)]
+    empty = [c for c in columns if all(r.get(c[0]) in (None, "") for r in rows)]
+    columns = [c for c in columns if c not in empty]
+    notes = [n for n in notes if not any(n.startswith(h + ":") for _, h, _ in empty)]  # about absent columns
     headers = [h for _, h, _ in columns]
 
     def cells(r):
@@ -301,12 +303,11 @@ def format_table(rows: List[dict], columns: Sequence[Tuple[str, str, str]] = (MS
         if r.get("note"):
             lines += textwrap.wrap(str(r["note"]), width, initial_indent="  ", subsequent_indent="  ")
     shared = [c for c in (MS, RATIO, GBPS) if c in columns]  # the shared columns keep the shared meaning
-    notes = list(notes)
     explain = [COLUMN_NOTES[k] for k, h, _ in shared if not any(n.startswith(h + ":") for n in notes)]
     explain += notes
     if any(r.get("bw_flag") == "c" for r in rows):
-        explain.append("c after % bw: the data the work touches fits in the last-level cache, so it can be served "
-                       "from there and the percentage may exceed 100: no memory-bound figure.")
+        explain.append("c after % bw: the data the work touches is at most twice the last-level cache, so repeated "
+                       "calls find much of it there and the percentage may exceed 100: no memory-bound figure.")
     if explain:
         lines.append("")
         for text in explain:
