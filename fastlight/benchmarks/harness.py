@@ -50,8 +50,10 @@ def interleaved(
     warmup: int = 2,
     inner: int = 1,
     min_time_ms: Optional[float] = None,
+    fastest: Sequence[str] = (),
 ) -> Dict[str, float]:
-    """Median milliseconds per call of each candidate, measured in interleaved rounds.
+    """Median milliseconds per call of each candidate, measured in interleaved rounds (for the names in
+    `fastest`, e.g. a bandwidth reference, the fastest round instead: interference only slows a stream down).
 
     `inner` calls are timed together per round (raise it for sub-millisecond work); with `min_time_ms`
     inner is chosen so one timed block of the slowest candidate lasts about that long.
@@ -75,7 +77,7 @@ def interleaved(
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {n: statistics.median(v) for n, v in samples.items()}
+    return {n: (min(v) if n in fastest else statistics.median(v)) for n, v in samples.items()}
 
 
 @contextlib.contextmanager
@@ -149,7 +151,7 @@ def cache_bytes(device: str) -> Optional[int]:
 class BandwidthProbe:
     """Memory bandwidth measured as a candidate in the same interleaved rounds as the work it is compared with
     (a shared machine's bandwidth drifts from minute to minute), on a buffer far above the last-level cache,
-    with the access pattern of that work:
+    with the access pattern of that work; its fastest round is the reference (other jobs only slow it down):
 
     - "read":  a read-only pass (`x.sum()`), for read-only passes such as grad_stats.
     - "rmw":   an in-place `x.mul_(1.0)`, read + write of every element: the optimizers' pattern (each state

@@ -95,20 +95,21 @@ def _get_class(module: types.ModuleType, attr: str, option: str, spec: str, wher
 
 
 def framework_of(cls: type, kind: str = "LightningModule") -> Optional[str]:
-    """"fastlight" or "pytorch_lightning": the framework whose `kind` class `cls` derives from (None: neither)."""
+    """"fastlight", "pytorch_lightning" or "lightning" (lightning.pytorch): the framework whose `kind` class `cls`
+    derives from (None: none of them)."""
     for base in cls.__mro__:
         if base.__name__ == kind:
             top = base.__module__.split(".")[0]
             if top == "fastlight":
                 return "fastlight"
             if top in ("pytorch_lightning", "lightning"):
-                return "pytorch_lightning"
+                return top
     return None
 
 
 def load_class(spec: str, option: str, kind: str) -> type:
     """The class `spec` names, imported normally. It must derive from fastlight's or pytorch_lightning's `kind`
-    (LightningModule or LightningDataModule)."""
+    (LightningModule or LightningDataModule) or lightning.pytorch's."""
     target, attr = parse_spec(spec, option)
     module = _import_target(target, option, spec)
     cls = _get_class(module, attr, option, spec, target)
@@ -214,6 +215,9 @@ def load_for_framework(cls: type, framework: str, kind: str = "LightningModule")
     current = framework_of(cls, kind)
     if current == framework:
         return cls
+    if current == "lightning":
+        raise LoadError(f"{cls.__name__} is written for `lightning.pytorch`; the benchmark maps `fastlight` and "
+                        f"`pytorch_lightning` onto each other: import one of those (`import fastlight as pl`)")
     spec = getattr(cls, "_fastlight_bench_spec", None)
     module = sys.modules.get(cls.__module__)
     path = getattr(module, "__file__", None)
