@@ -65,7 +65,7 @@ def meta_line(meta: dict) -> str:
 def _parser(prog: str) -> argparse.ArgumentParser:
     names = available()
     p = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default=None,
+    p.add_argument("--device", default=None, metavar="D",
                    help="cpu or cuda (suite default: cpu; with --model: cuda when available, else cpu)")
     p.add_argument("--json", metavar="FILE", help="also write the rows and the run's metadata to FILE")
     s = p.add_argument_group("built-in suite")
@@ -78,12 +78,12 @@ def _parser(prog: str) -> argparse.ArgumentParser:
                    "own train_dataloader)")
     m.add_argument("--model-args", metavar="JSON", help='constructor keyword arguments, e.g. \'{"lr": 0.001}\'')
     m.add_argument("--datamodule-args", metavar="JSON", help="the datamodule's constructor keyword arguments")
-    m.add_argument("--batch-size", type=int, help="passed to the constructors that take batch_size; otherwise the "
+    m.add_argument("--batch-size", type=int, metavar="N", help="passed to the constructors that take batch_size; otherwise the "
                    "DataLoader is rebuilt with it")
-    m.add_argument("--precision", default="32-true", help="Trainer precision (default 32-true)")
-    m.add_argument("--steps", type=int, default=None, help="steps of the long run; the short one has a third "
-                   "(default: enough for about a second of timed steps, 30 to 3000)")
-    m.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported (default 3)")
+    m.add_argument("--precision", default="32-true", metavar="P", help="Trainer precision (default 32-true)")
+    m.add_argument("--steps", type=int, default=None, metavar="N", help="steps of the long run; the short one has a third "
+                   "(default: enough for about a second of timed steps, 6 to 3000)")
+    m.add_argument("--rounds", type=int, default=3, metavar="N", help="interleaved rounds; medians are reported (default 3)")
     m.add_argument("--no-lightning", action="store_true", help="leave pytorch_lightning out")
     m.add_argument("--png", metavar="FILE", help="write a chart (needs matplotlib)")
     return p

@@ -22,7 +22,7 @@ from . import compare
 from .harness import WIDTH, format_table, per_step_seconds, quiet
 from .loading import LoadError, framework_of, load_class, load_for_framework
 
-AUTO_STEPS = (30, 3000)  # bounds of the long run's steps when --steps is not given
+AUTO_STEPS = (6, 3000)  # bounds of the long run's steps when --steps is not given
 PHASES = (("data", "data"), ("forward_backward", "fwd+bwd"), ("optimizer", "optim"))
 
 COLUMNS = (
