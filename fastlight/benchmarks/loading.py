@@ -125,9 +125,15 @@ def load_class(spec: str, option: str, kind: str) -> type:
 
 
 def _library_dirs() -> Tuple[str, ...]:
+    """The standard library's and site-packages' folders (with a trailing separator, for prefix tests)."""
     paths = {sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
-    paths |= {sys.prefix, sys.base_prefix, sys.exec_prefix}
-    return tuple(os.path.abspath(p) for p in paths if p)
+    try:
+        import site
+
+        paths |= set(site.getsitepackages()) | {site.getusersitepackages()}
+    except (AttributeError, ImportError):
+        pass
+    return tuple(os.path.join(os.path.abspath(p), "") for p in paths if p)
 
 
 def _refers_to(module: types.ModuleType, framework: str) -> bool:

@@ -260,6 +260,10 @@ def run(model: str, datamodule: Optional[str] = None, model_args: Optional[str] 
     )
 
 
+def _ms(v: float) -> str:
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+
+
 def notes(result: dict) -> List[str]:
     s = result["settings"]
     out = [
@@ -278,10 +282,10 @@ def notes(result: dict) -> List[str]:
     ]
     split = result.get("split_ms")
     if split:
-        timed = ", ".join(f"{label} {split['timed'][k]:.3g}" for k, label in PHASES)
-        out.append(f"raw loop phases with timers, ms per step: {timed} (sum {sum(split['timed'].values()):.3g}).")
+        timed = ", ".join(f"{label} {_ms(split['timed'][k])}" for k, label in PHASES)
+        out.append(f"raw loop phases with timers, ms per step: {timed} (sum {_ms(sum(split['timed'].values()))}).")
     if result.get("gpu_kernel_ms"):
-        kern = ", ".join(f"{k} {v:.3g} ms" for k, v in result["gpu_kernel_ms"].items())
+        kern = ", ".join(f"{k} {_ms(v)} ms" for k, v in result["gpu_kernel_ms"].items())
         out.append(f"GPU kernel time per step (torch.profiler, (K(long) - K(short)) / extra steps): {kern}: the "
                    f"step's bound if the host kept the GPU busy.")
     return out
@@ -322,7 +326,8 @@ def write_png(result: dict, path: str) -> None:
     ax2.invert_yaxis()
     ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4)
     s = result["settings"]
-    fig.suptitle(f"{s['model']}: {s['device']}, {s['precision']}, batch {s['batch_size']}", fontsize=10)
+    model = s["model"] if "/" not in s["model"] else os.path.basename(s["model"])
+    fig.suptitle(f"{model}: {s['device']}, {s['precision']}, batch {s['batch_size']}", fontsize=10)
     fig.tight_layout()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
