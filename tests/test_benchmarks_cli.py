@@ -299,3 +299,35 @@ def test_e2e_runs_every_candidate_and_says_why_one_is_missing(monkeypatch):
         fastlight.Trainer.__init__).parameters)
     _lines_fit(format_table(list(rows.values()), bench_e2e.COLUMNS, bench_e2e.NOTES))
     torch._dynamo.reset()
+
+
+def test_raw_loop_uses_the_optimizer_and_step_scheduler_of_configure_optimizers(tmp_path):
+    import torch
+
+    from fastlight.benchmarks import compare
+
+    path = _write(tmp_path)
+    cls = loading.load_class(f"{path}:TinyLit", "--model", "LightningModule")
+    made = []
+
+    class WithScheduler(cls):
+        def configure_optimizers(self):
+            self.opt = torch.optim.SGD(self.parameters(), lr=0.1)
+            sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=1, gamma=0.5)
+            return {"optimizer": self.opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def factory():
+        made.append(WithScheduler())
+        return made[-1]
+
+    torch.manual_seed(0)  # as raw_run seeds: the same initial weights
+    module = factory()
+    loader = module.train_dataloader()  # 6 batches of 4
+    before = [p.detach().clone() for p in module.parameters()]
+    compare.raw_run(factory, loader, "cpu", "32-true", 8)  # crosses an epoch boundary
+    trained = made[-1]
+    assert trained.opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** 8)
+    assert trained is not module
+    assert all(not torch.equal(a, b) for a, b in zip(before, trained.parameters()))  # every tensor was stepped
+    with pytest.raises(compare.CandidateError, match="one optimizer"):
+        compare._first_optimizer([torch.optim.SGD(module.parameters(), lr=1), torch.optim.SGD(module.parameters(), lr=1)])

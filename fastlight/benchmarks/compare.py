@@ -134,6 +134,8 @@ def raw_run(factory: Callable[[], Any], loader, device: str, precision: str, ste
         module.to(param_dtype)
     module.train()
     opt, sched, interval = _first_optimizer(module.configure_optimizers())
+    if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        sched = None  # it steps on a monitored metric, which the raw loop does not compute
     scaler = torch.amp.GradScaler(dev_type) if autocast_dtype is torch.float16 else None
     autocast = (lambda: torch.autocast(dev_type, dtype=autocast_dtype)) if autocast_dtype is not None \
         else contextlib.nullcontext
