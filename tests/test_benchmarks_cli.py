@@ -194,6 +194,7 @@ def test_model_from_a_package_module_whose_base_class_lives_in_a_sibling(tmp_pat
     assert pl_cls().net[0].out_features == 16
     # everything the aliasing touched is back
     assert sys.modules["fastlight"] is fastlight and sys.modules["userpkg.base"] is base_before
+    assert sys.modules["userpkg"].base is base_before  # the package attribute too
     assert all(not k.startswith("fastlight") or getattr(m, "__name__", k).startswith("fastlight")
                for k, m in sys.modules.items() if m is not None)
     assert pl.LightningModule.__module__.startswith("pytorch_lightning")

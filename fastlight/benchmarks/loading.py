@@ -213,6 +213,10 @@ def aliased(src: str, dst: str) -> Iterator[None]:
             del sys.modules[k]
         sys.modules.update(saved)
         sys.modules.update(hidden)  # the originals replace any copy made under the alias
+        for k, m in hidden.items():  # and so do the parent packages' attributes the re-import rebound
+            parent, _, child = k.rpartition(".")
+            if parent and parent in sys.modules and getattr(sys.modules[parent], child, m) is not m:
+                setattr(sys.modules[parent], child, m)
 
 
 def load_for_framework(cls: type, framework: str, kind: str = "LightningModule") -> type:
@@ -239,7 +243,6 @@ def load_for_framework(cls: type, framework: str, kind: str = "LightningModule")
     name = f"_fastlight_bench_{framework}_{next(_counter)}_{cls.__module__.replace('.', '_')}"
     with aliased(current, framework):
         copy = _exec_source(path, name, package, "--model" if kind == "LightningModule" else "--datamodule", spec)
-    sys.modules.pop(name, None)
     again = _get_class(copy, cls.__name__, "--model", spec, path)
     if framework_of(again, kind) != framework:
         raise LoadError(
