@@ -35,6 +35,7 @@ LAYERS = {
     "utilities": (set(), ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
+    "benchmarks": (EVERYTHING, ANY),  # the shipped benchmark suite; nothing in fastlight imports it
     "_build": (set(), ANY),  # setup.py loads it before the package exists
     ROOT: (EVERYTHING, ANY),  # re-exports the public API
 }
