@@ -46,6 +46,7 @@ from torch import Tensor
 
 from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer import input_path
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
@@ -158,6 +159,7 @@ class FitLoop:
         self.validation_has_run = False
         # training_step runs without zero_grad and backward (Lightning's flag: SWA's batch-norm statistics epoch)
         self._skip_backward = False
+        self._prefetch_to_device = False  # set per run by _prepare_step_functions
 
     # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
     @property
@@ -218,7 +220,8 @@ class FitLoop:
             num = parse_num_batches("train", _sized_len(loader), cfg.limit_train_batches)
         self.loader = loader
         trainer.num_training_batches = self._loader_batches = num
-        self._iterator = iter(loader)  # epoch 0's iterator: created here, as Lightning does (RNG order)
+        # epoch 0's iterator: created here, as Lightning does (RNG order); batched fetch when it qualifies
+        self._iterator = input_path.iterate(loader, cfg.batched_input)
         if num == 0:
             return
         self._last_train_dl_reload_epoch = trainer.current_epoch
@@ -354,6 +357,8 @@ class FitLoop:
             if opt is not None and engine.manages(opt) and engine.needs_step_work(trainer, opt):
                 self._engine_step = engine.step
         self._accumulating = False
+        # the batch's device copy can be made by the input path when no transfer hook sees the host batch
+        self._prefetch_to_device = trainer.strategy.root_device.type == "cuda" and trainer._default_transfer
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
                 opt._on_before_step = self._manual_on_before_step
@@ -369,10 +374,13 @@ class FitLoop:
         if (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
             # a fresh epoch: same place Lightning creates it (RNG order); after a restore Lightning keeps the
             # iterator `setup_data` made
-            self._iterator = iter(self.loader)
+            self._iterator = input_path.iterate(self.loader, trainer._cfg.batched_input)
         iterator = self._iterator
         if resume is not None and resume.batch_idx:
             self._fast_forward(iterator, resume.batch_idx)
+        if self._prefetch_to_device:  # CUDA: batches gathered into pinned buffers, copied one ahead on a side stream
+            iterator = input_path.device_iterator(iterator, self.loader, trainer.strategy.root_device,
+                                                  num_batches - (self.epoch_batch_idx + 1))
         run_batch = self._run_batch
         if trainer.profiler.profiling:  # Lightning's action names; nothing is wrapped without a profiler
             iterator = _ProfiledIterator(iterator, trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next")

@@ -96,6 +96,9 @@ class Trainer:
         enable_autolog_hparams: bool = True,
         fused: bool = True,
         flat_grads: Union[bool, str] = "auto",
+        batched_input: bool = True,
+        cuda_graphs: Union[bool, str] = False,
+        channels_last: bool = False,
     ) -> None:
         """Lightning's Trainer arguments, plus fastlight's:
 
@@ -108,6 +111,17 @@ class Trainer:
             and dtype, `param.grad` views into it, zero_grad one memset) for the fused optimizers. "auto" is
             off: measured slower end to end on CUDA and on the CPU (BENCHMARKS.md). Needs fused=True; never
             built under DDP.
+        batched_input: True (default): a DataLoader over a TensorDataset (num_workers=0, default collate and batch
+            sampler) fetches each batch with one `index_select` per tensor instead of batch_size `__getitem__`
+            calls and a collate; the batches are the same bit for bit (fastlight/trainer/input_path.py). On CUDA
+            the next batch is copied from reused pinned buffers on a side stream. False (or the environment
+            variable FASTLIGHT_BATCHED_INPUT=0): the DataLoader's own iteration.
+        cuda_graphs: False (default), True or "auto": capture the whole training step as one CUDA graph and
+            replay it per batch (fastlight/trainer/graph_step.py). Refused with one info line (and run eagerly)
+            when the step cannot be captured: CPU device, manual optimization, an overridden optimizer_step, an
+            optimizer the fused engine does not manage, batch shapes that change.
+        channels_last: convert the module's 4-D parameters and the 4-D float tensors of each batch to
+            `torch.channels_last` memory format (conv nets on CUDA with mixed precision); values are unchanged.
         """
         cfg = build_config(
             accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
@@ -126,7 +140,8 @@ class Trainer:
             inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
             detect_anomaly=detect_anomaly, barebones=barebones,
             reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs, default_root_dir=default_root_dir,
-            fused=fused, flat_grads=flat_grads,
+            fused=fused, flat_grads=flat_grads, batched_input=batched_input, cuda_graphs=cuda_graphs,
+            channels_last=channels_last,
         )
         self._cfg = cfg
         self.enable_autolog_hparams = enable_autolog_hparams
@@ -868,13 +883,13 @@ class Trainer:
         dm = self.datamodule
         strategy = self.strategy
         device = strategy.root_device
-        self._fast_transfer = (
-            device.type == "cpu"
-            and all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
+        self._default_transfer = (
+            all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
                                                            "on_after_batch_transfer"))
             and (dm is None or all(not self._has_hook(dm, h) for h in (
                 "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
         )
+        self._fast_transfer = device.type == "cpu" and self._default_transfer
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
             self.profiler._lightning_module = model  # PyTorchProfiler labels the module's forward calls
