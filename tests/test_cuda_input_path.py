@@ -30,7 +30,7 @@ def _prefetched(loader, seed, max_batches=float("inf")):
     assert input_path.is_batched(it)
     if max_batches == float("inf"):
         max_batches = len(loader)
-    dev = input_path.device_iterator(it, loader, torch.device("cuda", torch.cuda.current_device()), max_batches)
+    dev = input_path.epoch_iterator(it, loader, torch.device("cuda", torch.cuda.current_device()), max_batches, True)
     assert isinstance(dev, input_path.DevicePrefetcher)
     out = []
     for b in dev:
@@ -59,7 +59,7 @@ def test_prefetch_never_samples_past_the_batches_the_loop_takes():
     loader = DataLoader(_data(), batch_size=8, shuffle=True)
     torch.manual_seed(1)
     it = input_path.iterate(loader)
-    dev = input_path.device_iterator(it, loader, torch.device("cuda"), 3)
+    dev = input_path.epoch_iterator(it, loader, torch.device("cuda"), 3, True)
     assert len(list(dev)) == 3
     assert it._num_yielded == 3
 
@@ -74,7 +74,7 @@ def test_unknown_sampler_is_not_read_ahead():
 
     loader = DataLoader(_data(), batch_size=8, sampler=Mine())
     it = input_path.iterate(loader)
-    dev = input_path.device_iterator(it, loader, torch.device("cuda"), len(loader))
+    dev = input_path.epoch_iterator(it, loader, torch.device("cuda"), len(loader), True)
     assert not dev._look_ahead
     assert it._num_yielded == 0
     first = next(dev)

@@ -160,6 +160,7 @@ class FitLoop:
         # training_step runs without zero_grad and backward (Lightning's flag: SWA's batch-norm statistics epoch)
         self._skip_backward = False
         self._prefetch_to_device = False  # set per run by _prepare_step_functions
+        self._fused_plain_step = False
 
     # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
     @property
@@ -356,6 +357,8 @@ class FitLoop:
             opt = trainer.optimizers[0] if self._direct_step else None
             if opt is not None and engine.manages(opt) and engine.needs_step_work(trainer, opt):
                 self._engine_step = engine.step
+        # a fused optimizer stepped directly: `step_unobserved` skips torch's profiling wrapper when nothing sees it
+        self._fused_plain_step = self._direct_step and hasattr(trainer.optimizers[0], "step_unobserved")
         self._accumulating = False
         # the batch's device copy can be made by the input path when no transfer hook sees the host batch
         self._prefetch_to_device = trainer.strategy.root_device.type == "cuda" and trainer._default_transfer
@@ -378,9 +381,10 @@ class FitLoop:
         iterator = self._iterator
         if resume is not None and resume.batch_idx:
             self._fast_forward(iterator, resume.batch_idx)
-        if self._prefetch_to_device:  # CUDA: batches gathered into pinned buffers, copied one ahead on a side stream
-            iterator = input_path.device_iterator(iterator, self.loader, trainer.strategy.root_device,
-                                                  num_batches - (self.epoch_batch_idx + 1))
+        # batched fetch: next() without the DataLoader's per-batch profiler range (unless a profiler records); on
+        # CUDA, batches gathered into pinned buffers and copied one ahead on a side stream
+        iterator = input_path.epoch_iterator(iterator, self.loader, trainer.strategy.root_device,
+                                             num_batches - (self.epoch_batch_idx + 1), self._prefetch_to_device)
         run_batch = self._run_batch
         if trainer.profiler.profiling:  # Lightning's action names; nothing is wrapped without a profiler
             iterator = _ProfiledIterator(iterator, trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next")
@@ -631,7 +635,8 @@ class FitLoop:
                 if self._pre_step_work:
                     # torch's optimizer.step runs the closure (and so these hooks) under enable_grad
                     trainer._precision._after_closure(trainer, optimizer)
-                optimizer.step()
+                if not (self._fused_plain_step and optimizer.step_unobserved()):
+                    optimizer.step()
             trainer._global_step += 1
         if loss is None:
             return {}

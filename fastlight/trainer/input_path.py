@@ -180,9 +180,6 @@ class _PinnedRing:
         self.events[(self.slot - 1) % len(self.buffers)] = event
 
 
-_SIDE_EFFECT_FREE_SAMPLERS = ("SequentialSampler", "RandomSampler", "SubsetRandomSampler", "DistributedSampler")
-
-
 def _sampler_is_side_effect_free(loader: Any) -> bool:
     from torch.utils.data import DistributedSampler, RandomSampler, SequentialSampler, SubsetRandomSampler
 
@@ -196,7 +193,6 @@ class DevicePrefetcher:
     as `transfer_batch_to_device` of the plain batch would."""
 
     def __init__(self, it: Any, device: torch.device, max_batches: float, look_ahead: bool) -> None:
-        self._it = it
         self._device = device
         self._left = max_batches  # batches the loop may still take this epoch: never sample past them
         self._look_ahead = look_ahead
@@ -205,6 +201,7 @@ class DevicePrefetcher:
         fetcher = it._dataset_fetcher
         fetcher.staging = self._ring
         it._pin_memory = False  # the staging buffers are pinned already
+        self._it = _BatchedIterator(it)
         self._next: Any = None
         self._exhausted = False
         if look_ahead:
@@ -257,12 +254,38 @@ class DevicePrefetcher:
         return batch
 
 
-def device_iterator(it: Any, loader: Any, device: torch.device, max_batches: float) -> Any:
-    """The fit loop's per-epoch iterator: `it` itself, or a DevicePrefetcher when the batches of a batched CPU
-    fetch go to a CUDA device."""
-    if device.type != "cuda" or not is_batched(it) or not torch.cuda.is_available():
+class _BatchedIterator:
+    """next() of a batched DataLoader iterator: what torch's `__next__` does for a single-process map-style
+    iterator (next index list, fetch, pin when asked, count it as yielded) without its `record_function` range,
+    which costs more than the batched fetch itself; with a profiler recording, torch's own `__next__`."""
+
+    __slots__ = ("_it",)
+
+    def __init__(self, it: Any) -> None:
+        self._it = it
+
+    def __iter__(self) -> "_BatchedIterator":
+        return self
+
+    def __len__(self) -> int:
+        return len(self._it)
+
+    def __next__(self) -> Any:
+        it = self._it
+        if it._sampler_iter is None or torch._C._autograd._profiler_enabled():
+            return next(it)
+        data = it._next_data()
+        it._num_yielded += 1
+        return data
+
+
+def epoch_iterator(it: Any, loader: Any, device: torch.device, max_batches: float, prefetch: bool) -> Any:
+    """The fit loop's per-epoch iterator over `it` (made by `iterate`): `it` itself when not batched; a
+    DevicePrefetcher when `prefetch` and the batches of a CPU dataset go to a CUDA device; else _BatchedIterator."""
+    if not is_batched(it):
         return it
-    if it._dataset_fetcher.device.type != "cpu":
-        return it  # GPU-resident dataset: index_select already runs on the device
-    look_ahead = _sampler_is_side_effect_free(loader) and max_batches != float("inf")
-    return DevicePrefetcher(it, device, max_batches, look_ahead)
+    if prefetch and device.type == "cuda" and torch.cuda.is_available() \
+            and it._dataset_fetcher.device.type == "cpu":  # (a GPU-resident dataset is gathered on the device)
+        look_ahead = _sampler_is_side_effect_free(loader) and max_batches != float("inf")
+        return DevicePrefetcher(it, device, max_batches, look_ahead)
+    return _BatchedIterator(it)
