@@ -46,7 +46,7 @@ from torch import Tensor
 
 from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
-from fastlight.trainer import input_path
+from fastlight.trainer import graph_step, input_path
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
@@ -161,6 +161,7 @@ class FitLoop:
         self._skip_backward = False
         self._prefetch_to_device = False  # set per run by _prepare_step_functions
         self._fused_plain_step = False
+        self._graph: Any = None  # graph_step.GraphStep of a run with Trainer(cuda_graphs=True | "auto")
 
     # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
     @property
@@ -362,6 +363,7 @@ class FitLoop:
         self._accumulating = False
         # the batch's device copy can be made by the input path when no transfer hook sees the host batch
         self._prefetch_to_device = trainer.strategy.root_device.type == "cuda" and trainer._default_transfer
+        self._graph = graph_step.setup(trainer, self, module)  # Trainer(cuda_graphs=...): None when off/refused
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
                 opt._on_before_step = self._manual_on_before_step
@@ -457,7 +459,9 @@ class FitLoop:
             else:
                 progress.increment_started()
                 batch_args = (batch, batch_idx) if self._pass_batch_idx else (batch,)
-                if self._direct_step:
+                if self._graph is not None and self._graph.takes(batch):
+                    output = self._graph.run(batch_args, batch_idx)  # whole step as one CUDA graph (graph_step.py)
+                elif self._direct_step:
                     if self._accumulating and self._distributed:  # no gradient all-reduce on this micro-batch
                         with trainer.strategy.block_backward_sync():
                             output = self._direct_automatic_step(batch_args, batch_idx)
