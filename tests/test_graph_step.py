@@ -349,3 +349,18 @@ def test_changed_momentum_ends_capture(tmp_path, caplog, fake):
         got = _fit(tmp_path, True, model=Net("sgd"), callbacks=[Bump()])
     _assert_same_run(got, ref)
     assert any("'momentum' changed" in m for m in _info(caplog))
+
+
+def test_cause_names_the_user_line_of_the_original_error():
+    def user_step():
+        raise RuntimeError("CUDA error: operation not permitted when stream is capturing\nmore")
+
+    try:
+        try:
+            user_step()
+        finally:
+            raise RuntimeError("operation failed due to a previous error during capture")
+    except RuntimeError as err:
+        cause = graph_step._cause(err)
+    assert cause.startswith("RuntimeError: CUDA error: operation not permitted when stream is capturing (at ")
+    assert "test_graph_step.py" in cause and "raise RuntimeError" in cause

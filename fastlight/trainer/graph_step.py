@@ -190,13 +190,20 @@ class _LogRecorder:
 
 
 def _cause(err: BaseException) -> str:
-    """The error's first line and the innermost frame of user code (e.g. the line that synchronized)."""
+    """The error's first line and the innermost frame of user code (e.g. the line that synchronized). When ending
+    a broken capture raised again, the original error (its context) is the one that names the line."""
+    chain = []
+    e: Optional[BaseException] = err
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    for e in reversed(chain):  # the original error first
+        msg = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        for fr in reversed(traceback.extract_tb(e.__traceback__)):
+            f = fr.filename.replace("\\", "/")
+            if "/torch/" not in f and "/fastlight/" not in f:
+                return f"{type(e).__name__}: {msg} (at {fr.filename}:{fr.lineno}: {fr.line})"
     msg = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    frames = traceback.extract_tb(err.__traceback__)
-    for fr in reversed(frames):
-        f = fr.filename.replace("\\", "/")
-        if "/torch/" not in f and "/fastlight/" not in f:
-            return f"{type(err).__name__}: {msg} (at {fr.filename}:{fr.lineno}: {fr.line})"
     return f"{type(err).__name__}: {msg}"
 
 
