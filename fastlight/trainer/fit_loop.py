@@ -47,6 +47,7 @@ from torch import Tensor
 from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer import graph_step, input_path
+from fastlight.trainer.compiled import batch_channels_last
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
@@ -61,11 +62,12 @@ class TrainingStepError(ValueError):
 
 def _takes_batch_idx(fn: Callable) -> bool:
     """Lightning passes batch_idx when the step names it, takes *args, or has two or more parameters."""
+    target = inspect.unwrap(fn)  # a torch.compile'd step wraps the user's
     try:
-        spec = inspect.getfullargspec(fn)
+        spec = inspect.getfullargspec(target)
     except TypeError:
         return True
-    args = spec.args[1:] if inspect.ismethod(fn) else spec.args
+    args = spec.args[1:] if inspect.ismethod(target) else spec.args
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
 
 
@@ -438,6 +440,8 @@ class FitLoop:
         # fixed for this batch (only on_train_batch_start returning -1 changes is_last_batch, and then we stop)
         self._accumulating = self._should_accumulate()
         batch = trainer._batch_to_device(batch, 0)
+        if trainer._cfg.channels_last:  # Trainer(channels_last=True): 4-D float inputs too
+            batch = batch_channels_last(batch)
         progress = self._batch_progress
         progress.is_last_batch = self.is_last_batch
         progress.increment_ready()

@@ -12,6 +12,7 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, build_config
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
@@ -675,6 +676,7 @@ class Trainer:
             raise MisconfigurationError(
                 "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
             )
+        model = unwrap_compiled(model)  # trainer.fit(torch.compile(model)): the module, its steps compiled
         self._attach(model, datamodule, "fit", train=train_dataloaders, val=val_dataloaders)
         self._launch(model, "fit", self._select_ckpt_path("fit", ckpt_path, True), weights_only)
 
@@ -699,6 +701,7 @@ class Trainer:
         model = self._resolve_model(model, fn)
         loop = self.validate_loop if fn == "validate" else self.test_loop
         loop.verbose = verbose
+        model = unwrap_compiled(model)
         self._attach(model, datamodule, fn, **{"val" if fn == "validate" else "test": dataloaders})
         return self._launch(model, fn, self._select_ckpt_path(fn, ckpt_path, model_provided), weights_only)
 
@@ -712,6 +715,7 @@ class Trainer:
         model_provided = model is not None
         model = self._resolve_model(model, "predict")
         self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
+        model = unwrap_compiled(model)
         self._attach(model, datamodule, "predict", predict=dataloaders)
         return self._launch(model, "predict", self._select_ckpt_path("predict", ckpt_path, model_provided),
                          weights_only)
@@ -1164,6 +1168,8 @@ class Trainer:
         optimizers when fitting."""
         if self._precision.convert_module(model) is not model:
             raise RuntimeError("precision.convert_module must convert the module in place")
+        if self._cfg.channels_last:  # before DDP wraps it and before the optimizers see the params
+            module_channels_last(model)
         self.strategy.setup_module(model, training=fn == "fit")
         if fn == "fit":
             self._setup_optimizers(model)
