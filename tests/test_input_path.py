@@ -253,3 +253,31 @@ def test_fit_with_and_without_the_batched_input_gives_the_same_weights(flag, tmp
 def test_batched_input_flag_is_validated():
     with pytest.raises(ValueError, match="batched_input"):
         fl.Trainer(accelerator="cpu", batched_input="yes")
+
+
+def test_lightning_parity_with_the_batched_input_in_use(tmp_path):
+    """Same user code under pytorch_lightning and fastlight (fused=False): bit-equal weights and RNG state, with the
+    batched fetch in use for the training and validation loaders (shuffle, dropout, a last partial batch)."""
+    pl_ref = pytest.importorskip("pytorch_lightning")
+    from _parity_helpers import build, quiet_warnings, trainer_kwargs
+
+    quiet_warnings()
+    used = []
+
+    class Probe(fl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            used.append(input_path.is_batched(trainer.fit_loop._iterator))
+
+    def run(pl, **extra):
+        torch.manual_seed(42)
+        model = build(pl)(dropout=0.3, n_train=45, batch_size=8, optimizer="adam", lr=0.01, scheduler="onecycle")
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=3, num_sanity_val_steps=2), **extra)
+        trainer.fit(model)
+        return model, torch.get_rng_state()
+
+    ref, ref_rng = run(pl_ref)
+    got, got_rng = run(fl, fused=False, callbacks=[Probe()])
+    assert used and all(used)
+    assert torch.equal(ref_rng, got_rng)
+    for (k, a), (_, b) in zip(ref.state_dict().items(), got.state_dict().items()):
+        assert torch.equal(a, b), k

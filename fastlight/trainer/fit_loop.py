@@ -10,11 +10,14 @@
         on_train_start
         for each epoch:
             on_train_epoch_start            (the iterator of epochs >= 1 is created after this hook)
-            for each batch:                 FitLoop._run_batch
+            for each batch:                 FitLoop._run_batch (batches of a TensorDataset loader fetched by
+                                            one index_select per tensor: input_path.py)
                 on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
                 on_train_batch_start        (returning -1 ends the epoch)
                 automatic optimization      FitLoop._automatic_step (FitLoop._direct_automatic_step runs the
                                             same hooks in the same order when nothing can tell the difference)
+                                            Trainer(cuda_graphs=True): the same step replayed as one CUDA graph
+                                            (graph_step.py; warm-up, capture and odd batches eager)
                     accumulating: closure() | else: optimizer_step(epoch, batch_idx, optimizer, closure)
                         -> optimizer.step(closure) -> precision.optimizer_step:
                         closure():  training_step
