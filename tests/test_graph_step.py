@@ -17,8 +17,8 @@ from fastlight.trainer.config import ConfigError
 
 # ------------------------------------------------------------------------------------------------ stand-in backend
 class FakeBackend:
-    """capture(fn) runs fn once (recording its self.log calls as the real capture does); replay re-runs it with the
-    grads set to None and copies the new outputs and logged values into the captured (static) ones."""
+    """capture(fn) runs fn once (recording its self.log calls as the real capture does); replay re-runs it and copies
+    the new outputs, logged values and grads into the captured (static) ones, leaving `.grad` attributes alone."""
 
     def __init__(self, trainer, perturb=False, fail_at_capture=False):
         self.trainer = trainer
@@ -40,17 +40,26 @@ class FakeBackend:
             out = fn()
         finally:
             self.capturing = False
+        self.static_grads = [p.grad for p in self._params()]  # the buffers a real graph's replays write
         return object(), out
+
+    def _params(self):
+        return [p for g in self.trainer.optimizers[0].param_groups for p in g["params"]]
 
     def replay(self, graph, fn, out):
         self.replays += 1
-        for g in self.trainer.optimizers[0].param_groups:
-            for p in g["params"]:
-                p.grad = None
+        params = self._params()
+        attrs = [p.grad for p in params]  # a replay writes the static grad buffers and leaves `.grad` alone
+        for p in params:
+            p.grad = None
         rec = graph_step._LogRecorder(self.trainer, record=True)
         with rec:
             loss, extra = fn()
         with torch.no_grad():
+            for static, p in zip(self.static_grads, params):
+                static.copy_(p.grad)
+            for p, a in zip(params, attrs):
+                p.grad = a
             out[0].copy_(loss + (1.0 if self.perturb else 0.0))
             for k, v in extra.items():
                 if isinstance(v, torch.Tensor):
@@ -364,3 +373,27 @@ def test_cause_names_the_user_line_of_the_original_error():
         cause = graph_step._cause(err)
     assert cause.startswith("RuntimeError: CUDA error: operation not permitted when stream is capturing (at ")
     assert "test_graph_step.py" in cause and "raise RuntimeError" in cause
+
+
+def test_grads_point_at_the_graph_buffers_after_validation_zeroed_them(tmp_path, fake):
+    """Validation's on_validation_model_zero_grad sets .grad to None; the next replay points .grad back at the
+    buffers the graph writes (a hook reading grads after the step sees this step's gradients)."""
+    fake()
+    seen = []
+
+    class GradProbe(fl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            seen.append(pl_module.net[0].weight.grad is not None)
+
+    class WithVal(Net):
+        def validation_step(self, batch, batch_idx):
+            self.log("val_loss", torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1]))
+
+    model = WithVal()
+    torch.manual_seed(7)
+    trainer = fl.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(tmp_path),
+                         cuda_graphs=True, val_check_interval=2, callbacks=[GradProbe()], num_sanity_val_steps=0)
+    trainer.fit(model, DataLoader(_data(), batch_size=8), DataLoader(_data(8), batch_size=4))
+    assert trainer.fit_loop._graph.graph is not None
+    assert all(seen)

@@ -403,8 +403,11 @@ class GraphStep:
 
     def _replay(self, batch_args: tuple) -> Dict[str, Any]:
         opt = self._optimizer()
-        if self.grads_moved:  # an eager step in between replaced `.grad`: the graph's buffers are the live ones
-            for p, g in zip(self._params(), self.static_grads):
+        params = self._params()
+        if self.grads_moved or (params and params[0].grad is not self.static_grads[0]):
+            # an eager step or a zero_grad (validation's on_validation_model_zero_grad) replaced `.grad`: the
+            # graph's buffers are the ones the replay writes, so they are what `.grad` shows afterwards
+            for p, g in zip(params, self.static_grads):
                 p.grad = g
             self.grads_moved = False
         for gi, group in enumerate(opt.param_groups):
