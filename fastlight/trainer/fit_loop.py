@@ -10,11 +10,14 @@
         on_train_start
         for each epoch:
             on_train_epoch_start            (the iterator of epochs >= 1 is created after this hook)
-            for each batch:                 FitLoop._run_batch
+            for each batch:                 FitLoop._run_batch (batches of a TensorDataset loader fetched by
+                                            one index_select per tensor: input_path.py)
                 on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
                 on_train_batch_start        (returning -1 ends the epoch)
                 automatic optimization      FitLoop._automatic_step (FitLoop._direct_automatic_step runs the
                                             same hooks in the same order when nothing can tell the difference)
+                                            Trainer(cuda_graphs=True): the same step replayed as one CUDA graph
+                                            (graph_step.py; warm-up, capture and odd batches eager)
                     accumulating: closure() | else: optimizer_step(epoch, batch_idx, optimizer, closure)
                         -> optimizer.step(closure) -> precision.optimizer_step:
                         closure():  training_step
@@ -45,8 +48,9 @@ import torch
 from torch import Tensor
 
 from fastlight.strategies.data import set_sampler_epoch
-from fastlight.trainer import resume_state
+from fastlight.trainer import graph_step, input_path, resume_state
 from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer.compiled import batch_channels_last
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
@@ -61,11 +65,12 @@ class TrainingStepError(ValueError):
 
 def _takes_batch_idx(fn: Callable) -> bool:
     """Lightning passes batch_idx when the step names it, takes *args, or has two or more parameters."""
+    target = inspect.unwrap(fn)  # a torch.compile'd step wraps the user's
     try:
-        spec = inspect.getfullargspec(fn)
+        spec = inspect.getfullargspec(target)
     except TypeError:
         return True
-    args = spec.args[1:] if inspect.ismethod(fn) else spec.args
+    args = spec.args[1:] if inspect.ismethod(target) else spec.args
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
 
 
@@ -168,6 +173,9 @@ class FitLoop:
         self._stateful_loaded = False
         self._stopping_at_boundary = False  # a SIGTERM / Ctrl-C stop is being handled after a finished batch
         self._poll_signals: Callable[[], int] = lambda: 0
+        self._prefetch_to_device = False  # set per run by _prepare_step_functions
+        self._fused_plain_step = False
+        self._graph: Any = None  # graph_step.GraphStep of a run with Trainer(cuda_graphs=True | "auto")
 
     # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
     @property
@@ -263,7 +271,7 @@ class FitLoop:
         self._stateful_loaded = resume_state.load_stateful(self)  # only after a restore, before iter() (Lightning)
         self._iter_record = {"epoch": self.trainer.current_epoch, "at_iter": resume_state.snapshot(self._train_loaders()),
                              "at_first_next": None}
-        return iter(self.loader)
+        return input_path.iterate(self.loader, self.trainer._cfg.batched_input)  # batched fetch when it qualifies
 
     def _train_loaders(self) -> list:
         """The user's loaders: the one train loader, or each loader of a CombinedLoader."""
@@ -372,7 +380,12 @@ class FitLoop:
             opt = trainer.optimizers[0] if self._direct_step else None
             if opt is not None and engine.manages(opt) and engine.needs_step_work(trainer, opt):
                 self._engine_step = engine.step
+        # a fused optimizer stepped directly: `step_unobserved` skips torch's profiling wrapper when nothing sees it
+        self._fused_plain_step = self._direct_step and hasattr(trainer.optimizers[0], "step_unobserved")
         self._accumulating = False
+        # the batch's device copy can be made by the input path when no transfer hook sees the host batch
+        self._prefetch_to_device = trainer.strategy.root_device.type == "cuda" and trainer._default_transfer
+        self._graph = graph_step.setup(trainer, self, module)  # Trainer(cuda_graphs=...): None when off/refused
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
                 opt._on_before_step = self._manual_on_before_step
@@ -398,6 +411,10 @@ class FitLoop:
                 self._iter_record["at_first_next"] = resume_state.snapshot(self._train_loaders())
             if resume is not None and resume.batch_idx and not self._stateful_loaded:
                 self._fast_forward(iterator, resume.batch_idx)
+        # batched fetch: next() without the DataLoader's per-batch profiler range (unless a profiler records); on
+        # CUDA, batches gathered into pinned buffers and copied one ahead on a side stream
+        iterator = input_path.epoch_iterator(iterator, self.loader, trainer.strategy.root_device,
+                                             num_batches - (self.epoch_batch_idx + 1), self._prefetch_to_device)
         run_batch = self._run_batch
         if trainer.profiler.profiling:  # Lightning's action names; nothing is wrapped without a profiler
             iterator = _ProfiledIterator(iterator, trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next")
@@ -454,6 +471,8 @@ class FitLoop:
         # fixed for this batch (only on_train_batch_start returning -1 changes is_last_batch, and then we stop)
         self._accumulating = self._should_accumulate()
         batch = trainer._batch_to_device(batch, 0)
+        if trainer._cfg.channels_last:  # Trainer(channels_last=True): 4-D float inputs too
+            batch = batch_channels_last(batch)
         progress = self._batch_progress
         progress.is_last_batch = self.is_last_batch
         progress.increment_ready()
@@ -475,7 +494,9 @@ class FitLoop:
             else:
                 progress.increment_started()
                 batch_args = (batch, batch_idx) if self._pass_batch_idx else (batch,)
-                if self._direct_step:
+                if self._graph is not None and self._graph.takes(batch):
+                    output = self._graph.run(batch_args, batch_idx)  # whole step as one CUDA graph (graph_step.py)
+                elif self._direct_step:
                     if self._accumulating and self._distributed:  # no gradient all-reduce on this micro-batch
                         with trainer.strategy.block_backward_sync():
                             output = self._direct_automatic_step(batch_args, batch_idx)
@@ -653,7 +674,8 @@ class FitLoop:
                 if self._pre_step_work:
                     # torch's optimizer.step runs the closure (and so these hooks) under enable_grad
                     trainer._precision._after_closure(trainer, optimizer)
-                optimizer.step()
+                if not (self._fused_plain_step and optimizer.step_unobserved()):
+                    optimizer.step()
             trainer._global_step += 1
         if loss is None:
             return {}

@@ -30,6 +30,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from fastlight.trainer import input_path
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fastlight.utilities.seed import _collect_rng_states, _set_rng_states
 
@@ -201,7 +202,7 @@ def rebuild_iterator(loop: Any, state: Dict[str, Any], batches_done: int) -> Any
     loaders = loop._train_loaders()
     if record is not None:
         put_back(record["at_iter"], loaders)
-    iterator = iter(loop.loader)
+    iterator = input_path.iterate(loop.loader, loop.trainer._cfg.batched_input)
     if record is not None:
         loop._iter_record = record
         if record.get("at_first_next") is not None:

@@ -11,6 +11,7 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, build_config
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
@@ -95,6 +96,9 @@ class Trainer:
         enable_autolog_hparams: bool = True,
         fused: bool = True,
         flat_grads: Union[bool, str] = "auto",
+        batched_input: bool = True,
+        cuda_graphs: Union[bool, str] = False,
+        channels_last: bool = False,
     ) -> None:
         """Lightning's Trainer arguments, plus fastlight's:
 
@@ -107,6 +111,17 @@ class Trainer:
             and dtype, `param.grad` views into it, zero_grad one memset) for the fused optimizers. "auto" is
             off: measured slower end to end on CUDA and on the CPU (BENCHMARKS.md). Needs fused=True; never
             built under DDP.
+        batched_input: True (default): a DataLoader over a TensorDataset (num_workers=0, default collate and batch
+            sampler) fetches each batch with one `index_select` per tensor instead of batch_size `__getitem__`
+            calls and a collate; the batches are the same bit for bit (fastlight/trainer/input_path.py). On CUDA
+            the next batch is copied from reused pinned buffers on a side stream. False (or the environment
+            variable FASTLIGHT_BATCHED_INPUT=0): the DataLoader's own iteration.
+        cuda_graphs: False (default), True or "auto": capture the whole training step as one CUDA graph and
+            replay it per batch (fastlight/trainer/graph_step.py). Refused with one info line (and run eagerly)
+            when the step cannot be captured: CPU device, manual optimization, an overridden optimizer_step, an
+            optimizer the fused engine does not manage, batch shapes that change.
+        channels_last: convert the module's 4-D parameters and the 4-D float tensors of each batch to
+            `torch.channels_last` memory format (conv nets on CUDA with mixed precision); values are unchanged.
         """
         cfg = build_config(
             accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
@@ -125,7 +140,8 @@ class Trainer:
             inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
             detect_anomaly=detect_anomaly, barebones=barebones,
             reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs, default_root_dir=default_root_dir,
-            fused=fused, flat_grads=flat_grads,
+            fused=fused, flat_grads=flat_grads, batched_input=batched_input, cuda_graphs=cuda_graphs,
+            channels_last=channels_last,
         )
         self._cfg = cfg
         self.enable_autolog_hparams = enable_autolog_hparams
@@ -669,6 +685,7 @@ class Trainer:
             raise MisconfigurationError(
                 "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
             )
+        model = unwrap_compiled(model)  # trainer.fit(torch.compile(model)): the module, its steps compiled
         self._attach(model, datamodule, "fit", train=train_dataloaders, val=val_dataloaders)
         self._launch(model, "fit", self._select_ckpt_path("fit", ckpt_path, True), weights_only)
 
@@ -693,6 +710,7 @@ class Trainer:
         model = self._resolve_model(model, fn)
         loop = self.validate_loop if fn == "validate" else self.test_loop
         loop.verbose = verbose
+        model = unwrap_compiled(model)
         self._attach(model, datamodule, fn, **{"val" if fn == "validate" else "test": dataloaders})
         return self._launch(model, fn, self._select_ckpt_path(fn, ckpt_path, model_provided), weights_only)
 
@@ -706,6 +724,7 @@ class Trainer:
         model_provided = model is not None
         model = self._resolve_model(model, "predict")
         self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
+        model = unwrap_compiled(model)
         self._attach(model, datamodule, "predict", predict=dataloaders)
         return self._launch(model, "predict", self._select_ckpt_path("predict", ckpt_path, model_provided),
                          weights_only)
@@ -877,13 +896,13 @@ class Trainer:
         dm = self.datamodule
         strategy = self.strategy
         device = strategy.root_device
-        self._fast_transfer = (
-            device.type == "cpu"
-            and all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
+        self._default_transfer = (
+            all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
                                                            "on_after_batch_transfer"))
             and (dm is None or all(not self._has_hook(dm, h) for h in (
                 "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
         )
+        self._fast_transfer = device.type == "cpu" and self._default_transfer
         self._signals.install(fn)
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
@@ -1177,6 +1196,8 @@ class Trainer:
         optimizers when fitting."""
         if self._precision.convert_module(model) is not model:
             raise RuntimeError("precision.convert_module must convert the module in place")
+        if self._cfg.channels_last:  # before DDP wraps it and before the optimizers see the params
+            module_channels_last(model)
         self.strategy.setup_module(model, training=fn == "fit")
         if fn == "fit":
             self._setup_optimizers(model)
