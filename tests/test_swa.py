@@ -143,7 +143,9 @@ def test_swa_checkpoint_state_and_resume_mid_swa_match_lightning(tmp_path):
                              ckpt_path=str(tmp_path / name / "epoch=2.ckpt"), **extra)
     ref, ref_tr, _, ref_lrs, _ = resumed["pl"]
     got, tr, _, lrs, _ = resumed["fl"]
-    assert_state_dicts_equal(ref, got)
+    # the loader shuffles: fastlight's checkpoint holds the RNG state, so its resumed run ends where the uninterrupted
+    # run ends (Lightning's resumed run draws another data order)
+    assert_state_dicts_equal(runs["pl"][0], got)
     assert lrs.lrs == ref_lrs.lrs
     assert (tr.global_step, tr.current_epoch) == (ref_tr.global_step, ref_tr.current_epoch)
     assert lrs.lrs == runs["fl"][3].lrs[-len(lrs.lrs):]  # SWALR continues where the interrupted run was

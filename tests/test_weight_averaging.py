@@ -91,9 +91,10 @@ def test_weight_averaging_with_fused_optimizers_within_fp32(cb_name, tmp_path):
 
 def test_weight_averaging_checkpoint_layout_and_resume_match_lightning(tmp_path):
     trainer_kw = dict(enable_checkpointing=True)
+    runs = {}
     for name, pl, extra in (("pl", pl_ref, {}), ("fl", fl, {"fused": False})):
         ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / name, filename="{epoch}", save_top_k=-1)
-        _fit(pl, tmp_path / name, "ema_defaults", trainer_kw=trainer_kw, extra_callbacks=[ckpt], **extra)
+        runs[name] = _fit(pl, tmp_path / name, "ema_defaults", trainer_kw=trainer_kw, extra_callbacks=[ckpt], **extra)
     ref = torch.load(tmp_path / "pl" / "epoch=1.ckpt", weights_only=False)
     got = torch.load(tmp_path / "fl" / "epoch=1.ckpt", weights_only=False)
     for key in ("state_dict", "current_model_state", "averaging_state"):
@@ -110,9 +111,12 @@ def test_weight_averaging_checkpoint_layout_and_resume_match_lightning(tmp_path)
         resumed[name] = _fit(pl, tmp_path / f"resume_{name}", "ema_defaults",
                              ckpt_path=str(tmp_path / name / "epoch=1.ckpt"), **extra)
     (ref_m, ref_tr, ref_avg, ref_vals), (m, tr, avg, vals) = resumed["pl"], resumed["fl"]
-    assert_state_dicts_equal(ref_m, m)
-    assert_state_dicts_equal(ref_avg._average_model, avg._average_model)
-    assert vals.val_losses == ref_vals.val_losses
+    # the loader shuffles: fastlight's checkpoint holds the RNG state, so its resumed run ends where the uninterrupted
+    # run ends (Lightning's resumed run draws another data order)
+    full_m, _, full_avg, full_vals = runs["pl"]
+    assert_state_dicts_equal(full_m, m)
+    assert_state_dicts_equal(full_avg._average_model, avg._average_model)
+    assert vals.val_losses == full_vals.val_losses[-len(vals.val_losses):]
     assert tr.global_step == ref_tr.global_step
 
 

@@ -443,10 +443,14 @@ class ModelCheckpoint(Checkpoint):
                 version += 1
         # set before saving: the path is part of the saved state
         previous, self.last_model_path = self.last_model_path, filepath
-        if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
-            self._link_checkpoint(trainer, self._last_checkpoint_saved, filepath)
-        else:
-            self._save_checkpoint(trainer, filepath)
+        try:
+            if self.save_last == "link" and self._last_checkpoint_saved and self.save_top_k != 0:
+                self._link_checkpoint(trainer, self._last_checkpoint_saved, filepath)
+            else:
+                self._save_checkpoint(trainer, filepath)
+        except BaseException:
+            self.last_model_path = previous
+            raise
         if previous and self._should_remove_checkpoint(trainer, previous, filepath):
             access.remove_checkpoint(trainer, previous)
 
@@ -463,12 +467,31 @@ class ModelCheckpoint(Checkpoint):
     def _save_none_monitor_checkpoint(self, trainer: Any, candidates: Dict[str, Tensor]) -> None:
         filepath = self._get_metric_interpolated_filepath_name(candidates, trainer, self.best_model_path)
         previous, self.best_model_path = self.best_model_path, filepath
-        self._save_checkpoint(trainer, filepath)
+        try:
+            self._save_checkpoint(trainer, filepath)
+        except BaseException:
+            self.best_model_path = previous  # a failed write: the previous file is still the one to keep
+            raise
         # the new file is in place before the old one goes
         if self.save_top_k == 1 and previous and self._should_remove_checkpoint(trainer, previous, filepath):
             access.remove_checkpoint(trainer, previous)
 
+    _ROTATION_STATE = ("best_k_models", "kth_best_model_path", "kth_value", "best_model_path", "best_model_score",
+                       "current_score", "last_model_path")
+
     def _update_best_and_save(self, current: Tensor, trainer: Any, candidates: Dict[str, Tensor]) -> None:
+        # a failed write (full disk) must not leave the top-k pointing at a file that is not there: the bookkeeping
+        # goes back to what it was, and the file that would have left the top-k stays (removed only after a save)
+        before = {name: getattr(self, name, None) for name in self._ROTATION_STATE}
+        before["best_k_models"] = dict(self.best_k_models)
+        try:
+            self._rotate_top_k(current, trainer, candidates)
+        except BaseException:
+            for name, value in before.items():
+                setattr(self, name, value)
+            raise
+
+    def _rotate_top_k(self, current: Tensor, trainer: Any, candidates: Dict[str, Tensor]) -> None:
         k = len(self.best_k_models) + 1 if self.save_top_k == -1 else self.save_top_k
         del_filepath = None
         if len(self.best_k_models) == k and k > 0:

@@ -66,3 +66,90 @@ def next_version(versions_root: str) -> int:
             if suffix.isdigit():
                 found.append(int(suffix))
     return max(found) + 1 if found else 0
+
+
+def sanitize_callable_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Callables and classes among the values become names: a class its __name__; a callable is called with no
+    arguments and its result kept unless that is callable too (then its __name__), as Lightning's loggers do."""
+    import inspect
+
+    def name_of(value: Any) -> Any:
+        if inspect.isclass(value):
+            return value.__name__
+        if callable(value):
+            try:
+                result = value()
+            except Exception:
+                return getattr(value, "__name__", None)
+            return value.__name__ if callable(result) else result
+        return value
+
+    return {key: name_of(value) for key, value in params.items()}
+
+
+def json_safe_params(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Values json cannot encode become their str()."""
+    import json
+
+    def encodable(value: Any) -> bool:
+        if value is None or isinstance(value, (bool, int, float, str, list, dict)):
+            return True
+        try:
+            json.dumps(value)
+        except (TypeError, OverflowError, ValueError):
+            return False
+        return True
+
+    return {key: value if encodable(value) else str(value) for key, value in params.items()}
+
+
+def import_client(module: str, logger: str, pip_name: str, extra: str) -> Any:
+    """Import the client package a logger is built on, or raise ModuleNotFoundError naming the package and how to
+    install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is not None and err.name != module and not module.startswith(err.name + "."):
+            raise  # the package is there but one of its own dependencies is missing: keep that message
+        raise ModuleNotFoundError(
+            f"{logger} needs the `{pip_name}` package, which is not installed:"
+            f" `pip install {pip_name}` (or `pip install fastlight[{extra}]`)."
+        ) from err
+
+
+def checkpoints_to_log(checkpoint_callback: Any, logged_model_time: Dict[str, float]) -> list:
+    """(mtime, path, score, tag) of the checkpoints of `checkpoint_callback` not logged yet, oldest first.
+
+    The candidates are the last checkpoint (tag "latest"), the best one ("best") and every top-k one ("best_k"); a
+    path already logged counts again when its file changed since (`logged_model_time` maps path -> mtime logged)."""
+    candidates: Dict[str, tuple] = {}
+    if hasattr(checkpoint_callback, "last_model_path") and hasattr(checkpoint_callback, "current_score"):
+        candidates[checkpoint_callback.last_model_path] = (checkpoint_callback.current_score, "latest")
+    if hasattr(checkpoint_callback, "best_model_path") and hasattr(checkpoint_callback, "best_model_score"):
+        candidates[checkpoint_callback.best_model_path] = (checkpoint_callback.best_model_score, "best")
+    for path, score in getattr(checkpoint_callback, "best_k_models", {}).items():
+        candidates[path] = (score, "best_k")
+    import os
+
+    found = sorted(
+        (os.path.getmtime(path), path, score, tag)
+        for path, (score, tag) in candidates.items()
+        if path and os.path.isfile(path)
+    )
+    return [item for item in found if item[1] not in logged_model_time or logged_model_time[item[1]] < item[0]]
+
+
+def checkpoint_metadata(checkpoint_callback: Any, path: str, score: Any, section: str) -> Dict[str, Any]:
+    """What the loggers store next to a logged checkpoint: its score, file name and the callback's settings."""
+    import os
+
+    if hasattr(score, "item"):
+        score = score.item()  # host sync: metadata needs a number
+    settings = ("monitor", "mode", "save_last", "save_top_k", "save_weights_only", "_every_n_train_steps")
+    return {
+        "score": score,
+        "original_filename": os.path.basename(path),
+        section: {k: getattr(checkpoint_callback, k) for k in settings if hasattr(checkpoint_callback, k)},
+    }

@@ -17,8 +17,14 @@ from .logger import _VersionedFolderLogger, rank_zero_experiment
 
 def _tensorboard_available() -> bool:
     import importlib.util
+    import sys
 
-    return importlib.util.find_spec("tensorboard") is not None
+    if "tensorboard" in sys.modules:
+        return sys.modules["tensorboard"] is not None  # None: imports of it are blocked
+    try:
+        return importlib.util.find_spec("tensorboard") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class TensorBoardLogger(_VersionedFolderLogger):

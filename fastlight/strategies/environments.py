@@ -13,6 +13,7 @@ and port of the rank-0 process, and this process's global rank, local rank, node
 """
 import logging
 import os
+import signal
 import re
 import socket
 from typing import Optional
@@ -204,9 +205,16 @@ def slurm_root_address(nodelist: str) -> str:
 
 
 class SLURMEnvironment(ClusterEnvironment):
-    """Processes started by `srun` (one task per device)."""
+    """Processes started by `srun` (one task per device).
+
+    auto_requeue: on SIGTERM or `requeue_signal` the fit saves its `last` checkpoint and rank 0 requeues the job
+    with `scontrol requeue` (Lightning's SLURMEnvironment arguments and defaults)."""
 
     name = "slurm"
+
+    def __init__(self, auto_requeue: bool = True, requeue_signal: Optional[signal.Signals] = None) -> None:
+        self.auto_requeue = auto_requeue
+        self.requeue_signal = requeue_signal if requeue_signal is not None else getattr(signal, "SIGUSR1", None)
 
     @staticmethod
     def detect() -> bool:

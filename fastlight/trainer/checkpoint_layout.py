@@ -293,11 +293,13 @@ class ResumePoint:
     mid_epoch: bool
 
 
-def resume_point(progress: FitProgress, num_training_batches: float, accumulate_grad_batches: int = 1) -> ResumePoint:
+def resume_point(progress: FitProgress, num_training_batches: float, accumulate_grad_batches: int = 1,
+                 replay_tail: bool = False) -> ResumePoint:
     """Interpret restored counters the way Lightning's fit loop does, and normalize them for continuing.
 
     Mutates `progress` like Lightning's reset on restart (partial events are dropped, the epoch is marked done when
-    the save happened after its last batch)."""
+    the save happened after its last batch). replay_tail (an exact resume of a save in on_train_batch_end): the
+    epoch's last batch stays in its epoch, whose end the resumed run then runs (resume_state.finish)."""
     e = progress.epoch.total
     b = progress.batch
     unfinished = e.ready != e.processed or e.started != e.processed  # type: ignore[attr-defined]
@@ -330,7 +332,7 @@ def resume_point(progress: FitProgress, num_training_batches: float, accumulate_
         progress.optimizer.reset_on_restart()
         progress.scheduler.reset_on_restart()
         progress.batches_that_stepped = batches_that_stepped
-        if on_train_batch_end and (b.is_last_batch or b.current.completed >= num_training_batches):
+        if on_train_batch_end and not replay_tail and (b.is_last_batch or b.current.completed >= num_training_batches):
             # saved in on_train_batch_end of the epoch's last batch: Lightning moves on to the next epoch (saved
             # after it, e.g. in a validation, the epoch still ends with its on_train_epoch_end hooks)
             progress.epoch.increment_processed()
@@ -404,6 +406,17 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
         if dm_state:
             checkpoint[type(datamodule).__qualname__] = dm_state
     checkpoint["fastlight_version"] = _fastlight_version()
+    fit_loop = getattr(trainer, "fit_loop", None)
+    if fit_loop is not None and hasattr(fit_loop, "_iter_record"):
+        from fastlight.trainer import resume_state
+
+        loader_states = resume_state.loader_states(fit_loop)
+        if loader_states:  # Lightning's place for stateful loaders' states
+            checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] = loader_states
+        if not weights_only:
+            entry = resume_state.dump(trainer)  # every rank's RNG and loader state (a gather under DDP)
+            if entry is not None:
+                checkpoint[resume_state.RESUME_KEY] = entry
     if call_hooks:
         if not weights_only:
             for cb in getattr(trainer, "callbacks", None) or []:

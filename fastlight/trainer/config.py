@@ -52,6 +52,9 @@ class TrainerConfig:
     use_distributed_sampler: bool
     fused: bool
     flat_grads: bool = False
+    batched_input: bool = True  # fastlight.trainer.input_path
+    cuda_graphs: Any = False  # False | True | "auto": fastlight.trainer.graph_step
+    channels_last: bool = False
     extras: dict = field(default_factory=dict)
 
 
@@ -270,6 +273,9 @@ def build_config(**kw: Any) -> TrainerConfig:
         inference_mode=bool(kw["inference_mode"]), barebones=barebones,
         reload_dataloaders_every_n_epochs=reload_n, use_distributed_sampler=bool(kw["use_distributed_sampler"]),
         fused=bool(kw["fused"]), flat_grads=_flat_grads(kw.get("flat_grads", "auto"), bool(kw["fused"]), device),
+        batched_input=_bool_flag("batched_input", kw.get("batched_input", True)),
+        cuda_graphs=_cuda_graphs(kw.get("cuda_graphs", False)),
+        channels_last=_bool_flag("channels_last", kw.get("channels_last", False)),
         **limits,
     )
 
@@ -288,6 +294,21 @@ def _flat_grads(flat_grads: Any, fused: bool, device: torch.device) -> bool:
         raise ConfigError("`Trainer(flat_grads=True)` needs `fused=True`: flat gradient buffers are part of the"
                           " fused engine.")
     return flat_grads
+
+
+def _bool_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"`Trainer({name}={value!r})` must be True or False.")
+    return value
+
+
+def _cuda_graphs(value: Any) -> Any:
+    """False | True | "auto" (any case)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    raise ConfigError(f"`Trainer(cuda_graphs={value!r})` must be False, True or 'auto'.")
 
 
 def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> float:

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_indices, set_sampler_epoch
+from fastlight.trainer import input_path
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.fit_loop import _sized_len, _takes_batch_idx
 from fastlight.trainer.results import ResultCollection, to_scalars
@@ -150,7 +151,8 @@ class EvaluationLoop:
             for loader in self.loaders:
                 set_sampler_epoch(loader, trainer.current_epoch)
         logged_outputs: List[Dict[str, Tensor]] = []
-        iterator = iter(self.loaders[0])  # created before the start hooks, as Lightning does (RNG order)
+        batched = trainer._cfg.batched_input  # one index_select per tensor for TensorDataset loaders (input_path)
+        iterator = input_path.iterate(self.loaders[0], batched)  # before the start hooks, as Lightning (RNG order)
         self._mode.capture(module)
         trainer._call_module(f"on_{self.stage}_model_eval")
         trainer._call_callbacks(f"on_{self.stage}_start")
@@ -163,7 +165,7 @@ class EvaluationLoop:
         step_name = f"{self.stage}_step"
         for dl_idx in range(n_loaders):
             if dl_idx > 0:
-                iterator = iter(self.loaders[dl_idx])
+                iterator = input_path.iterate(self.loaders[dl_idx], batched)
             limit = max_batches[dl_idx]
             batch_idx = 0
             dl_arg = dl_idx if n_loaders > 1 else None

@@ -10,11 +10,14 @@
         on_train_start
         for each epoch:
             on_train_epoch_start            (the iterator of epochs >= 1 is created after this hook)
-            for each batch:                 FitLoop._run_batch
+            for each batch:                 FitLoop._run_batch (batches of a TensorDataset loader fetched by
+                                            one index_select per tensor: input_path.py)
                 on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
                 on_train_batch_start        (returning -1 ends the epoch)
                 automatic optimization      FitLoop._automatic_step (FitLoop._direct_automatic_step runs the
                                             same hooks in the same order when nothing can tell the difference)
+                                            Trainer(cuda_graphs=True): the same step replayed as one CUDA graph
+                                            (graph_step.py; warm-up, capture and odd batches eager)
                     accumulating: closure() | else: optimizer_step(epoch, batch_idx, optimizer, closure)
                         -> optimizer.step(closure) -> precision.optimizer_step:
                         closure():  training_step
@@ -45,7 +48,9 @@ import torch
 from torch import Tensor
 
 from fastlight.strategies.data import set_sampler_epoch
+from fastlight.trainer import graph_step, input_path, resume_state
 from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer.compiled import batch_channels_last
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
@@ -60,11 +65,12 @@ class TrainingStepError(ValueError):
 
 def _takes_batch_idx(fn: Callable) -> bool:
     """Lightning passes batch_idx when the step names it, takes *args, or has two or more parameters."""
+    target = inspect.unwrap(fn)  # a torch.compile'd step wraps the user's
     try:
-        spec = inspect.getfullargspec(fn)
+        spec = inspect.getfullargspec(target)
     except TypeError:
         return True
-    args = spec.args[1:] if inspect.ismethod(fn) else spec.args
+    args = spec.args[1:] if inspect.ismethod(target) else spec.args
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
 
 
@@ -158,6 +164,18 @@ class FitLoop:
         self.validation_has_run = False
         # training_step runs without zero_grad and backward (Lightning's flag: SWA's batch-norm statistics epoch)
         self._skip_backward = False
+        # exact resume (resume_state.py): the RNG copies taken around the train iterator's creation, a restored
+        # checkpoint's state for this rank until the epoch it lands in starts, stateful-loader states to load
+        self._iter_record: Optional[Dict[str, Any]] = None
+        self._exact: Optional[Dict[str, Any]] = None
+        self._exact_pending: Optional[Dict[str, Any]] = None
+        self._loader_states_to_load: list = []
+        self._stateful_loaded = False
+        self._stopping_at_boundary = False  # a SIGTERM / Ctrl-C stop is being handled after a finished batch
+        self._poll_signals: Callable[[], int] = lambda: 0
+        self._prefetch_to_device = False  # set per run by _prepare_step_functions
+        self._fused_plain_step = False
+        self._graph: Any = None  # graph_step.GraphStep of a run with Trainer(cuda_graphs=True | "auto")
 
     # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
     @property
@@ -218,7 +236,7 @@ class FitLoop:
             num = parse_num_batches("train", _sized_len(loader), cfg.limit_train_batches)
         self.loader = loader
         trainer.num_training_batches = self._loader_batches = num
-        self._iterator = iter(loader)  # epoch 0's iterator: created here, as Lightning does (RNG order)
+        self._iterator = self._new_iterator()  # epoch 0's iterator: created here, as Lightning does (RNG order)
         if num == 0:
             return
         self._last_train_dl_reload_epoch = trainer.current_epoch
@@ -247,6 +265,13 @@ class FitLoop:
                 f" Trainer(log_every_n_steps={cfg.log_every_n_steps}). Set a lower value for log_every_n_steps if"
                 " you want to see logs for the training epoch."
             )
+
+    def _new_iterator(self) -> Any:
+        """iter() on the train loader, with a copy of the RNGs it depends on taken just before (exact resume)."""
+        self._stateful_loaded = resume_state.load_stateful(self)  # only after a restore, before iter() (Lightning)
+        self._iter_record = {"epoch": self.trainer.current_epoch, "at_iter": resume_state.snapshot(self._train_loaders()),
+                             "at_first_next": None}
+        return input_path.iterate(self.loader, self.trainer._cfg.batched_input)  # batched fetch when it qualifies
 
     def _train_loaders(self) -> list:
         """The user's loaders: the one train loader, or each loader of a CombinedLoader."""
@@ -303,6 +328,7 @@ class FitLoop:
                            " This may lead to unexpected behavior during training. If this is intentional,"
                            " you can ignore this warning.")
         self._prepare_step_functions(module)
+        self._poll_signals = trainer._signals.poller()  # SIGTERM / Ctrl-C: checked after each batch (signals.py)
         trainer._train_start_time = time.monotonic()
         trainer._last_val_time = trainer._train_start_time
         trainer._call_callbacks("on_train_start")
@@ -324,6 +350,7 @@ class FitLoop:
                 self._run_epoch(resume)
                 self._end_epoch()
             self._resuming = self._restarting = False
+        trainer._signals.end_of_training()
         trainer._call_callbacks("on_train_end")
         trainer._call_module("on_train_end")
 
@@ -353,7 +380,12 @@ class FitLoop:
             opt = trainer.optimizers[0] if self._direct_step else None
             if opt is not None and engine.manages(opt) and engine.needs_step_work(trainer, opt):
                 self._engine_step = engine.step
+        # a fused optimizer stepped directly: `step_unobserved` skips torch's profiling wrapper when nothing sees it
+        self._fused_plain_step = self._direct_step and hasattr(trainer.optimizers[0], "step_unobserved")
         self._accumulating = False
+        # the batch's device copy can be made by the input path when no transfer hook sees the host batch
+        self._prefetch_to_device = trainer.strategy.root_device.type == "cuda" and trainer._default_transfer
+        self._graph = graph_step.setup(trainer, self, module)  # Trainer(cuda_graphs=...): None when off/refused
         if not self._automatic:
             for opt in self.trainer._lightning_optimizers:
                 opt._on_before_step = self._manual_on_before_step
@@ -366,13 +398,23 @@ class FitLoop:
         num_batches = min(trainer.num_training_batches, self._loader_batches)
         self.epoch_batch_idx = -1
         self.is_last_batch = False
-        if (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
+        exact, self._exact_pending = self._exact_pending, None
+        if exact is not None and resume is not None:  # rebuilt under the RNGs of the original (resume_state.py)
+            self._iterator = resume_state.rebuild_iterator(self, exact, resume.batch_idx)
+        elif (trainer.current_epoch > 0 and not self._resuming) or self._iterator is None:
             # a fresh epoch: same place Lightning creates it (RNG order); after a restore Lightning keeps the
             # iterator `setup_data` made
-            self._iterator = iter(self.loader)
+            self._iterator = self._new_iterator()
         iterator = self._iterator
-        if resume is not None and resume.batch_idx:
-            self._fast_forward(iterator, resume.batch_idx)
+        if exact is None:
+            if self._iter_record is not None and self._iter_record["at_first_next"] is None:
+                self._iter_record["at_first_next"] = resume_state.snapshot(self._train_loaders())
+            if resume is not None and resume.batch_idx and not self._stateful_loaded:
+                self._fast_forward(iterator, resume.batch_idx)
+        # batched fetch: next() without the DataLoader's per-batch profiler range (unless a profiler records); on
+        # CUDA, batches gathered into pinned buffers and copied one ahead on a side stream
+        iterator = input_path.epoch_iterator(iterator, self.loader, trainer.strategy.root_device,
+                                             num_batches - (self.epoch_batch_idx + 1), self._prefetch_to_device)
         run_batch = self._run_batch
         if trainer.profiler.profiling:  # Lightning's action names; nothing is wrapped without a profiler
             iterator = _ProfiledIterator(iterator, trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next")
@@ -384,6 +426,8 @@ class FitLoop:
                 prefetched.append(next(iterator))
             except StopIteration:
                 return
+        if exact is not None:  # the RNGs of the save, then what the saved batch still had to do
+            resume_state.finish(self, exact)
         while True:
             if self.is_last_batch or (sized and self.epoch_batch_idx + 1 >= num_batches):
                 break
@@ -403,6 +447,9 @@ class FitLoop:
                     self.is_last_batch = True
             if not run_batch(batch):
                 break
+            stop = self._poll_signals()  # SIGTERM / Ctrl-C seen (on any rank): stop here, on every rank
+            if stop:
+                trainer._signals.stop_at_batch_boundary(trainer, stop)
             if trainer.should_stop and self._can_stop_early():
                 break
 
@@ -424,6 +471,8 @@ class FitLoop:
         # fixed for this batch (only on_train_batch_start returning -1 changes is_last_batch, and then we stop)
         self._accumulating = self._should_accumulate()
         batch = trainer._batch_to_device(batch, 0)
+        if trainer._cfg.channels_last:  # Trainer(channels_last=True): 4-D float inputs too
+            batch = batch_channels_last(batch)
         progress = self._batch_progress
         progress.is_last_batch = self.is_last_batch
         progress.increment_ready()
@@ -445,7 +494,9 @@ class FitLoop:
             else:
                 progress.increment_started()
                 batch_args = (batch, batch_idx) if self._pass_batch_idx else (batch,)
-                if self._direct_step:
+                if self._graph is not None and self._graph.takes(batch):
+                    output = self._graph.run(batch_args, batch_idx)  # whole step as one CUDA graph (graph_step.py)
+                elif self._direct_step:
                     if self._accumulating and self._distributed:  # no gradient all-reduce on this micro-batch
                         with trainer.strategy.block_backward_sync():
                             output = self._direct_automatic_step(batch_args, batch_idx)
@@ -478,12 +529,12 @@ class FitLoop:
         if trainer.loggers and n and ((trainer._batches_that_stepped + 1) % n == 0 or trainer.should_stop):
             trainer._hub.update_train_step_metrics(trainer._train_results, True)
 
-    def _after_batch(self) -> None:
+    def _after_batch(self, run_validation: bool = True) -> None:
         trainer = self.trainer
         cfg = trainer._cfg
         if cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True  # Lightning's Timer callback, checked at each batch end
-        if self._should_check_val():
+        if run_validation and self._should_check_val():
             hub = trainer._hub
             first_loop_iter = hub.first_loop_iter
             if not self._accumulating:
@@ -623,7 +674,8 @@ class FitLoop:
                 if self._pre_step_work:
                     # torch's optimizer.step runs the closure (and so these hooks) under enable_grad
                     trainer._precision._after_closure(trainer, optimizer)
-                optimizer.step()
+                if not (self._fused_plain_step and optimizer.step_unobserved()):
+                    optimizer.step()
             trainer._global_step += 1
         if loss is None:
             return {}
@@ -812,9 +864,16 @@ class FitLoop:
         _set_counts(progress.scheduler, self._scheduler_steps, self._scheduler_steps - sched0)
         progress.batches_that_stepped = trainer._batches_that_stepped
 
-    def on_restored(self) -> None:
-        """trainer.loop_progress was loaded from a checkpoint: take its counters; `run` works out where to go on."""
+    def on_restored(self, checkpoint: Optional[Dict[str, Any]] = None, source: str = "the checkpoint") -> None:
+        """trainer.loop_progress was loaded from a checkpoint: take its counters; `run` works out where to go on
+        (with the checkpoint's random and loader state for this rank when it has one: resume_state.py)."""
         trainer = self.trainer
+        if checkpoint is not None:
+            self._exact = resume_state.state_for_this_rank(trainer, checkpoint, source)
+            fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+            self._loader_states_to_load = list(fit_state.get("combined_loader", []))
+            if self._loader_states_to_load and self.loader is not None:  # loaded early (estimated_stepping_batches)
+                self._iterator = self._new_iterator()  # the stateful loaders' states go in before iter()
         progress = trainer.loop_progress.fit
         trainer._current_epoch = progress.current_epoch
         trainer._global_step = progress.global_step
@@ -834,7 +893,9 @@ class FitLoop:
         unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
         self._restarting = unfinished or trainer._cfg.max_steps != -1
         self._resuming = True
-        point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches)
+        exact, self._exact = self._exact, None
+        point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches,
+                             replay_tail=exact is not None and exact["phase"] == resume_state.PHASE_TRAIN_BATCH_END)
         trainer._current_epoch = point.epoch
         trainer._global_step = point.global_step
         trainer._batches_that_stepped = point.batches_that_stepped
@@ -848,15 +909,18 @@ class FitLoop:
                 self._zero_grad_calls - progress.optimizer.zero_grad.current.completed,
                 self._scheduler_steps - progress.scheduler.current.completed,
             )
+        if exact is not None:
+            resume_state.on_resume(self, exact, point)
 
-    def _fast_forward(self, iterator: Any, num_batches: int) -> None:
+    def _fast_forward(self, iterator: Any, num_batches: int, exact: bool = False) -> None:
         """Skip the batches of this epoch that ran before the checkpoint, so a mid-epoch resume continues with the
         next batch (Lightning restarts a plain dataloader from its first batch instead). A single-process map-style
         DataLoader skips sampler indices only; anything else (several loaders' combined batches too) loads the
         batches and drops them."""
         rank_zero_info(
             f"Resuming in the middle of epoch {self.trainer.current_epoch}: skipping its first {num_batches} batches"
-            " (an exact resume needs a data order that does not depend on the global RNG)."
+            + (" (the data order and random state saved with the checkpoint are restored)." if exact else
+               " (an exact resume needs a data order that does not depend on the global RNG).")
         )
         self.epoch_batch_idx = num_batches - 1
         sampler_iter = getattr(iterator, "_sampler_iter", None)

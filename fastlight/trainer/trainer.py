@@ -1,6 +1,5 @@
 """Trainer: Lightning's Trainer API. Flags are normalized once (config.py); the loops live in fit_loop.py
 (the whole fit loop, in execution order) and evaluation.py (validate / test / predict)."""
-import importlib.util
 import math
 import os
 from typing import Any, Dict, Iterable, List, Optional, Union
@@ -12,6 +11,7 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, build_config
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
@@ -96,6 +96,9 @@ class Trainer:
         enable_autolog_hparams: bool = True,
         fused: bool = True,
         flat_grads: Union[bool, str] = "auto",
+        batched_input: bool = True,
+        cuda_graphs: Union[bool, str] = False,
+        channels_last: bool = False,
     ) -> None:
         """Lightning's Trainer arguments, plus fastlight's:
 
@@ -108,6 +111,17 @@ class Trainer:
             and dtype, `param.grad` views into it, zero_grad one memset) for the fused optimizers. "auto" is
             off: measured slower end to end on CUDA and on the CPU (BENCHMARKS.md). Needs fused=True; never
             built under DDP.
+        batched_input: True (default): a DataLoader over a TensorDataset (num_workers=0, default collate and batch
+            sampler) fetches each batch with one `index_select` per tensor instead of batch_size `__getitem__`
+            calls and a collate; the batches are the same bit for bit (fastlight/trainer/input_path.py). On CUDA
+            the next batch is copied from reused pinned buffers on a side stream. False (or the environment
+            variable FASTLIGHT_BATCHED_INPUT=0): the DataLoader's own iteration.
+        cuda_graphs: False (default), True or "auto": capture the whole training step as one CUDA graph and
+            replay it per batch (fastlight/trainer/graph_step.py). Refused with one info line (and run eagerly)
+            when the step cannot be captured: CPU device, manual optimization, an overridden optimizer_step, an
+            optimizer the fused engine does not manage, batch shapes that change.
+        channels_last: convert the module's 4-D parameters and the 4-D float tensors of each batch to
+            `torch.channels_last` memory format (conv nets on CUDA with mixed precision); values are unchanged.
         """
         cfg = build_config(
             accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
@@ -126,7 +140,8 @@ class Trainer:
             inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
             detect_anomaly=detect_anomaly, barebones=barebones,
             reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs, default_root_dir=default_root_dir,
-            fused=fused, flat_grads=flat_grads,
+            fused=fused, flat_grads=flat_grads, batched_input=batched_input, cuda_graphs=cuda_graphs,
+            channels_last=channels_last,
         )
         self._cfg = cfg
         self.enable_autolog_hparams = enable_autolog_hparams
@@ -189,6 +204,9 @@ class Trainer:
         from fastlight.trainer.evaluation import EvaluationLoop, PredictionLoop
 
         self.fit_loop = FitLoop(self)
+        from fastlight.trainer.signals import SignalHandling
+
+        self._signals = SignalHandling(self)  # SIGTERM / Ctrl-C: a graceful stop at a batch boundary
         self.validate_loop = EvaluationLoop(self, "validate")
         self.test_loop = EvaluationLoop(self, "test")
         self.predict_loop = PredictionLoop(self)
@@ -449,13 +467,20 @@ class Trainer:
         if cfg.barebones or cfg.fast_dev_run:
             return []
         if logger is None or logger is True:
-            # Lightning's default: TensorBoard when its package is importable, else CSV
-            if importlib.util.find_spec("tensorboard") is not None:
-                from fastlight.loggers.tensorboard import TensorBoardLogger
+            # Lightning's default: TensorBoard when its package is importable, else CSV (and say so)
+            from fastlight.loggers.tensorboard import TensorBoardLogger, _tensorboard_available
 
+            if _tensorboard_available():
                 return [TensorBoardLogger(save_dir=cfg.default_root_dir)]
             from fastlight.loggers.csv_logs import CSVLogger
 
+            rank_zero_warn(
+                "The `tensorboard` package is not installed, so the default logger (`logger=True`) is CSVLogger:"
+                f" metrics go to {os.path.join(cfg.default_root_dir, 'lightning_logs')}/version_N/metrics.csv."
+                " Install it (`pip install tensorboard`) to get TensorBoard logs by default, or pass"
+                " `logger=CSVLogger(...)` to choose CSV explicitly and silence this warning.",
+                stacklevel=5,  # the user's Trainer(...) line
+            )
             return [CSVLogger(save_dir=cfg.default_root_dir)]
         if logger is False:
             return []
@@ -660,6 +685,7 @@ class Trainer:
             raise MisconfigurationError(
                 "You cannot pass `train_dataloader` or `val_dataloaders` to `trainer.fit(datamodule=...)`"
             )
+        model = unwrap_compiled(model)  # trainer.fit(torch.compile(model)): the module, its steps compiled
         self._attach(model, datamodule, "fit", train=train_dataloaders, val=val_dataloaders)
         self._launch(model, "fit", self._select_ckpt_path("fit", ckpt_path, True), weights_only)
 
@@ -684,6 +710,7 @@ class Trainer:
         model = self._resolve_model(model, fn)
         loop = self.validate_loop if fn == "validate" else self.test_loop
         loop.verbose = verbose
+        model = unwrap_compiled(model)
         self._attach(model, datamodule, fn, **{"val" if fn == "validate" else "test": dataloaders})
         return self._launch(model, fn, self._select_ckpt_path(fn, ckpt_path, model_provided), weights_only)
 
@@ -697,6 +724,7 @@ class Trainer:
         model_provided = model is not None
         model = self._resolve_model(model, "predict")
         self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
+        model = unwrap_compiled(model)
         self._attach(model, datamodule, "predict", predict=dataloaders)
         return self._launch(model, "predict", self._select_ckpt_path("predict", ckpt_path, model_provided),
                          weights_only)
@@ -868,13 +896,14 @@ class Trainer:
         dm = self.datamodule
         strategy = self.strategy
         device = strategy.root_device
-        self._fast_transfer = (
-            device.type == "cpu"
-            and all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
+        self._default_transfer = (
+            all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
                                                            "on_after_batch_transfer"))
             and (dm is None or all(not self._has_hook(dm, h) for h in (
                 "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
         )
+        self._fast_transfer = device.type == "cpu" and self._default_transfer
+        self._signals.install(fn)
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
             self.profiler._lightning_module = model  # PyTorchProfiler labels the module's forward calls
@@ -931,9 +960,17 @@ class Trainer:
             return None
         except BaseException as exc:
             self.state.status = "interrupted"
-            if isinstance(exc, KeyboardInterrupt):
-                launcher = strategy.launcher
-                if launcher is not None and getattr(launcher, "launches_processes", False):
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            # stopped by a signal at a batch boundary: every rank is here together (signals.py)
+            together = self.fit_loop._stopping_at_boundary
+            launcher = strategy.launcher
+            kills = launcher is not None and getattr(launcher, "launches_processes", False)
+            if kills and together and getattr(launcher, "_observer", None) is not None:
+                launcher._observer.finished.set()  # the other ranks stop too, on purpose: not a failure to report
+            if interrupted:
+                rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
+                self._signals.ignore_sigint()  # a user may press Ctrl-C many times
+                if kills and not together:
                     launcher.kill()  # the other ranks would wait for this one in their next collective
             self._call_callbacks("on_exception", exc)
             self._call_module("on_exception", exc) if hasattr(model, "on_exception") else None
@@ -945,8 +982,18 @@ class Trainer:
                     logger.finalize("failed")
                 except Exception:
                     pass
+            try:
+                self._teardown()  # as Lightning does after an exception; never hides the exception itself
+            except Exception as teardown_error:
+                rank_zero_warn(f"Teardown after {type(exc).__name__} failed: {teardown_error!r}")
+            if interrupted:
+                if kills and together:
+                    launcher.wait(timeout=60)  # they shut down as this rank did
+                    launcher.kill()
+                raise SystemExit(1) from None  # Lightning's exit: one line above, no traceback
             raise
         finally:
+            self._signals.restore()
             self.training = self.validating = self.testing = self.predicting = self.sanity_checking = False
             self._active_results = None
 
@@ -995,7 +1042,7 @@ class Trainer:
         fn = self.state.fn
         checkpoint_layout.restore_training_state(self, checkpoint, stage=fn)
         if fn == "fit":
-            self.fit_loop.on_restored()
+            self.fit_loop.on_restored(checkpoint, str(ckpt_path))
             rank_zero_info(f"Restored all states from the checkpoint at {ckpt_path}")
         else:
             rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
@@ -1149,6 +1196,8 @@ class Trainer:
         optimizers when fitting."""
         if self._precision.convert_module(model) is not model:
             raise RuntimeError("precision.convert_module must convert the module in place")
+        if self._cfg.channels_last:  # before DDP wraps it and before the optimizers see the params
+            module_channels_last(model)
         self.strategy.setup_module(model, training=fn == "fit")
         if fn == "fit":
             self._setup_optimizers(model)

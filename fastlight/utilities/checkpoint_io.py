@@ -3,7 +3,12 @@
 Writing: the checkpoint goes to a temporary file in the destination folder, is flushed and fsynced, then renamed over
 the destination with os.replace (atomic on POSIX and Windows), and the folder is fsynced so the rename itself survives
 a power loss. A process killed at any moment leaves either the old file or the new one under the checkpoint name,
-never a truncated one (at worst a stray ".<name>.tmp-*" file).
+never a truncated one (at worst a stray ".<name>.tmp-*" file). A write that fails (a full disk, an I/O error) leaves
+the previous file as it was and raises CheckpointSaveError naming the file and the cause.
+
+Loading: a file whose bytes were damaged after it was written is refused: torch's zip records carry a CRC-32 that
+torch.load does not check, so `load_checkpoint` checks them first (one extra read of the file, about half the cost of
+the load itself) and names the file and the damaged record.
 
 Loading: `torch.load(weights_only=True)` with an allowlist of the types Lightning-style checkpoints legitimately hold
 (hyperparameters of plain types, containers, AttributeDict, Namespace, pathlib paths, datetimes, slices, ranges,
@@ -29,6 +34,7 @@ _PATH = Union[str, os.PathLike]
 
 __all__ = [
     "CheckpointError",
+    "CheckpointSaveError",
     "TorchCheckpointIO",
     "UnsafeCheckpointError",
     "add_safe_globals",
@@ -44,6 +50,16 @@ TMP_MARKER = ".tmp-"
 
 class CheckpointError(RuntimeError):
     """A checkpoint file is missing, truncated, corrupt or not a checkpoint."""
+
+
+class CheckpointSaveError(CheckpointError):
+    """Writing a checkpoint failed; whatever was at the destination before is still there, unchanged.
+    `filename` is the destination, `errno` the OS error number when the cause was an OSError (e.g. errno.ENOSPC)."""
+
+    def __init__(self, message: str, filename: str, errno: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.filename = filename
+        self.errno = errno
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -174,20 +190,49 @@ def _replace_when_done(tmp: str, path: str) -> Iterator[None]:
     _fsync_dir(os.path.dirname(path))
 
 
+def _open_for_write(fd: int) -> IO[bytes]:
+    return os.fdopen(fd, "wb")  # tests put a failing writer here
+
+
+def _os_error_in(err: BaseException) -> Optional[OSError]:
+    """The OSError behind `err` (torch's writer wraps the file's errors in a RuntimeError)."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError):
+            return err
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+        seen += 1
+    return None
+
+
 def atomic_save(checkpoint: Dict[str, Any], path: _PATH) -> None:
-    """torch.save `checkpoint` to `path` so that `path` never holds a partial file, even if the process dies."""
+    """torch.save `checkpoint` to `path` so that `path` never holds a partial file, even if the process dies; a
+    failed write raises CheckpointSaveError and leaves the previous file at `path` intact."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     if os.path.isdir(path):
         raise IsADirectoryError(f"Cannot save a checkpoint to {path}: it is a directory")
     tmp = _tmp_path_for(path)
-    # O_EXCL: never write through a file or link someone else put there; 0o666 & ~umask like a plain open()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    with _replace_when_done(tmp, path), os.fdopen(fd, "wb") as fp:
-        torch.save(checkpoint, fp)
-        fp.flush()
-        os.fsync(fp.fileno())
+    try:
+        # O_EXCL: never write through a file or link someone else put there; 0o666 & ~umask like a plain open()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with _replace_when_done(tmp, path), _open_for_write(fd) as fp:
+            torch.save(checkpoint, fp)
+            fp.flush()
+            os.fsync(fp.fileno())
+    except Exception as err:
+        os_error = _os_error_in(err)
+        if os_error is not None and os_error.errno is not None:
+            import errno as errno_names
+
+            name = errno_names.errorcode.get(os_error.errno, str(os_error.errno))
+            cause = f"{os_error.strerror or os.strerror(os_error.errno)} ({name})"
+        else:
+            cause = f"{type(err).__name__}: {err}"
+        previous = "the previous checkpoint there is unchanged" if os.path.exists(path) else "no file was left there"
+        raise CheckpointSaveError(f"Could not write checkpoint {path}: {cause}; {previous}.", path,
+                                  os_error.errno if os_error is not None else None) from err
 
 
 def atomic_symlink(target: _PATH, link_path: _PATH) -> None:
@@ -253,6 +298,7 @@ def load_checkpoint(
             raise IsADirectoryError(f"Checkpoint path {name} is a directory, not a checkpoint file")
         if os.path.getsize(path) == 0:
             raise CheckpointError(f"Checkpoint file {name} is empty (0 bytes): it was truncated or never written")
+        _check_zip_records(os.fspath(path), name)
     if weights_only is False:
         return _torch_load(path, name, map_location, weights_only=False)
 
@@ -285,6 +331,24 @@ def load_checkpoint(
             " `Trainer.fit(..., weights_only=False)`, `Model.load_from_checkpoint(path, weights_only=False)`), which"
             " unpickles everything."
         ) from first_error
+
+
+def _check_zip_records(path: str, name: str) -> None:
+    """Verify the CRC-32 of every record of a zip-format torch file (legacy non-zip files are left to torch.load)."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise CheckpointError(f"Checkpoint file {name} is damaged: {type(err).__name__}: {err}") from err
+    if bad is not None:
+        raise CheckpointError(
+            f"Checkpoint file {name} is damaged: the record {bad!r} does not match its CRC-32 (its bytes changed"
+            " after it was written). Use an earlier checkpoint."
+        )
 
 
 def _torch_load(path: Union[_PATH, IO[bytes]], name: str, map_location: Any, weights_only: bool) -> Dict[str, Any]:

@@ -1,7 +1,8 @@
 """seed_everything: one seed for python, numpy and torch, exported for worker processes."""
 import os
 import random
-from typing import Optional
+import sys
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -72,3 +73,41 @@ class isolate_rng:  # noqa: N801 (Lightning's name, used as a context manager)
         random.setstate(self._python)
         if self._numpy is not None:
             sys.modules["numpy"].random.set_state(self._numpy)
+
+
+def _collect_rng_states(include_cuda: bool = True) -> Dict[str, Any]:
+    """The global RNG states (torch CPU, every CUDA device once CUDA is initialized, python's `random`, numpy's legacy
+    global generator when numpy is loaded), as tensors, ints, floats and tuples only, so that
+    `torch.load(weights_only=True)` reads them without an allowlist (Lightning's loader included)."""
+    states: Dict[str, Any] = {"torch": torch.get_rng_state()}
+    if include_cuda and torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["torch.cuda"] = torch.cuda.get_rng_state_all()  # host-side generator state: no device sync
+    version, internal, gauss = random.getstate()
+    states["python"] = (version, torch.tensor(internal, dtype=torch.int64), gauss)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+        states["numpy"] = {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                           "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    return states
+
+
+def _set_rng_states(states: Dict[str, Any]) -> None:
+    """Put back what `_collect_rng_states` returned (the parts present; CUDA devices beyond those saved keep theirs)."""
+    torch.set_rng_state(states["torch"])
+    cuda = states.get("torch.cuda")
+    if cuda and torch.cuda.is_available():
+        for index, state in enumerate(cuda[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, index)
+    python = states.get("python")
+    if python is not None:
+        version, internal, gauss = python
+        random.setstate((version, tuple(int(v) for v in internal.tolist()), gauss))
+    saved_np = states.get("numpy")
+    if saved_np is not None:
+        try:
+            import numpy as np
+        except ImportError:  # saved by a program that had numpy: nothing here can consume its stream
+            return
+        np.random.set_state((saved_np["kind"], saved_np["keys"].numpy().astype(np.uint32), saved_np["pos"],
+                             saved_np["has_gauss"], saved_np["cached_gaussian"]))

@@ -2,10 +2,10 @@
 
 Only the callback side of a step: what on_train_batch_start/end of TQDMProgressBar + ModelCheckpoint (+ optional
 LearningRateMonitor) cost per training step, with metrics held as tensors (as fastlight's loop keeps them).
-Run: python benchmarks/bench_callback_overhead.py
+It drives the callbacks with the repository's tests/fake_trainer.py, so it runs from a source checkout only
+(skipped with the reason elsewhere). Run: python -m fastlight.benchmarks --only callback_overhead
 """
 import io
-import os
 import sys
 import tempfile
 import time
@@ -13,11 +13,23 @@ from contextlib import redirect_stdout
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tests.fake_trainer import FakeTrainer  # noqa: E402
+from .harness import MS, RATIO, Skip
+
+COLUMNS = (MS, RATIO)
+NOTES = ("ms: the callbacks' batch hooks per training step (the fake trainer does no training), median of "
+         "interleaved rounds.", "x base: / Lightning's callbacks' time (below 1: faster).")
+
+
+def _fake_trainer_class():
+    try:
+        from tests.fake_trainer import FakeTrainer
+    except ImportError as e:
+        raise Skip(f"needs the repository's tests/fake_trainer.py on the path (a source checkout): {e}") from None
+    return FakeTrainer
 
 
 def per_step_us(callbacks, steps=20000):
+    FakeTrainer = _fake_trainer_class()
     with tempfile.TemporaryDirectory() as root:
         trainer = FakeTrainer(root, callbacks=callbacks, num_training_batches=steps)
         module = torch.nn.Linear(2, 2)
@@ -44,7 +56,10 @@ def per_step_us(callbacks, steps=20000):
 
 
 def _candidates():
-    import pytorch_lightning as pl
+    try:
+        import pytorch_lightning as pl
+    except ImportError:
+        raise Skip("pytorch_lightning is not installed: it is the baseline here") from None
 
     import fastlight.callbacks as flc
 
@@ -58,13 +73,20 @@ def _candidates():
 
 def run(quick: bool = False, device: str = "cpu"):
     """Rows for the harness: hook cost per step, candidates interleaved, median of rounds (CPU only)."""
+    if device != "cpu":
+        raise Skip("host-side hooks only: CPU")
+    _fake_trainer_class()
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     steps, rounds = (2000, 3) if quick else (20000, 5)
     cands = _candidates()
     samples = {k: [] for k in cands}
-    for r in range(rounds):
-        for name in (list(cands) if r % 2 == 0 else list(cands)[::-1]):
-            samples[name].append(per_step_us(cands[name](), steps=steps))
+    try:
+        for r in range(rounds):
+            for name in (list(cands) if r % 2 == 0 else list(cands)[::-1]):
+                samples[name].append(per_step_us(cands[name](), steps=steps))
+    finally:
+        torch.set_num_threads(threads)
     med = {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
     base = med["lightning TQDM + ModelCheckpoint"]
     name = "callback hooks per train step (fake trainer)"

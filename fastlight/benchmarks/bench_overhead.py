@@ -7,8 +7,7 @@ fit (Trainer set-up, hooks, logger creation) cancels out. Each candidate iterate
 Time is the CPU time of the calling thread (`time.thread_time`; torch runs on that one thread here): on a shared,
 loaded machine wall time mostly measures the neighbours, thread CPU time measures the work.
 
-    python benchmarks/bench_overhead.py [--quick]          (alone)
-    python -m benchmarks --only overhead                   (the harness)
+    python -m fastlight.benchmarks --only overhead [--quick]
 """
 import os
 import statistics
@@ -23,15 +22,18 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-try:
-    from .harness import per_step_seconds
-except ImportError:  # run as a script
-    from harness import per_step_seconds
+from .harness import MS, RATIO, Skip, per_step_seconds
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+# the directory fastlight is imported from (a checkout or site-packages): the import timing uses the same one
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLUMNS = (MS, RATIO)
+NOTES = (
+    "ms: train step: (t(long fit) - t(short fit)) / extra steps in thread CPU time, median of interleaved rounds "
+    "(fixed costs of a fit drop out); import: a fresh process importing the module (torch included), median of "
+    "rounds.",
+    "x base: train step: / the raw loop's (below 1: faster); the last line is fastlight's defaults / Lightning's "
+    "defaults. import: / import torch's.",
+)
 
 
 def _mlp() -> nn.Module:
@@ -94,7 +96,7 @@ def _import_ms(module: str, repeats: int) -> float:
 def run(quick: bool, device: str) -> List[dict]:
     """Rows: name, candidate, median_ms, ratio (to the raw loop; for imports, to `import torch`)."""
     if device != "cpu":
-        return []  # the overhead benchmark is defined on 1 CPU thread
+        raise Skip("the loop-overhead benchmark is defined on 1 CPU thread: CPU only")
     import fastlight as fl
 
     try:
@@ -105,29 +107,30 @@ def run(quick: bool, device: str) -> List[dict]:
     torch.set_num_threads(1)
     rows: List[dict] = []
     try:
-        long, short, repeats = (400, 100, 5) if quick else (2000, 200, 7)
+        long, short, repeats = (250, 50, 3) if quick else (2000, 200, 7)
         with tempfile.TemporaryDirectory() as root:
             cands: Dict[str, Callable[[int], None]] = {
                 "raw PyTorch loop": _raw_loop,
                 # defaults include fused=True, which swaps in FusedSGD: the same loop, one kernel call for the step
                 "fastlight, defaults": lambda s: _framework_fit(fl, s, True, root),
                 "fastlight, everything off": lambda s: _framework_fit(fl, s, False, root),
-                "fastlight fused=False, everything off": lambda s: _framework_fit(fl, s, False, root, fused=False),
             }
+            if not quick:
+                cands["fastlight fused=False, everything off"] = lambda s: _framework_fit(fl, s, False, root, fused=False)
             if lpl is not None:
                 cands["pytorch_lightning, defaults"] = lambda s: _framework_fit(lpl, s, True, root)
                 cands["pytorch_lightning, everything off"] = lambda s: _framework_fit(lpl, s, False, root)
             per_step = {k: v * 1e3 for k, v in per_step_seconds(cands, long, short, repeats, clock=time.thread_time).items()}
         base = per_step["raw PyTorch loop"]
         for cand, ms in per_step.items():
-            rows.append(dict(name="train step, MLP 64-64-10 b32 SGD, 1 thread", candidate=cand, median_ms=ms,
+            rows.append(dict(name="train step, MLP 64-64-10 b32 SGD, 1 thread, ms", candidate=cand, median_ms=ms,
                              ratio=ms / base))
         if lpl is not None:
-            rows.append(dict(name="train step, MLP 64-64-10 b32 SGD, 1 thread",
+            rows.append(dict(name="train step, MLP 64-64-10 b32 SGD, 1 thread, ms",
                              candidate="fastlight defaults / lightning defaults",
                              median_ms=per_step["fastlight, defaults"],
                              ratio=per_step["fastlight, defaults"] / per_step["pytorch_lightning, defaults"]))
-        imp_repeats = 3 if quick else 9
+        imp_repeats = 2 if quick else 9
         mods = ["torch", "fastlight"] + (["pytorch_lightning"] if lpl is not None else [])
         samples: Dict[str, List[float]] = {m: [] for m in mods}
         for _ in range(imp_repeats):  # interleaved, like the step timings
@@ -135,7 +138,7 @@ def run(quick: bool, device: str) -> List[dict]:
                 samples[m].append(_import_ms(m, 1))
         imports = {m: statistics.median(v) for m, v in samples.items()}
         for m, ms in imports.items():
-            rows.append(dict(name="import (fresh process)", candidate=f"import {m}", median_ms=ms,
+            rows.append(dict(name="import (fresh process), ms", candidate=f"import {m}", median_ms=ms,
                              ratio=ms / imports["torch"]))
     finally:
         torch.set_num_threads(threads)
@@ -143,6 +146,6 @@ def run(quick: bool, device: str) -> List[dict]:
 
 
 if __name__ == "__main__":
-    quick = "--quick" in sys.argv
-    for row in run(quick, "cpu"):
-        print(f"{row['name']:<45} {row['candidate']:<42} {row['median_ms']:9.3f} ms  x{row['ratio']:.3f}")
+    from .harness import format_table
+
+    print(format_table(run("--quick" in sys.argv, "cpu"), COLUMNS, NOTES))
