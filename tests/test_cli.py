@@ -3,6 +3,7 @@
 The same user classes are built on both frameworks (`_classes(pl)`) and driven by the same arguments; the parsed
 configs, the printed configs, the saved config files and the trained weights (fused=False) are compared.
 """
+import inspect
 import os
 import subprocess
 import sys
@@ -28,7 +29,10 @@ from fastlight.utilities.exceptions import MisconfigurationException  # noqa: E4
 from pytorch_lightning import cli as pl_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-FASTLIGHT_ONLY_TRAINER_KEYS = {"fused", "flat_grads"}
+# fastlight's own Trainer flags (fused, flat_grads, ...): what fastlight's Trainer takes and Lightning's does not
+FASTLIGHT_ONLY_TRAINER_KEYS = set(inspect.signature(fastlight.Trainer).parameters) - set(
+    inspect.signature(pytorch_lightning.Trainer).parameters
+)
 
 
 def _classes(pl):
