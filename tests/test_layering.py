@@ -35,6 +35,8 @@ LAYERS = {
     "utilities": (set(), ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
+    "cli": ({"trainer", "core", "callbacks", "loggers", "profilers", "strategies", "utilities"}, ANY),  # LightningCLI
+    "demos": ({"core", "utilities"}, ANY),  # BoringModel & co.: user-level modules, no trainer or kernels
     "benchmarks": (EVERYTHING, ANY),  # the shipped benchmark suite; nothing in fastlight imports it
     "_build": (set(), ANY),  # setup.py loads it before the package exists
     ROOT: (EVERYTHING, ANY),  # re-exports the public API
