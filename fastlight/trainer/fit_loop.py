@@ -59,6 +59,10 @@ from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 _SKIPPED = object()
 
 
+def _no_signal() -> int:
+    return 0
+
+
 class TrainingStepError(ValueError):
     """`training_step` returned something the loop cannot optimize."""
 
@@ -172,7 +176,7 @@ class FitLoop:
         self._loader_states_to_load: list = []
         self._stateful_loaded = False
         self._stopping_at_boundary = False  # a SIGTERM / Ctrl-C stop is being handled after a finished batch
-        self._poll_signals: Callable[[], int] = lambda: 0
+        self._poll_signals: Callable[[], int] = _no_signal  # a module function: a Trainer stays picklable (ddp_spawn)
         self._prefetch_to_device = False  # set per run by _prepare_step_functions
         self._fused_plain_step = False
         self._graph: Any = None  # graph_step.GraphStep of a run with Trainer(cuda_graphs=True | "auto")
