@@ -44,5 +44,5 @@ def warn(message, category: type = UserWarning) -> None:
         frame.f_lineno,
         module=g.get("__name__", "<unknown>"),
         registry=g.setdefault("__warningregistry__", {}),
-        module_globals=g,
+        # no module_globals: the source line is read from the file (a `python -c` __main__'s loader cannot give it)
     )
