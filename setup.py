@@ -6,6 +6,7 @@ TORCH_CUDA_ARCH_LIST, when unset: a wheel (or a build without a visible GPU) com
 _build.WHEEL_CUDA_ARCH_LIST (sm_80, 86, 89, 90, 100, 120 + PTX); a local build on a GPU machine for that GPU only.
 Next to the extension the build writes fastlight/_build_info.py (the torch it was built against), which the
 loader checks before loading; a wheel also ships the C++ sources as fastlight/_csrc for FASTLIGHT_JIT=1.
+FASTLIGHT_NO_EXTENSION=1 leaves the extension out (scripts/setup.sh's editable install; it builds in place after).
 Metadata and dependencies are in pyproject.toml.
 """
 import os
@@ -51,7 +52,10 @@ def want_cuda():
     return build
 
 
-WITH_CUDA = want_cuda()
+# scripts/setup.sh installs editable with FASTLIGHT_NO_EXTENSION=1 (dependencies and import path only), then builds
+# the extension once in place with `setup.py build_ext --inplace`.
+NO_EXTENSION = os.environ.get("FASTLIGHT_NO_EXTENSION", "0") == "1"
+WITH_CUDA = False if NO_EXTENSION else want_cuda()
 
 
 def make_extension():
@@ -95,6 +99,6 @@ class BuildPy(build_py):
 
 
 setup(
-    ext_modules=[make_extension()],
+    ext_modules=[] if NO_EXTENSION else [make_extension()],
     cmdclass={"build_ext": BuildExtension, "build_py": BuildPy},
 )
