@@ -11,7 +11,8 @@
 # Usage: bash scripts/check_wheel.sh [WHEEL]   (with a wheel given, step 1 is skipped)
 # Environment: PYTHON (the interpreter that builds; needs torch and `build`; default .venv/bin/python),
 #   FASTLIGHT_CHECK_TORCH (what the fresh venv installs; default: the builder's torch release),
-#   FASTLIGHT_CHECK_JIT=0 skips step 5, FASTLIGHT_CUDA / TORCH_CUDA_ARCH_LIST as for any build, KEEP=1 keeps the
+#   FASTLIGHT_CHECK_JIT=0 skips step 5, FASTLIGHT_CHECK_VENV=DIR keeps the venv there and reuses it next time
+#   (a venv created by this script, not one with system site-packages), FASTLIGHT_CUDA / TORCH_CUDA_ARCH_LIST as for any build, KEEP=1 keeps the
 #   temporary folder.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -38,11 +39,17 @@ else
 fi
 TORCH=${FASTLIGHT_CHECK_TORCH:-torch==$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")}
 
-say "fresh venv, installing $TORCH and the wheel (log: $TMP/install.log)"
-BASE_PY=$("$PY" -c "import sys; print(getattr(sys, '_base_executable', sys.executable))")
-"$BASE_PY" -m venv "$TMP/venv"
-VPY=$TMP/venv/bin/python
-"$VPY" -m pip install --disable-pip-version-check "$TORCH" "$WHEEL" > "$TMP/install.log" 2>&1 \
+VENV=${FASTLIGHT_CHECK_VENV:-$TMP/venv}
+VPY=$VENV/bin/python
+if [ -x "$VPY" ]; then
+  say "reusing $VENV (FASTLIGHT_CHECK_VENV), reinstalling the wheel (log: $TMP/install.log)"
+  "$VPY" -m pip uninstall -y fastlight > "$TMP/install.log" 2>&1 || true
+else
+  say "fresh venv $VENV, installing $TORCH and the wheel (log: $TMP/install.log)"
+  BASE_PY=$("$PY" -c "import sys; print(getattr(sys, '_base_executable', sys.executable))")
+  "$BASE_PY" -m venv "$VENV"
+fi
+"$VPY" -m pip install --disable-pip-version-check --no-compile "$TORCH" "$WHEEL" >> "$TMP/install.log" 2>&1 \
   || { tail -n 40 "$TMP/install.log"; fail "pip install"; }
 "$VPY" -c "import sys; assert sys.prefix != sys.base_prefix" || fail "not a virtual environment"
 
@@ -51,8 +58,9 @@ say "importing the installed wheel from $PWD"
 "$VPY" - "$REPO" <<'EOF' || fail "installed wheel"
 import importlib.metadata as md, os, re, sys, warnings
 repo = sys.argv[1]
-warnings.simplefilter("error")  # no fallback warning allowed here
-import torch, fastlight, fastlight.ops as ops
+import torch
+warnings.filterwarnings("error", message="fastlight")  # no fallback warning allowed here
+import fastlight, fastlight.ops as ops
 from fastlight import _build_info as info
 assert not os.path.realpath(fastlight.__file__).startswith(os.path.realpath(repo)), fastlight.__file__
 assert ops.backend("cpu") == "native", ops.backend_reason("cpu")
@@ -94,8 +102,9 @@ if [ "${FASTLIGHT_CHECK_JIT:-1}" = 1 ]; then
   mv "$PKG"/_C*.so "$TMP/"
   FASTLIGHT_JIT=1 FASTLIGHT_JIT_DIR="$TMP/jit" MAX_JOBS=${MAX_JOBS:-2} "$VPY" - > "$TMP/jit.log" 2>&1 <<'EOF' || { tail -n 30 "$TMP/jit.log"; fail "JIT build"; }
 import warnings
-warnings.simplefilter("error")
-import torch, fastlight.ops as ops
+import torch
+warnings.filterwarnings("error", message="fastlight")
+import fastlight.ops as ops
 assert ops.backend("cpu") == "native", ops.backend_reason("cpu")
 assert ops.backend_reason("cpu") == "JIT-built extension (FASTLIGHT_JIT=1)"
 assert ops.grad_stats([torch.tensor([3.0, 4.0])]).tolist() == [25.0, 0.0]

@@ -8,6 +8,7 @@ the references are used: importing fastlight never fails because of the extensio
 """
 import os
 import shutil
+import sys
 import threading
 
 _lock = threading.Lock()
@@ -27,13 +28,24 @@ def _jit_build_dir(csrc, torch_version, with_cuda):
     return os.path.join(base, f"torch-{torch_version}-{flavour}")
 
 
+def _ninja_on_path():
+    """Whether `ninja` runs; a venv used without activation has it in the interpreter's folder: put that on PATH."""
+    if shutil.which("ninja"):
+        return True
+    bin_dir = os.path.dirname(sys.executable)
+    if shutil.which("ninja", path=bin_dir):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        return True
+    return False
+
+
 def _jit_missing():
     """Why a JIT build cannot work here (no sources, no ninja), or None."""
     from .. import _build
 
     if _build.source_dir() is None:
         return "the C++ sources are not installed with fastlight (neither csrc/ nor fastlight/_csrc)"
-    if shutil.which("ninja") is None:
+    if not _ninja_on_path():
         return "ninja is not installed (pip install 'fastlight[jit]')"
     return None
 
