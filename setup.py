@@ -22,8 +22,6 @@ import _build  # noqa: E402  (shared with the JIT build; free of fastlight impor
 
 sys.path.pop(0)
 
-from torch.utils import cpp_extension  # noqa: E402
-
 CSRC = os.path.join(HERE, "csrc")
 BUILDING_WHEEL = "bdist_wheel" in sys.argv
 
@@ -52,10 +50,14 @@ def want_cuda():
     return build
 
 
-# scripts/setup.sh installs editable with FASTLIGHT_NO_EXTENSION=1 (dependencies and import path only), then builds
-# the extension once in place with `setup.py build_ext --inplace`.
+# scripts/setup.sh installs editable with FASTLIGHT_NO_EXTENSION=1 (dependencies and import path only; torch is not
+# even imported, each of pip's setup.py runs saves a torch import), then builds the extension once in place with
+# `setup.py build_ext --inplace`.
 NO_EXTENSION = os.environ.get("FASTLIGHT_NO_EXTENSION", "0") == "1"
-WITH_CUDA = False if NO_EXTENSION else want_cuda()
+if not NO_EXTENSION:
+    from torch.utils import cpp_extension
+
+    WITH_CUDA = want_cuda()
 
 
 def make_extension():
@@ -66,21 +68,24 @@ def make_extension():
     return ext_cls("fastlight._C", **kwargs)
 
 
-class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
-    """torch's build, then fastlight/_build_info.py next to the extension (in place or in the wheel)."""
+def build_extension_class():
+    class BuildExtension(cpp_extension.BuildExtension.with_options(use_ninja=True)):
+        """torch's build, then fastlight/_build_info.py next to the extension (in place or in the wheel)."""
 
-    def build_extension(self, ext):
-        super().build_extension(ext)
-        import torch
+        def build_extension(self, ext):
+            super().build_extension(ext)
+            import torch
 
-        out_dir = os.path.dirname(self.get_ext_fullpath(ext.name))
-        info = _build.build_info_source(
-            torch.__version__, torch.version.cuda, WITH_CUDA,
-            os.environ.get("TORCH_CUDA_ARCH_LIST") if WITH_CUDA else None,
-            f"{sys.version_info[0]}.{sys.version_info[1]}",
-        )
-        with open(os.path.join(out_dir, _build.BUILD_INFO_MODULE), "w") as f:
-            f.write(info)
+            out_dir = os.path.dirname(self.get_ext_fullpath(ext.name))
+            info = _build.build_info_source(
+                torch.__version__, torch.version.cuda, WITH_CUDA,
+                os.environ.get("TORCH_CUDA_ARCH_LIST") if WITH_CUDA else None,
+                f"{sys.version_info[0]}.{sys.version_info[1]}",
+            )
+            with open(os.path.join(out_dir, _build.BUILD_INFO_MODULE), "w") as f:
+                f.write(info)
+
+    return BuildExtension
 
 
 class BuildPy(build_py):
@@ -98,7 +103,7 @@ class BuildPy(build_py):
             shutil.copyfile(os.path.join(CSRC, rel), target)
 
 
-setup(
-    ext_modules=[] if NO_EXTENSION else [make_extension()],
-    cmdclass={"build_ext": BuildExtension, "build_py": BuildPy},
-)
+if NO_EXTENSION:
+    setup(cmdclass={"build_py": BuildPy})
+else:
+    setup(ext_modules=[make_extension()], cmdclass={"build_ext": build_extension_class(), "build_py": BuildPy})
