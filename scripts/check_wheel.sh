@@ -33,8 +33,9 @@ else
     || { tail -n 40 "$TMP/build.log"; fail "python -m build"; }
   WHEEL=$(ls "$TMP"/dist/fastlight-*.whl)
   SDIST=$(ls "$TMP"/dist/fastlight-*.tar.gz)
-  tar -tzf "$SDIST" | grep -q "/csrc/ops.cpp$" || fail "the sdist lacks csrc/"
-  if tar -tzf "$SDIST" | grep -qE "\.so$|_build_info\.py$"; then fail "the sdist holds a built extension"; fi
+  tar -tzf "$SDIST" > "$TMP/sdist.txt"
+  grep -q "/csrc/ops.cpp$" "$TMP/sdist.txt" || fail "the sdist lacks csrc/"
+  if grep -qE "\.so$|_build_info\.py$" "$TMP/sdist.txt"; then fail "the sdist holds a built extension"; fi
   say "built $(basename "$SDIST") and $(basename "$WHEEL") ($(du -h "$WHEEL" | cut -f1))"
 fi
 TORCH=${FASTLIGHT_CHECK_TORCH:-torch==$("$PY" -c "import torch; print(torch.__version__.split('+')[0])")}
@@ -80,6 +81,25 @@ print(f"  run-time requirements: {runtime}; License: {meta['License-Expression']
 EOF
 
 PKG=$("$VPY" -c "import os, fastlight; print(os.path.dirname(fastlight.__file__))")
+if grep -q "^WITH_CUDA = True" "$PKG/_build_info.py"; then
+  say "CUDA kernels in the wheel's library (fatbin entries; cuobjdump --list-elf says the same where installed)"
+  python3 - "$PKG" <<'EOF' || fail "CUDA archs"
+import glob, struct, sys
+lib = open(glob.glob(sys.argv[1] + "/_C*.so")[0], "rb").read()
+magic, found, i = struct.pack("<I", 0xBA55ED50), set(), 0
+while (i := lib.find(magic, i)) != -1:  # fatbin: header (magic, version, header size, size), then entries
+    _, _, hsz, size = struct.unpack_from("<IHHQ", lib, i)
+    p, end = i + hsz, i + hsz + size
+    while p < end:
+        kind, _, ehsz, padded = struct.unpack_from("<HHII", lib, p)
+        found.add(({1: "compute", 2: "sm"}[kind], struct.unpack_from("<I", lib, p + 28)[0]))
+        p += ehsz + padded
+    i = end
+want = {("sm", a) for a in (80, 86, 89, 90, 100, 120)} | {("compute", 120)}
+print("  " + " ".join(f"{k}_{a}" for k, a in sorted(found)))
+assert want <= found, f"missing: {sorted(want - found)}"
+EOF
+fi
 say "a build recorded for another torch: clear message, pure-torch references"
 cp "$PKG/_build_info.py" "$TMP/build_info.bak"
 sed -i "s/^TORCH_VERSION = .*/TORCH_VERSION = '2.0.0'/" "$PKG/_build_info.py"
