@@ -165,8 +165,8 @@ def torch_mismatch(built_torch, built_cuda, with_cuda, torch_version, torch_cuda
     """
     if _release(built_torch) != _release(torch_version):
         return (
-            f"fastlight._C was built against torch {built_torch} but torch {torch_version} is installed "
-            "(the C++ ABI differs between torch releases)"
+            f"fastlight._C was built against torch {built_torch} but torch {torch_version} is installed, "
+            "and torch's C++ ABI differs between releases"
         )
     if with_cuda:
         if torch_cuda is None:
