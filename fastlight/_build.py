@@ -1,6 +1,6 @@
 """Build settings shared by setup.py and the opt-in JIT build (FASTLIGHT_JIT=1).
 
-Kept free of fastlight imports so setup.py can load it before the package exists.
+Kept free of fastlight imports (and of torch at import) so setup.py can load it before the package exists.
 """
 import glob
 import os
@@ -48,17 +48,43 @@ class CudaBuildError(RuntimeError):
     pass
 
 
-def decide_cuda(mode, torch_cuda_version, toolkit_root):
+# The GPUs a distributed wheel carries kernels for (Ampere A100 and RTX 30, Ada, Hopper, Blackwell data-center
+# and consumer), plus PTX of the newest so that later GPUs JIT-compile it. Used when TORCH_CUDA_ARCH_LIST is
+# unset and the build is a wheel or no GPU is visible; a local build on a GPU machine compiles for that GPU only.
+WHEEL_CUDA_ARCH_LIST = "8.0;8.6;8.9;9.0;10.0;12.0+PTX"
+
+
+def gpu_visible():
+    """Whether this process sees a CUDA GPU (torch.cuda.is_available(); CUDA_VISIBLE_DEVICES is honoured)."""
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # no torch, or a driver that cannot be queried: no usable GPU
+        return False
+
+
+def default_cuda_arch_list(building_wheel, has_gpu):
+    """TORCH_CUDA_ARCH_LIST to use when the user set none: None lets torch pick the visible GPU's arch."""
+    if building_wheel or not has_gpu:
+        return WHEEL_CUDA_ARCH_LIST
+    return None
+
+
+def decide_cuda(mode, torch_cuda_version, toolkit_root, has_gpu):
     """Whether to build the CUDA kernels: (build, message). FASTLIGHT_CUDA=`mode` is auto, 0 or 1.
 
-    auto builds CUDA when torch is a CUDA build and a toolkit was found, else warns (message) and builds
-    the CPU kernels only; 1 raises CudaBuildError naming what is missing; 0 never builds CUDA.
+    auto builds CUDA when a GPU is visible (has_gpu), torch is a CUDA build and a toolkit was found; otherwise
+    it builds the CPU kernels only and says why (message). 1 builds CUDA without a GPU (wheels, CI's compile
+    check) and raises CudaBuildError naming what is missing; 0 never builds CUDA.
     """
     mode = str(mode).strip().lower()
     if mode not in ("auto", "0", "1"):
         raise CudaBuildError(f"FASTLIGHT_CUDA must be auto, 0 or 1 (got {mode!r})")
     if mode == "0":
         return False, ""
+    if mode == "auto" and not has_gpu:
+        return False, "fastlight: no GPU visible: building the CPU kernels only (FASTLIGHT_CUDA=1 builds the CUDA ones)"
     problems = []
     if torch_cuda_version is None:
         problems.append("this torch was built without CUDA (torch.version.cuda is None)")
@@ -74,16 +100,84 @@ def decide_cuda(mode, torch_cuda_version, toolkit_root):
     return False, "fastlight: building the CPU kernels only: " + "; ".join(problems)
 
 
-def source_root(package_dir=None):
-    """The repository root holding csrc/, or None when fastlight was installed without its sources."""
+SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh", ".inc")
+
+
+def source_dir(package_dir=None):
+    """The folder holding the C++ sources (ops.cpp, cpu/, cuda/, include/), or None.
+
+    A checkout has them in <repo>/csrc; an installed wheel ships a copy as fastlight/_csrc (for FASTLIGHT_JIT=1).
+    """
     package_dir = package_dir or os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(package_dir)
-    return root if os.path.isfile(os.path.join(root, "csrc", "ops.cpp")) else None
+    for d in (os.path.join(os.path.dirname(package_dir), "csrc"), os.path.join(package_dir, "_csrc")):
+        if os.path.isfile(os.path.join(d, "ops.cpp")):
+            return d
+    return None
 
 
-def extension_kwargs(root, with_cuda):
-    """Sources and flags for fastlight._C; absolute paths."""
-    csrc = os.path.join(root, "csrc")
+def source_files(csrc):
+    """Every C++/CUDA source and header under csrc (relative paths, sorted): what a wheel ships for the JIT."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(csrc):
+        dirnames[:] = sorted(d for d in dirnames if d != "tests")
+        for f in filenames:
+            if f.endswith(SOURCE_SUFFIXES):
+                out.append(os.path.relpath(os.path.join(dirpath, f), csrc))
+    return sorted(out)
+
+
+# ---- what a build was made against (fastlight/_build_info.py, written next to the built extension) ----------
+
+BUILD_INFO_MODULE = "_build_info.py"
+
+
+def build_info_source(torch_version, torch_cuda, with_cuda, cuda_arch_list, python_version):
+    return (
+        '"""Written by the build (setup.py): what fastlight._C was compiled against. Do not edit."""\n'
+        f"TORCH_VERSION = {torch_version!r}\n"
+        f"TORCH_CUDA = {torch_cuda!r}\n"
+        f"WITH_CUDA = {bool(with_cuda)!r}\n"
+        f"CUDA_ARCH_LIST = {cuda_arch_list!r}\n"
+        f"PYTHON = {python_version!r}\n"
+    )
+
+
+def _release(version):
+    """'2.14.1+cu130' -> (2, 14, 1); the local part (+cu130) and pre-release tags are dropped."""
+    nums = []
+    for part in str(version).split("+")[0].split("."):
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        nums.append(int(digits))
+    return tuple(nums)
+
+
+def torch_mismatch(built_torch, built_cuda, with_cuda, torch_version, torch_cuda):
+    """Why an extension built against torch `built_torch` cannot be loaded under `torch_version`, or None.
+
+    The extension uses torch's C++ API, whose ABI changes between releases: the release must be the same
+    (2.14.1 == 2.14.1+cpu). CUDA kernels also need a CUDA torch of the same CUDA major version.
+    """
+    if _release(built_torch) != _release(torch_version):
+        return (
+            f"fastlight._C was built against torch {built_torch} but torch {torch_version} is installed, "
+            "and torch's C++ ABI differs between releases"
+        )
+    if with_cuda:
+        if torch_cuda is None:
+            return f"fastlight._C has CUDA kernels (CUDA {built_cuda}) but the installed torch has no CUDA"
+        if built_cuda and str(built_cuda).split(".")[0] != str(torch_cuda).split(".")[0]:
+            return f"fastlight._C was built for CUDA {built_cuda} but torch uses CUDA {torch_cuda}"
+    return None
+
+
+def extension_kwargs(csrc, with_cuda):
+    """Sources and flags for fastlight._C from the source folder csrc (see source_dir); absolute paths."""
     sources = [os.path.join(csrc, "ops.cpp"), os.path.join(csrc, "module.cpp")]
     sources += sorted(glob.glob(os.path.join(csrc, "cpu", "*.cpp")))
     cxx = list(CXX_FLAGS)

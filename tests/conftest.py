@@ -52,3 +52,15 @@ def _isolate_global_rank():
     yield
     for h in holders:
         h.rank = 0
+
+
+# Tests that start several processes (DDP launches, torchrun, spawn) run one at a time on one pytest-xdist worker
+# (`--dist loadgroup`, scripts/test.sh): two of them at once on a 2-core machine oversubscribe it and hit their
+# timeouts. Their ports are free ports picked per run, so they are safe beside the other tests.
+_MULTI_PROCESS_FILES = ("test_ddp_launch.py", "test_ddp_trainer.py", "test_ddp_fsdp.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in _MULTI_PROCESS_FILES:
+            item.add_marker(pytest.mark.xdist_group("multi_process"))

@@ -24,7 +24,7 @@ ANY = "any"
 # layer: (the other fastlight layers it may import, the third-party packages it may import)
 # The standard library is always allowed; a layer may always import itself.
 LAYERS = {
-    "ops": ({"_C", "_build"}, {"torch"}),  # THE dispatch point: the native library (_C) or pure-torch references
+    "ops": ({"_C", "_build", "_build_info", "_warn"}, {"torch"}),  # THE dispatch point: the native library (_C) or pure-torch references
     "engine": ({"ops", "utilities"}, {"torch"}),  # flat buffers, fused optimizers, loss scaler: never sees a module
     "optim": ({"engine", "ops", "utilities"}, {"torch"}),  # public names of the engine's fused optimizers
     "strategies": ({"utilities"}, {"torch"}),
@@ -32,16 +32,18 @@ LAYERS = {
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
-    "utilities": (set(), ANY),
+    "utilities": ({"_warn"}, ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
     "cli": ({"trainer", "core", "callbacks", "loggers", "profilers", "strategies", "utilities"}, ANY),  # LightningCLI
     "demos": ({"core", "utilities"}, ANY),  # BoringModel & co.: user-level modules, no trainer or kernels
     "benchmarks": (EVERYTHING, ANY),  # the shipped benchmark suite; nothing in fastlight imports it
     "_build": (set(), ANY),  # setup.py loads it before the package exists
+    "_warn": (set(), set()),  # warnings located at the user's line (ops and utilities use it)
+    "_build_info": (set(), set()),  # written by the build: the torch the extension was built against
     ROOT: (EVERYTHING, ANY),  # re-exports the public API
 }
-NATIVE_MODULES = {"_C"}  # compiled, so no .py file to find (and absent before the extension is built)
+NATIVE_MODULES = {"_C", "_build_info"}  # compiled, so no .py file to find (and absent before the extension is built)
 ALWAYS_ALLOWED = set(sys.stdlib_module_names) | {"__main__"}
 
 

@@ -1,6 +1,5 @@
 """hparams.yaml helpers with Lightning's file format (plain `yaml.dump` of a dict, keys sorted)."""
 import os
-import warnings
 from argparse import Namespace
 from enum import Enum
 from typing import Any, Dict, Optional, Union
@@ -32,7 +31,7 @@ def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[di
         try:
             yaml.dump(value)
         except (TypeError, ValueError, yaml.YAMLError):
-            warnings.warn(f"Skipping '{key}' parameter because it is not possible to safely dump to YAML.")
+            rank_zero_warn(f"Skipping '{key}' parameter because it is not possible to safely dump to YAML.")
         else:
             allowed[key] = value
     with open(config_yaml, "w", newline="") as fp:

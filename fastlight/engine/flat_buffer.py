@@ -25,11 +25,12 @@ gradient instead of None, so a stateful optimizer still updates it (weight decay
 """
 import operator
 import types
-import warnings
 import weakref
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+
+from ..utilities.rank_zero import rank_zero_warn
 
 __all__ = ["FlatGradBuffer", "GradBucket", "ALIGN_BYTES"]
 
@@ -289,13 +290,12 @@ class FlatGradBuffer:
         self.copy_count += 1
         if self.copy_count >= 3 and not self._warned_copies:
             self._warned_copies = True
-            warnings.warn(
+            rank_zero_warn(
                 "FlatGradBuffer: param.grad was replaced by another tensor 3 times, and each time its values were "
                 "copied back into the flat buffer. If something re-binds grads every step, e.g. DDP with "
                 "gradient_as_bucket_view=True (its buckets are flat already), use the per-param grad list there "
                 "instead of a FlatGradBuffer.",
                 RuntimeWarning,
-                stacklevel=3,
             )
 
     def _repair(self, b: GradBucket, grads: Sequence[Optional[torch.Tensor]]) -> bool:

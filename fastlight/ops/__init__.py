@@ -95,12 +95,11 @@ def _eager_entry(name: str):
     """fastlight._C.<name>: the eager binding of a list-heavy op (unpacks Python lists without the generic
     per-element IValue conversion of torch.ops); None under torch.compile tracing or in an older build."""
     if not _fast_module:
-        try:
-            from .. import _C
+        # Only the prebuilt module has them; importing fastlight._C after a JIT build (or after the loader
+        # refused a _C built for another torch) would load a second, possibly incompatible library.
+        from ._loader import prebuilt_module
 
-            _fast_module.append(_C)
-        except Exception:  # the backend check already said why the extension is unavailable
-            _fast_module.append(None)
+        _fast_module.append(prebuilt_module())
     mod = _fast_module[0]
     if mod is None or torch.compiler.is_compiling():
         return None

@@ -6,8 +6,9 @@ JSM_NAMESPACE_RANK); the strategy updates `rank_zero_only.rank` once the process
 import functools
 import logging
 import os
-import warnings
 from typing import Any, Callable, Optional, TypeVar
+
+from .. import _warn
 
 log = logging.getLogger("fastlight")
 T = TypeVar("T")
@@ -50,9 +51,13 @@ def rank_zero_debug(*args: Any, stacklevel: int = 2, **kwargs: Any) -> None:
 
 
 @rank_zero_only
-def rank_zero_warn(message: Any, category: type = UserWarning, stacklevel: int = 4, **kwargs: Any) -> None:
-    warnings.warn(message, category, stacklevel=stacklevel, **kwargs)
+def rank_zero_warn(message: Any, category: type = UserWarning, stacklevel: Optional[int] = None, **kwargs: Any) -> None:
+    """warnings.warn on rank 0, located at the user's line: the first frame outside fastlight (fastlight._warn).
+
+    `stacklevel` is accepted for Lightning's signature; it is not needed, the user's frame is found by walking
+    out of the fastlight package."""
+    _warn.warn(message, category)
 
 
-def rank_zero_deprecation(message: Any, stacklevel: int = 5, **kwargs: Any) -> None:
-    rank_zero_warn(message, DeprecationWarning, stacklevel=stacklevel, **kwargs)
+def rank_zero_deprecation(message: Any, stacklevel: Optional[int] = None, **kwargs: Any) -> None:
+    rank_zero_warn(message, DeprecationWarning)
