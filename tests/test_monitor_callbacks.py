@@ -192,8 +192,15 @@ def test_device_stats_monitor_needs_a_logger(tmp_path, fw):
 
 
 @pytest.mark.parametrize("fw", FRAMEWORKS, ids=lambda fw: fw.__name__)
-def test_device_stats_monitor_without_psutil(tmp_path, fw):
+def test_device_stats_monitor_without_psutil(tmp_path, fw, monkeypatch):
     _quiet()
+    # psutil may be installed (other packages pull it in): hide it from both frameworks' availability checks
+    monkeypatch.setitem(sys.modules, "psutil", None)
+    import pytorch_lightning.accelerators.cpu as pl_cpu
+    import pytorch_lightning.callbacks.device_stats_monitor as pl_dsm
+
+    for mod in (pl_cpu, pl_dsm):
+        monkeypatch.setattr(mod, "_PSUTIL_AVAILABLE", False)
     trainer = fw.Trainer(logger=recording_logger(fw, []), callbacks=[fw.callbacks.DeviceStatsMonitor()],
                          **trainer_kwargs(tmp_path, fw, max_steps=1))
     with pytest.raises(ModuleNotFoundError, match="`DeviceStatsMonitor` cannot log CPU stats as `psutil` is not"):
