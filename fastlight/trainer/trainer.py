@@ -1166,16 +1166,16 @@ class Trainer:
                 " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
                 " `opt1, opt2, ... = self.optimizers()`."
             )
-        optimizers = self._select_optimizer_engine(optimizers, configs)
+        optimizers = self._select_optimizer_engine(optimizers)
         optimizers = self.strategy.setup_optimizers(optimizers)
         self.optimizers = optimizers
         self._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
         self.lr_scheduler_configs = configs
 
-    def _select_optimizer_engine(self, optimizers: List[Any], scheduler_configs: List[Any]) -> List[Any]:
-        """THE place where `fused` is decided: fused optimizers swapped in (schedulers re-bound), the step
+    def _select_optimizer_engine(self, optimizers: List[Any]) -> List[Any]:
+        """THE place where `fused` is decided: the optimizers fused in place (fuse_in_place: same objects), the step
         engine attached to the precision plugin, flat gradient buffers built. fused=False: nothing changes."""
-        from fastlight.engine.optim import fuse_optimizer, rebind_lr_scheduler
+        from fastlight.engine.optim import fuse_in_place
         from fastlight.engine.scaler import DeviceGradScaler, _step_takes_amp_kwargs
         from fastlight.trainer.fused_step import FusedStepEngine
 
@@ -1190,18 +1190,11 @@ class Trainer:
                             " (fastlight's engine scales with DeviceGradScaler); the optimizers are left as they are.")
             return optimizers
         if self._cfg.fused:
-            swapped = []
+            # the user's optimizer objects stay what they are to everything but their step (fuse_in_place)
             for opt in optimizers:
-                new, reason = fuse_optimizer(opt)
-                if new is None:
+                done, reason = fuse_in_place(opt)
+                if not done:
                     self._info_once(f"fused=True: {reason}; it runs as it is.")
-                    swapped.append(opt)
-                    continue
-                if new is not opt:
-                    for config in scheduler_configs:
-                        rebind_lr_scheduler(config.scheduler, opt, new)
-                swapped.append(new)
-            optimizers = swapped
         engine = FusedStepEngine(scaler if device_scaler else None, self._cfg.device)
         if self._cfg.flat_grads:
             if getattr(self.strategy, "is_distributed", False):
