@@ -497,6 +497,21 @@ def _reduce_as_reported(self, protocol):
     return copyreg._reconstructor, (self._fl_reported_class, object, None), self.__getstate__()
 
 
+def _state_dict_as_reported(self):
+    """torch's state_dict, with Adam's `step` counters where the user's torch optimizer keeps them: on the CPU unless
+    it was made capturable or fused (the fused kernels read them on the parameters' device)."""
+    state_dict = self._fl_fused_class.state_dict(self)
+    if self._fused_kind != "adam" or self.defaults.get("capturable") or self.defaults.get("fused"):
+        return state_dict
+    state = {}
+    for key, param_state in state_dict["state"].items():
+        step = param_state.get("step")
+        if isinstance(step, Tensor) and step.device.type != "cpu":
+            param_state = {**param_state, "step": step.cpu()}  # a copy: the optimizer keeps its own
+        state[key] = param_state
+    return {**state_dict, "state": state}
+
+
 def _reported_class(torch_cls: type) -> type:
     """The fused twin of `torch_cls` under torch_cls's own name, qualname and module: what a user sees of the
     optimizer (repr, `__class__.__name__` as LearningRateMonitor's keys use it, pickles) is the class they chose."""
@@ -508,7 +523,9 @@ def _reported_class(torch_cls: type) -> type:
             "__qualname__": torch_cls.__qualname__,
             "__doc__": torch_cls.__doc__,
             "_fl_reported_class": torch_cls,
+            "_fl_fused_class": fused_cls,
             "__reduce_ex__": _reduce_as_reported,
+            "state_dict": _state_dict_as_reported,
         }
         cls = _REPORTED[torch_cls] = type(torch_cls.__name__, (fused_cls,), namespace)
     return cls
