@@ -21,7 +21,7 @@ class TrainerConfig:
     num_devices: int
     strategy: str
     precision: str
-    max_epochs: int
+    max_epochs: Optional[int]  # None until a fit resolves it (resolve_loop_limits), as Lightning's fit loop does
     min_epochs: Optional[int]
     max_steps: int
     min_steps: Optional[int]
@@ -205,17 +205,9 @@ def build_config(**kw: Any) -> TrainerConfig:
     if not isinstance(max_steps, int) or max_steps < -1:
         raise ConfigError(f"`Trainer(max_steps={max_steps!r})` must be an int >= -1.")
     max_time = _parse_max_time(kw["max_time"])
-    max_epochs = kw["max_epochs"]
-    if max_epochs is None:
-        if max_steps == -1 and max_time is None:
-            rank_zero_warn(
-                "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit,"
-                " set `max_epochs=-1`."
-            )
-            max_epochs = 1000
-        else:
-            max_epochs = -1
-    if not isinstance(max_epochs, int) or max_epochs < -1:
+    max_epochs = kw["max_epochs"]  # None (unset) is resolved when a fit starts: `resolve_loop_limits`
+    if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
+                                   or max_epochs < -1):
         raise ConfigError(f"`Trainer(max_epochs={max_epochs!r})` must be an int >= -1.")
     reload_n = kw["reload_dataloaders_every_n_epochs"]
     if not isinstance(reload_n, int) or reload_n < 0:
@@ -272,6 +264,24 @@ def build_config(**kw: Any) -> TrainerConfig:
         fused=bool(kw["fused"]), flat_grads=_flat_grads(kw.get("flat_grads", "auto"), bool(kw["fused"]), device),
         **limits,
     )
+
+
+def resolve_loop_limits(cfg: TrainerConfig, has_timer: bool, warn: bool = True) -> None:
+    """Lightning's defaults for the epoch limits, applied when a fit starts: max_epochs unset -> 1000 (with a
+    warning) unless max_steps or a time limit ends the fit (then -1, no limit); min_epochs unset -> 1 when min_steps
+    is set (so an early `should_stop` is re-checked), else 0."""
+    if cfg.max_epochs is None:
+        if cfg.max_steps == -1 and not has_timer:
+            if warn:
+                rank_zero_warn(
+                    "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit,"
+                    " set `max_epochs=-1`."
+                )
+            cfg.max_epochs = 1000
+        else:
+            cfg.max_epochs = -1
+    if cfg.min_epochs is None:
+        cfg.min_epochs = 1 if cfg.min_steps is not None else 0
 
 
 def _flat_grads(flat_grads: Any, fused: bool, device: torch.device) -> bool:

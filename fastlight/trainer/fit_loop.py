@@ -46,6 +46,7 @@ from torch import Tensor
 
 from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer.loop_views import FitLoopViews
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
@@ -133,7 +134,7 @@ class _Closure:
         return None
 
 
-class FitLoop:
+class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this loop's state (loop_views.py)
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
         self.loader: Any = None
@@ -784,14 +785,8 @@ class FitLoop:
         self._epoch_start_totals = (self.trainer._global_step, self._zero_grad_calls, self._scheduler_steps)
 
     def _count_validation_run(self) -> None:
-        """The fit's validation loop counters (Lightning's epoch_loop.val_loop.batch_progress), once per run."""
-        n = sum(b for b in self.trainer.num_val_batches if b != float("inf"))
-        val = self.trainer.loop_progress.fit.val_batch
-        for tracker in (val.total, val.current):
-            for name in vars(tracker):
-                setattr(tracker, name, (getattr(tracker, name) if tracker is val.total else 0) + int(n))
-        val.is_last_batch = True
-        self.validation_has_run = n > 0
+        """The validation that just ran counted its batches (Lightning's epoch_loop.val_loop.batch_progress)."""
+        self.validation_has_run = self.trainer.validate_loop._has_run
 
     def sync_progress(self) -> None:
         """Fill the counters the loop keeps as plain integers into trainer.loop_progress (before a checkpoint is

@@ -12,9 +12,10 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
-from fastlight.trainer.config import ConfigError, build_config
+from fastlight.trainer.config import ConfigError, build_config, resolve_loop_limits
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
+from fastlight.trainer.states import TrainerState
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
 from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
 from fastlight.utilities.metric_objects import is_metric_object
@@ -39,15 +40,6 @@ _CALLBACK_HOOKS = tuple(n for n, f in vars(Callback).items() if (n.startswith("o
 
 class MisconfigurationError(ValueError):
     """The module, datamodule or dataloaders cannot be trained as given."""
-
-
-class _TrainerState:
-    __slots__ = ("fn", "stage", "status")
-
-    def __init__(self) -> None:
-        self.fn: Optional[str] = None  # "fit" | "validate" | "test" | "predict"
-        self.stage: Optional[str] = None  # "train" | "sanity_check" | "validate" | "test" | "predict"
-        self.status = "initializing"
 
 
 class Trainer:
@@ -134,7 +126,7 @@ class Trainer:
         self.plugins = plugins
         self._apply_determinism(cfg)
 
-        self.state = _TrainerState()
+        self.state = TrainerState()
         self.should_stop = False
         self.sanity_checking = False
         self.training = self.validating = self.testing = self.predicting = False
@@ -231,8 +223,12 @@ class Trainer:
         return self._cfg.gradient_clip_algorithm
 
     @property
-    def max_epochs(self) -> int:
+    def max_epochs(self) -> Optional[int]:
         return self._cfg.max_epochs
+
+    @property
+    def min_epochs(self) -> Optional[int]:
+        return self._cfg.min_epochs
 
     @property
     def max_steps(self) -> int:
@@ -420,7 +416,10 @@ class Trainer:
     def estimated_stepping_batches(self) -> Union[int, float]:
         """Optimizer steps the whole fit will take (Lightning's estimate; loads the train dataloader if needed)."""
         cfg = self._cfg
-        if cfg.max_epochs == -1:
+        max_epochs = cfg.max_epochs
+        if max_epochs is None:  # before a fit resolved it: what the fit will use
+            max_epochs = 1000 if cfg.max_steps == -1 and cfg.max_time is None else -1
+        if max_epochs == -1:
             return float("inf") if cfg.max_steps == -1 else cfg.max_steps
         if self.train_dataloader is None:
             rank_zero_info("Loading `train_dataloader` to estimate number of stepping batches.")
@@ -428,7 +427,7 @@ class Trainer:
         total = self.num_training_batches
         if total == float("inf"):
             return cfg.max_steps
-        est = math.ceil(total / cfg.accumulate_grad_batches) * max(cfg.max_epochs, 1)
+        est = math.ceil(total / cfg.accumulate_grad_batches) * max(max_epochs, 1)
         return min(est, cfg.max_steps) if cfg.max_steps != -1 else est
 
     # ================================================================= setup helpers
@@ -849,6 +848,11 @@ class Trainer:
 
     def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str],
              weights_only: Optional[bool] = None) -> Any:
+        if fn == "fit":  # Lightning's defaults for unset epoch limits, decided when a fit starts
+            from fastlight.callbacks.timer import Timer
+
+            has_timer = self._cfg.max_time is not None or any(isinstance(cb, Timer) for cb in self.callbacks)
+            resolve_loop_limits(self._cfg, has_timer)
         self._module = model
         model._trainer = self
         self.state.status = "running"
@@ -887,9 +891,9 @@ class Trainer:
                 if hasattr(logger, "experiment"):
                     _ = logger.experiment
             if dm is not None:
-                dm.setup(stage=fn)
-            self._call_callbacks("setup", stage=fn)
-            self._call_module("setup", stage=fn)
+                dm.setup(stage=self.state.fn)
+            self._call_callbacks("setup", stage=self.state.fn)
+            self._call_module("setup", stage=self.state.fn)
             self._call_module("configure_model")
             self._restore_checkpoint(ckpt_path, before_setup=True, weights_only=weights_only)
             self._hub.reset_results(self._active_results)
@@ -907,9 +911,9 @@ class Trainer:
                 self._call_callbacks("on_fit_end")
                 self._call_module("on_fit_end")
             if dm is not None:
-                dm.teardown(stage=fn)
-            self._call_callbacks("teardown", stage=fn)
-            self._call_module("teardown", stage=fn)
+                dm.teardown(stage=self.state.fn)
+            self._call_callbacks("teardown", stage=self.state.fn)
+            self._call_module("teardown", stage=self.state.fn)
             self.profiler.describe()  # the stage's report (a PassThroughProfiler has none)
             for logger in self.loggers:
                 logger.finalize("success")
@@ -919,9 +923,9 @@ class Trainer:
         except _TunerExitException:
             # a tuner run through `Tuner` is done: end the call as Lightning does (teardown hooks, no fit/stage end)
             if dm is not None:
-                dm.teardown(stage=fn)
-            self._call_callbacks("teardown", stage=fn)
-            self._call_module("teardown", stage=fn)
+                dm.teardown(stage=self.state.fn)
+            self._call_callbacks("teardown", stage=self.state.fn)
+            self._call_module("teardown", stage=self.state.fn)
             for logger in self.loggers:
                 logger.finalize("success")
             self.profiler.describe()
@@ -1266,6 +1270,10 @@ class Trainer:
         self._call_callbacks("on_sanity_check_start")
         loop.run()
         self._call_callbacks("on_sanity_check_end")
+        val_progress = self.loop_progress.fit.val_batch  # the sanity check's batches do not count (as in Lightning)
+        val_progress.total.reset()
+        val_progress.current.reset()
+        val_progress.is_last_batch = False
         self._hub.reset_results(loop.results)
         self._hub.reset_metrics()
         self.sanity_checking = False
