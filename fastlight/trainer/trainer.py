@@ -345,7 +345,7 @@ class Trainer:
         source = self._val_source
         if m is None or source is None or self._cfg.limit_val_batches == 0:
             return False
-        if type(m).validation_step is LightningModule.validation_step:
+        if type(m).validation_step is LightningModule.validation_step or m.__dict__.get("validation_step", 0) is None:
             return False
         kind, owner = source
         return kind == "given" or self._has_hook(owner, "val_dataloader")
@@ -742,7 +742,7 @@ class Trainer:
     # ================================================================= data
     def _has_hook(self, owner: Any, name: str) -> bool:
         if name in getattr(owner, "__dict__", ()):  # set on the instance (LightningDataModule.from_datasets does)
-            return True
+            return owner.__dict__[name] is not None  # `model.val_dataloader = None` turns the hook off (Lightning)
         if isinstance(owner, LightningModule):
             return getattr(type(owner), name) is not getattr(LightningModule, name)
         if isinstance(owner, LightningDataModule):
@@ -1096,6 +1096,8 @@ class Trainer:
 
     def _verify_loop_configuration(self, model: LightningModule, fn: str) -> None:
         def overridden(name: str) -> bool:
+            if name in model.__dict__:  # set on the instance; None turns it off (Lightning's is_overridden)
+                return model.__dict__[name] is not None
             return getattr(type(model), name) is not getattr(LightningModule, name)
 
         if fn == "fit":
@@ -1106,6 +1108,7 @@ class Trainer:
                 )
             kind, owner = self._train_source
             if kind == "hook" and not self._has_hook(owner, "train_dataloader"):
+                _check_loader_hook_not_none(owner, "train_dataloader", fn)
                 raise MisconfigurationError(
                     "No `train_dataloader()` method defined. Lightning `Trainer` expects as minimum a"
                     " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
@@ -1136,6 +1139,7 @@ class Trainer:
             stage = "val" if fn == "validate" else "test"
             kind, owner = getattr(self, f"_{stage}_source")
             if kind == "hook" and not self._has_hook(owner, f"{stage}_dataloader"):
+                _check_loader_hook_not_none(owner, f"{stage}_dataloader", fn)
                 raise MisconfigurationError(
                     f"No `{stage}_dataloader()` method defined to run `Trainer.{fn}`."
                     " Pass `dataloaders=` or a datamodule that defines it."
@@ -1143,6 +1147,7 @@ class Trainer:
         elif fn == "predict":
             kind, owner = self._predict_source
             if kind == "hook" and not self._has_hook(owner, "predict_dataloader"):
+                _check_loader_hook_not_none(owner, "predict_dataloader", fn)
                 raise MisconfigurationError(
                     "No `predict_dataloader()` method defined to run `Trainer.predict`."
                     " Pass `dataloaders=` or a datamodule that defines it."
@@ -1291,6 +1296,16 @@ class Trainer:
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.local_rank == 0:  # once per machine, as in Lightning
             print(*args, **kwargs)
+
+
+def _check_loader_hook_not_none(owner: Any, hook: str, fn: str) -> None:
+    """A dataloader hook set to None on the instance: no loader for `fn` (Lightning raises this TypeError)."""
+    if getattr(owner, "__dict__", {}).get(hook, 0) is None:
+        prefix = "train_" if fn == "fit" else ""
+        raise TypeError(
+            f"An invalid dataloader was passed to `Trainer.{fn}({prefix}dataloaders=...)`. Found None."
+            f" `{type(owner).__name__}.{hook}` is set to None: pass the dataloader to `Trainer.{fn}()` instead."
+        )
 
 
 def _resolve_strategy(strategy: Any, cfg: Any, devices: Any, num_nodes: int, sync_batchnorm: bool) -> Any:
