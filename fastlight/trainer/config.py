@@ -30,6 +30,7 @@ class TrainerConfig:
     gradient_clip_val: Optional[float]
     gradient_clip_algorithm: Optional[str]
     val_check_interval: Union[int, float]
+    val_check_time_interval: Optional[float]  # seconds: time-based val_check_interval ("DD:HH:MM:SS", ...)
     check_val_every_n_epoch: Optional[int]
     limit_train_batches: Union[int, float]
     limit_val_batches: Union[int, float]
@@ -79,6 +80,26 @@ def _parse_max_time(max_time: Any) -> Optional[float]:
         d, h, m, s = (int(p) for p in parts)
         return datetime.timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
     raise ConfigError(f"`Trainer(max_time={max_time!r})` must be a str 'DD:HH:MM:SS', a dict or a timedelta.")
+
+
+def _parse_val_check_time(value: Any) -> float:
+    """A time-based `val_check_interval` in seconds: "DD:HH:MM:SS", a datetime.timedelta or a dict of its kwargs."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        try:
+            return datetime.timedelta(**value).total_seconds()
+        except TypeError as err:
+            raise ConfigError(f"`Trainer(val_check_interval={value!r})`: {err}") from None
+    parts = value.split(":")
+    if len(parts) != 4:
+        raise ConfigError(f"Invalid time format for `val_check_interval`: {value!r}. Expected 'DD:HH:MM:SS'.")
+    try:
+        d, h, m, sec = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"Non-integer component in `val_check_interval` string: {value!r}. Use 'DD:HH:MM:SS'.")\
+            from None
+    return datetime.timedelta(days=d, hours=h, minutes=m, seconds=sec).total_seconds()
 
 
 def _pick_device(accelerator: Any, devices: Any) -> tuple:
@@ -175,8 +196,13 @@ def build_config(**kw: Any) -> TrainerConfig:
     vci = kw["val_check_interval"]
     if vci is None:
         vci = 1.0
+    # time-based: validate once this many seconds of wall-clock time passed since the last validation
+    val_check_seconds = _parse_val_check_time(vci) if isinstance(vci, (str, dict, datetime.timedelta)) else None
+    if val_check_seconds is not None:
+        vci = 1.0
     if isinstance(vci, bool) or not isinstance(vci, (int, float)):
-        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int or a float in (0.0, 1.0].")
+        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int, a float in (0.0, 1.0] or a time"
+                          " ('DD:HH:MM:SS', a datetime.timedelta or a dict of timedelta's arguments).")
     if isinstance(vci, float) and not (0.0 <= vci <= 1.0):
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be within [0.0, 1.0] (or an int).")
     if isinstance(vci, int) and vci < 1:
@@ -184,6 +210,11 @@ def build_config(**kw: Any) -> TrainerConfig:
     cve = kw["check_val_every_n_epoch"]
     if cve is not None and (isinstance(cve, bool) or not isinstance(cve, int) or cve < 1):
         raise ConfigError(f"`Trainer(check_val_every_n_epoch={cve!r})` must be None or an int >= 1.")
+    if cve is None and isinstance(kw["val_check_interval"], float):
+        raise ConfigError(
+            "`val_check_interval` should be an integer or a time-based duration (str 'DD:HH:MM:SS',"
+            " datetime.timedelta, or dict kwargs for timedelta) when `check_val_every_n_epoch=None`."
+        )
 
     limits = {k: _limit(k, kw[k]) for k in ("limit_train_batches", "limit_val_batches", "limit_test_batches",
                                              "limit_predict_batches", "overfit_batches")}
@@ -239,6 +270,7 @@ def build_config(**kw: Any) -> TrainerConfig:
         limits["limit_train_batches"] = limits["limit_val_batches"] = n
         limits["limit_test_batches"] = limits["limit_predict_batches"] = n
         max_steps, max_epochs, nsvs, vci, cve = n, 1, 0, 1.0, 1
+        val_check_seconds = None  # no time-based validation in fast_dev_run
         max_time = None
         log_every = 1
         rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es).")
@@ -255,6 +287,7 @@ def build_config(**kw: Any) -> TrainerConfig:
         max_epochs=max_epochs, min_epochs=kw["min_epochs"], max_steps=max_steps, min_steps=kw["min_steps"],
         max_time=max_time, accumulate_grad_batches=accumulate, gradient_clip_val=clip_val,
         gradient_clip_algorithm=clip_algo, val_check_interval=vci, check_val_every_n_epoch=cve,
+        val_check_time_interval=val_check_seconds,
         num_sanity_val_steps=nsvs, log_every_n_steps=log_every, fast_dev_run=fast_dev_run,
         enable_checkpointing=bool(enable_checkpointing), enable_progress_bar=bool(enable_progress_bar),
         enable_model_summary=bool(enable_model_summary), default_root_dir=root, deterministic=kw["deterministic"],

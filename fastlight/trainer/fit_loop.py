@@ -224,7 +224,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             return
         self._last_train_dl_reload_epoch = trainer.current_epoch
         vci = cfg.val_check_interval
-        if isinstance(vci, int):
+        if cfg.val_check_time_interval is not None:
+            trainer.val_check_batch = None  # time-based validation: `_should_check_val` reads the clock
+        elif isinstance(vci, int):
             trainer.val_check_batch = vci
             if vci > num and cfg.check_val_every_n_epoch is not None and cfg.limit_val_batches > 0:
                 raise ValueError(
@@ -520,6 +522,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             return True
         if trainer.should_stop and self._can_stop_early():
             return True
+        seconds = trainer._cfg.val_check_time_interval
+        if seconds is not None:  # time-based val_check_interval: since the last validation (or the start)
+            return time.monotonic() - trainer._last_val_time >= seconds
         is_check = self.is_last_batch
         if isinstance(trainer._cfg.limit_train_batches, int) and infinite:
             is_check = (self.epoch_batch_idx + 1) % trainer._cfg.limit_train_batches == 0
