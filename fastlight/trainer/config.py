@@ -39,7 +39,7 @@ class TrainerConfig:
     overfit_batches: Union[int, float]
     num_sanity_val_steps: Union[int, float]
     log_every_n_steps: int
-    fast_dev_run: int
+    fast_dev_run: Union[int, bool]
     enable_checkpointing: bool
     enable_progress_bar: bool
     enable_model_summary: bool
@@ -259,6 +259,9 @@ def build_config(**kw: Any) -> TrainerConfig:
         if log_every != 50 and kw["log_every_n_steps"] is not None:
             raise ConfigError("`Trainer(barebones=True)` was configured together with `log_every_n_steps`.")
         log_every = 0
+        if kw["num_sanity_val_steps"] not in (None, 0):
+            raise ConfigError("`Trainer(barebones=True)` was configured together with `num_sanity_val_steps`.")
+        nsvs = 0
     enable_checkpointing = True if enable_checkpointing is None else enable_checkpointing
     enable_progress_bar = (not barebones) if enable_progress_bar is None else enable_progress_bar
     enable_model_summary = (not barebones) if enable_model_summary is None else enable_model_summary
@@ -272,8 +275,8 @@ def build_config(**kw: Any) -> TrainerConfig:
         max_steps, max_epochs, nsvs, vci, cve = n, 1, 0, 1.0, 1
         val_check_seconds = None  # no time-based validation in fast_dev_run
         max_time = None
-        log_every = 1
-        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es).")
+        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es)."
+                       " Logging and checkpointing is suppressed.")
     if limits["overfit_batches"] > 0:
         limits["limit_train_batches"] = limits["overfit_batches"]
         limits["limit_val_batches"] = limits["overfit_batches"]
@@ -288,7 +291,9 @@ def build_config(**kw: Any) -> TrainerConfig:
         max_time=max_time, accumulate_grad_batches=accumulate, gradient_clip_val=clip_val,
         gradient_clip_algorithm=clip_algo, val_check_interval=vci, check_val_every_n_epoch=cve,
         val_check_time_interval=val_check_seconds,
-        num_sanity_val_steps=nsvs, log_every_n_steps=log_every, fast_dev_run=fast_dev_run,
+        num_sanity_val_steps=nsvs, log_every_n_steps=log_every,
+        # as Lightning reports it: True for one batch, else the int given (the batch count either way)
+        fast_dev_run=True if fast_dev_run == 1 else (kw["fast_dev_run"] if fast_dev_run == 0 else fast_dev_run),
         enable_checkpointing=bool(enable_checkpointing), enable_progress_bar=bool(enable_progress_bar),
         enable_model_summary=bool(enable_model_summary), default_root_dir=root, deterministic=kw["deterministic"],
         benchmark=kw["benchmark"], detect_anomaly=bool(kw["detect_anomaly"]),

@@ -99,6 +99,8 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self.loaders = _as_loader_list(raw)
         self._max_batches = [parse_num_batches(self.prefix, _sized_len(dl), limit) for dl in self.loaders]
         setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
+        if fitting:
+            trainer.num_sanity_val_batches = [min(trainer._cfg.num_sanity_val_steps, b) for b in self._max_batches]
         # the logging step of eval step-metrics counts on across a fit's validation runs (Lightning does this)
         self._seen = [0] * len(self.loaders)
 

@@ -164,7 +164,7 @@ class Trainer:
         self.num_val_batches: List[float] = []
         self.num_test_batches: List[float] = []
         self.num_predict_batches: List[float] = []
-        self.val_check_batch: float = float("inf")
+        self.val_check_batch: Optional[float] = None  # set when the fit's train loader is set up
         self._last_val_time = 0.0
         self._train_start_time = 0.0
 
@@ -417,10 +417,14 @@ class Trainer:
         """Optimizer steps the whole fit will take (Lightning's estimate; loads the train dataloader if needed)."""
         cfg = self._cfg
         max_epochs = cfg.max_epochs
-        if max_epochs is None:  # before a fit resolved it: what the fit will use
-            max_epochs = 1000 if cfg.max_steps == -1 and cfg.max_time is None else -1
         if max_epochs == -1:
             return float("inf") if cfg.max_steps == -1 else cfg.max_steps
+        if self._train_source is None:  # no train loader to count (nothing attached yet): as Lightning answers
+            return cfg.max_steps
+        if max_epochs is None:  # attached but the fit has not resolved it yet: the fit's default
+            max_epochs = 1000 if cfg.max_steps == -1 and cfg.max_time is None else -1
+            if max_epochs == -1:
+                return float("inf") if cfg.max_steps == -1 else cfg.max_steps
         if self.train_dataloader is None:
             rank_zero_info("Loading `train_dataloader` to estimate number of stepping batches.")
             self.fit_loop.setup_data()
@@ -445,8 +449,12 @@ class Trainer:
 
     def _configure_loggers(self, logger: Any) -> list:
         cfg = self._cfg
-        if cfg.barebones or cfg.fast_dev_run:
+        if cfg.barebones:
             return []
+        if cfg.fast_dev_run:  # the module's logging calls still run, into Lightning's no-op logger
+            from fastlight.loggers.logger import DummyLogger
+
+            return [DummyLogger()] if logger is not False and logger != [] else []
         if logger is None or logger is True:
             # Lightning's default: TensorBoard when its package is importable, else CSV
             if importlib.util.find_spec("tensorboard") is not None:
