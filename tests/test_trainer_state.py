@@ -302,3 +302,19 @@ def test_time_based_val_check_interval_rejects_bad_values(bad, match):
 def test_float_val_check_interval_needs_an_epoch_period():
     with pytest.raises(ValueError, match="check_val_every_n_epoch=None"):
         fl.Trainer(val_check_interval=0.5, check_val_every_n_epoch=None)
+
+
+# ------------------------------------------------------------------------------- LightningDataModule.from_datasets
+def test_datamodule_from_datasets_without_a_val_set_and_its_str(tmp_path):
+    data = TensorDataset(torch.randn(8, 4))
+    outcome = {}
+    for name, pl in (("pl", pl_ref), ("fl", fl)):
+        dm = pl.LightningDataModule.from_datasets(data, batch_size=2)
+        several = pl.LightningDataModule.from_datasets(data, val_dataset=[data, data], test_dataset=data)
+        model = _module_cls(pl)()
+        trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                             **QUIET)
+        trainer.fit(model, datamodule=dm)
+        outcome[name] = (str(dm), str(several), model.calls, trainer.num_val_batches, trainer.global_step)
+    assert outcome["fl"] == outcome["pl"]
+    assert outcome["fl"][2] == [] and outcome["fl"][4] == 4
