@@ -318,3 +318,47 @@ def test_datamodule_from_datasets_without_a_val_set_and_its_str(tmp_path):
         outcome[name] = (str(dm), str(several), model.calls, trainer.num_val_batches, trainer.global_step)
     assert outcome["fl"] == outcome["pl"]
     assert outcome["fl"][2] == [] and outcome["fl"][4] == 4
+
+
+# --------------------------------------------------------------------------- training_step(self, dataloader_iter)
+def _fetching_module_cls(pl, fetches_per_step):
+    class Fetching(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+            self.record = []
+
+        def training_step(self, dataloader_iter):
+            for _ in range(fetches_per_step):
+                batch, batch_idx, dataloader_idx = next(dataloader_iter)
+                self.record.append(("fetched", batch_idx, dataloader_idx, batch[0].device.type))
+            return self.layer(batch[0]).sum()
+
+        def on_train_batch_start(self, batch, batch_idx):
+            self.record.append(("start", batch_idx, None if batch is None else tuple(batch[0].shape)))
+
+        def on_train_batch_end(self, outputs, batch, batch_idx):
+            self.record.append(("end", batch_idx, self.trainer.is_last_batch, round(float(outputs["loss"]), 4)))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        def train_dataloader(self):
+            gen = torch.Generator().manual_seed(0)
+            return DataLoader(TensorDataset(torch.randn(10, 4, generator=gen)), batch_size=2)
+
+    return Fetching
+
+
+@pytest.mark.parametrize("fetches_per_step", [1, 2])
+def test_training_step_with_dataloader_iter_fetches_its_batches(fetches_per_step, tmp_path):
+    seen = {}
+    for name, pl in (("pl", pl_ref), ("fl", fl)):
+        torch.manual_seed(0)
+        model = _fetching_module_cls(pl, fetches_per_step)()
+        trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                             **QUIET)
+        trainer.fit(model)
+        seen[name] = (model.record, trainer.global_step, trainer.fit_loop.epoch_loop.batch_progress.state_dict(),
+                      [p.detach().tolist() for p in model.parameters()])
+    assert seen["fl"] == seen["pl"]

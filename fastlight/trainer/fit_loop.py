@@ -10,6 +10,7 @@
         on_train_start
         for each epoch:
             on_train_epoch_start            (the iterator of epochs >= 1 is created after this hook)
+            (training_step(self, dataloader_iter): FitLoop._run_epoch_step_fetches, the step fetches the batches)
             for each batch:                 FitLoop._run_batch
                 on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
                 on_train_batch_start        (returning -1 ends the epoch)
@@ -332,6 +333,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
 
     def _prepare_step_functions(self, module: Any) -> None:
         self._pass_batch_idx = _takes_batch_idx(module.training_step)
+        # training_step(self, dataloader_iter): the step fetches its own batches (Lightning's dataloader_iter mode)
+        self._step_fetches = _names_param(module.training_step, "dataloader_iter")
         strategy = self.trainer.strategy
         self._distributed = strategy.is_distributed
         # distributed: the step runs inside the wrapper's forward (DDP prepares its gradient all-reduce there)
@@ -376,6 +379,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         iterator = self._iterator
         if resume is not None and resume.batch_idx:
             self._fast_forward(iterator, resume.batch_idx)
+        if self._step_fetches:
+            self._run_epoch_step_fetches(_DataLoaderIter(iterator, num_batches))
+            return
         run_batch = self._run_batch
         if trainer.profiler.profiling:  # Lightning's action names; nothing is wrapped without a profiler
             iterator = _ProfiledIterator(iterator, trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next")
@@ -408,6 +414,51 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 break
             if trainer.should_stop and self._can_stop_early():
                 break
+
+    def _run_epoch_step_fetches(self, fetcher: "_DataLoaderIter") -> None:
+        """The epoch when `training_step(self, dataloader_iter)` fetches its batches: one step per iteration until
+        the loader is exhausted (a StopIteration out of the step ends the epoch). The batch hooks get the batch the
+        step fetched last (before the step: the previous one), which stays where the loader put it."""
+        trainer = self.trainer
+        progress = self._batch_progress
+        results = trainer._train_results
+        while not fetcher.done:
+            if trainer._cfg.max_steps != -1 and trainer._global_step >= trainer._cfg.max_steps:
+                break
+            self.epoch_batch_idx += 1
+            self.total_batch_idx += 1
+            self._accumulating = self._should_accumulate()
+            progress.is_last_batch = self.is_last_batch = fetcher.done
+            progress.increment_ready()
+            trainer._hub.on_batch_start(results, fetcher.batch)
+            trainer._call_callbacks("on_train_batch_start", fetcher.batch, fetcher.batch_idx)
+            if trainer._call_module("on_train_batch_start", fetcher.batch, fetcher.batch_idx) == -1:
+                progress.increment_processed()
+                self.is_last_batch = progress.is_last_batch = True
+                return
+            progress.increment_started()
+            try:
+                if self._automatic:
+                    output = self._automatic_step((fetcher,), self.epoch_batch_idx)
+                else:
+                    output = self._manual_step((fetcher,))
+            except StopIteration:  # the step asked for a batch past the end
+                return
+            progress.increment_processed()
+            self.is_last_batch = progress.is_last_batch = fetcher.done
+            if trainer.lr_scheduler_configs:
+                self._update_lr_schedulers("step", plateau=False)
+                if self._num_ready_batches_reached():
+                    self._update_lr_schedulers("epoch", plateau=False)
+            trainer._call_callbacks("on_train_batch_end", output, fetcher.batch, fetcher.batch_idx)
+            trainer._call_module("on_train_batch_end", output, fetcher.batch, fetcher.batch_idx)
+            trainer._hub.on_batch_end(results)
+            progress.increment_completed()
+            if trainer.loggers and not (self._automatic and self._accumulating):
+                self._log_train_step()
+            self._after_batch()
+            if trainer.should_stop and self._can_stop_early():
+                return
 
     def _should_accumulate(self) -> bool:
         """True when this batch only accumulates gradients (no optimizer step)."""
@@ -868,6 +919,46 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             return
         for _ in range(num_batches):
             next(iterator)
+
+
+def _names_param(fn: Callable, name: str) -> bool:
+    """`fn` has a parameter called `name` (Lightning's explicit check for `dataloader_iter`)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _DataLoaderIter:
+    """What `training_step(self, dataloader_iter)` gets: next() is (batch, batch_idx, dataloader_idx) straight from the
+    loader (no device transfer: the step moves what it needs). `batch`/`batch_idx`: the last fetched, for the hooks."""
+
+    def __init__(self, iterator: Any, length: float) -> None:
+        self._iterator = iterator
+        self.length = length
+        self.fetched = 0
+        self.batch: Any = None
+        self.batch_idx = 0
+        self._exhausted = False
+
+    @property
+    def done(self) -> bool:
+        return self._exhausted or self.fetched >= self.length
+
+    def __iter__(self) -> "_DataLoaderIter":
+        return self
+
+    def __next__(self) -> tuple:
+        if self.done:
+            raise StopIteration
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self._exhausted = True
+            raise
+        self.batch, self.batch_idx = batch, self.fetched
+        self.fetched += 1
+        return batch, self.batch_idx, 0
 
 
 class _ProfiledIterator:
