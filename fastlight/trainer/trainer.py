@@ -92,8 +92,8 @@ class Trainer:
         """Lightning's Trainer arguments, plus fastlight's:
 
         fused: use the fused engine (default True): torch.optim.Adam/AdamW/SGD from `configure_optimizers`
-            are replaced by fastlight's fused versions (same param groups, hyperparameters and state; LR
-            schedulers re-bound), gradient clipping is folded into the step (one read-only stats pass), and
+            step with fastlight's fused kernels (the same objects, reporting and saving as torch's:
+            fastlight.engine.optim.fuse_in_place), gradient clipping is folded into the step (one read-only stats pass), and
             precision="16-mixed" scales the loss on the device (DeviceGradScaler: no host sync per step).
             False: plain PyTorch, weights bit-for-bit equal to PyTorch Lightning's.
         flat_grads: "auto" (default), True or False. Flat gradient buffers (one contiguous buffer per device
