@@ -160,8 +160,11 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         iterator = iter(self.loaders[0])  # created before the start hooks, as Lightning does (RNG order)
         self._mode.capture(module)
         trainer._call_module(f"on_{self.stage}_model_eval")
+        loaders = self.loaders
         trainer._call_callbacks(f"on_{self.stage}_start")
         trainer._call_module(f"on_{self.stage}_start")
+        if self.loaders is not loaders:  # a batch-size search in the start hooks reloaded them: run the new ones
+            max_batches, iterator = self.max_batches, iter(self.loaders[0])
         trainer._call_callbacks(f"on_{self.stage}_epoch_start")
         trainer._call_module(f"on_{self.stage}_epoch_start")
         seen = self._seen
@@ -356,6 +359,14 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._call_module("on_predict_model_eval")
         trainer._call_callbacks("on_predict_start")
         trainer._call_module("on_predict_start")
+        if self._predictions is not predictions:  # a batch-size search in the start hooks ran predictions itself
+            loaders = _as_loader_list(trainer._request_dataloader("predict"))
+            max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
+            trainer.num_predict_batches = list(max_batches)
+            iterator, self._predictions = iter(loaders[0]), predictions
+            self.epoch_batch_indices = [[] for _ in loaders]
+            recorders = [None] * len(loaders)
+            trainer.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
         trainer._call_callbacks("on_predict_epoch_start")
         trainer._call_module("on_predict_epoch_start")
         precision = trainer._precision
