@@ -234,12 +234,12 @@ def build_config(**kw: Any) -> TrainerConfig:
     if max_steps is None:
         max_steps = -1
     if not isinstance(max_steps, int) or max_steps < -1:
-        raise ConfigError(f"`Trainer(max_steps={max_steps!r})` must be an int >= -1.")
+        raise ConfigError(f"`max_steps` must be a non-negative integer or -1 (no limit); got {max_steps!r}.")
     max_time = _parse_max_time(kw["max_time"])
     max_epochs = kw["max_epochs"]  # None (unset) is resolved when a fit starts: `resolve_loop_limits`
     if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
                                    or max_epochs < -1):
-        raise ConfigError(f"`Trainer(max_epochs={max_epochs!r})` must be an int >= -1.")
+        raise ConfigError(f"`max_epochs` must be a non-negative integer or -1 (no limit); got {max_epochs!r}.")
     reload_n = kw["reload_dataloaders_every_n_epochs"]
     if not isinstance(reload_n, int) or reload_n < 0:
         raise ConfigError(f"`Trainer(reload_dataloaders_every_n_epochs={reload_n!r})` must be an int >= 0.")

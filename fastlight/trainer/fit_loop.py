@@ -275,8 +275,12 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if cfg.max_epochs != -1 and self._epochs_processed >= cfg.max_epochs:
             rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={cfg.max_epochs!r}` reached.")
             return True
-        if trainer.should_stop and self._can_stop_early():
-            return True
+        if trainer.should_stop:
+            if self._can_stop_early():
+                return True
+            cfg = trainer._cfg
+            trainer._info_once(f"Trainer was signaled to stop but the required `min_epochs={cfg.min_epochs!r}` or"
+                               f" `min_steps={cfg.min_steps!r}` has not been met. Training will continue...")
         return False
 
     def _should_check_val_epoch(self) -> bool:
