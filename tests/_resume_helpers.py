@@ -71,6 +71,12 @@ class Progress(pl.Callback):
         time.sleep(self.delay)
 
 
+def _status(trainer) -> str:
+    """The status's value ("interrupted"): str() of Lightning's str-enum members is "TrainerStatus.INTERRUPTED"."""
+    status = trainer.state.status
+    return getattr(status, "value", status)
+
+
 class Record(pl.Callback):
     """What the run saw at its end: written to <root>/record-<pid>.json by on_exception / teardown."""
 
@@ -79,14 +85,14 @@ class Record(pl.Callback):
 
     def on_exception(self, trainer, pl_module, exception):
         self.seen["on_exception"] = type(exception).__name__
-        self.seen["status_at_exception"] = str(trainer.state.status)
+        self.seen["status_at_exception"] = _status(trainer)
         self.seen["step_at_exception"] = trainer.global_step
 
     def teardown(self, trainer, pl_module, stage):
         self.seen["teardown"] = True
 
     def write(self, trainer):
-        self.seen["status"] = str(trainer.state.status)
+        self.seen["status"] = _status(trainer)
         with open(os.path.join(self.root, f"record-{os.getpid()}.json"), "w") as f:
             json.dump(self.seen, f)
 

@@ -48,7 +48,7 @@ def test_final_weights_match_lightning_with_fused_engine(case, tmp_path):
     assert trainer.global_step == ref_trainer.global_step
     _assert_close_weights(ref, got, case)
     ref_opt, got_opt = ref_trainer.optimizers[0], trainer.optimizers[0]
-    assert type(got_opt) in (FusedSGD, FusedAdam, FusedAdamW)
+    assert isinstance(got_opt, (FusedSGD, FusedAdam, FusedAdamW))
     assert got_opt.param_groups[0]["lr"] == pytest.approx(ref_opt.param_groups[0]["lr"], rel=1e-12)
     for p_ref, p_got in zip(ref.parameters(), got.parameters()):
         for key, v in ref_opt.state[p_ref].items():
@@ -56,7 +56,7 @@ def test_final_weights_match_lightning_with_fused_engine(case, tmp_path):
                                        torch.as_tensor(v).float(), rtol=RTOL, atol=ATOL)
 
 
-def test_swap_keeps_groups_state_and_rebinds_schedulers(tmp_path):
+def test_fusing_keeps_the_users_optimizer_object_groups_and_schedulers(tmp_path):
     seen = {}
 
     class M(build(fl)):
@@ -73,7 +73,7 @@ def test_swap_keeps_groups_state_and_rebinds_schedulers(tmp_path):
     _, trainer = _fit(fl, tmp_path, {}, dict(max_steps=2), cls=M)
     opt = trainer.optimizers[0]
     assert isinstance(opt, FusedAdamW) and isinstance(opt, torch.optim.AdamW)
-    assert seen["module_optimizer"] is opt and seen["original"] is not opt
+    assert seen["module_optimizer"] is opt and seen["original"] is opt  # the user's object, fused in place
     assert [g["tag"] for g in opt.param_groups[:1]] == ["first"]
     assert opt.param_groups[1]["weight_decay"] == 0.3
     assert trainer.lr_scheduler_configs[0].scheduler.optimizer is opt

@@ -1,15 +1,17 @@
-"""The batch-size search behind `BatchSizeFinder` and `Tuner.scale_batch_size` (fit only; Lightning 2.6's rules).
+"""The batch-size search behind `BatchSizeFinder` and `Tuner.scale_batch_size` (Lightning 2.6's rules).
 
-Each trial runs the fit loop for `steps_per_trial` steps with the batch size written to the attribute
+In a fit, each trial runs the fit loop for `steps_per_trial` steps with the batch size written to the attribute
 `batch_arg_name` (module, hparams or datamodule) and the train dataloader rebuilt. "power" doubles until a trial
 runs out of memory, then halves once; "binsearch" doubles, then bisects between the last success and the first
 failure and takes `margin` off the result. The model, optimizer and loop are restored from a temporary checkpoint
-afterwards; the attribute keeps the size found.
+afterwards; the attribute keeps the size found. In validate / test / predict each trial runs that stage's loop
+over `steps_per_trial` batches (`_scale_in_evaluation`).
 """
 import gc
 import logging
 import os
 import uuid
+from copy import deepcopy
 from typing import Any, Dict, Optional, Tuple
 
 import torch
@@ -37,10 +39,35 @@ def _free_cuda_memory() -> None:
         torch.cuda.empty_cache()
 
 
+_EVAL_PREFIX = {"validate": "val", "test": "test", "predict": "predict"}
+
+
+def _stage(trainer: Any) -> str:
+    fn = trainer.state.fn
+    return str(getattr(fn, "value", fn))
+
+
+def _stage_loop(trainer: Any) -> Any:
+    return {"fit": trainer.fit_loop, "validate": trainer.validate_loop, "test": trainer.test_loop,
+            "predict": trainer.predict_loop}[_stage(trainer)]
+
+
+def _loaders(trainer: Any) -> list:
+    """The running stage's dataloaders (the fit's train loaders; an evaluation stage's, requested again)."""
+    stage = _stage(trainer)
+    if stage == "fit":
+        trainer.fit_loop.setup_data()
+        return trainer.fit_loop._train_loaders()
+    loaders = trainer._request_dataloader(_EVAL_PREFIX[stage])
+    if isinstance(loaders, dict):
+        return list(loaders.values())
+    return list(loaders) if isinstance(loaders, (list, tuple)) else [loaders]
+
+
 def _dataset_length(trainer: Any) -> Optional[int]:
-    """The train dataset's length (the longest of several loaders); None when no loader's dataset has one."""
+    """The dataset's length (the longest of several loaders); None when no loader's dataset has one."""
     lengths = []
-    for dl in trainer.fit_loop._train_loaders():
+    for dl in _loaders(trainer):
         try:
             lengths.append(len(dl.dataset))
         except (AttributeError, TypeError, NotImplementedError):
@@ -49,6 +76,8 @@ def _dataset_length(trainer: Any) -> Optional[int]:
 
 
 def _reset_dataloaders(trainer: Any) -> None:
+    if _stage(trainer) != "fit":  # evaluation loops request their loaders at each run
+        return
     trainer.fit_loop.reset_data()
     trainer.fit_loop.setup_data()
     trainer.validate_loop.reset_data()
@@ -61,7 +90,6 @@ def _adjust_batch_size(trainer: Any, name: str, factor: float = 1.0, value: Opti
     the current size already covers the dataset. Returns (size, changed)."""
     model = trainer.lightning_module
     batch_size = lightning_getattr(model, name)
-    trainer.fit_loop.setup_data()
     length = _dataset_length(trainer)
     if length is not None and batch_size >= length:
         rank_zero_info(f"The batch size {batch_size} is greater or equal than the length of your dataset: {length}.")
@@ -78,12 +106,16 @@ def _adjust_batch_size(trainer: Any, name: str, factor: float = 1.0, value: Opti
 
 
 def _trial_fits(trainer: Any, snapshot: Dict[str, Any]) -> bool:
-    """A few fit steps at the current batch size from the saved counters; False when they ran out of memory (the
-    memory is freed), any other error propagates."""
-    fit_loop = trainer.fit_loop
-    fit_loop.load_snapshot(snapshot)
+    """A few steps of the running stage at the current batch size from the saved counters; False when they ran out
+    of memory (the memory is freed), any other error propagates."""
+    if _stage(trainer) == "fit":
+        loop = trainer.fit_loop
+        loop.load_snapshot(snapshot)
+    else:
+        loop = _stage_loop(trainer)
+        loop.load_state_dict(deepcopy(snapshot))
     try:
-        fit_loop.run()
+        loop.run()
     except RuntimeError as exc:
         if not is_oom_error(exc):
             raise
@@ -163,6 +195,9 @@ def scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 3
     if trainer.fast_dev_run:
         rank_zero_warn("Skipping batch size scaler since `fast_dev_run` is enabled.")
         return None
+    if _stage(trainer) != "fit":
+        return _scale_in_evaluation(trainer, mode, steps_per_trial, init_val, max_trials, batch_arg_name, margin,
+                                    max_val)
     ckpt_path = os.path.join(trainer.default_root_dir, f".scale_batch_size_{uuid.uuid4()}.ckpt")
     trainer.save_checkpoint(ckpt_path)
     cfg = trainer._cfg
@@ -200,4 +235,50 @@ def scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 3
         trainer._restore_tuning_checkpoint(ckpt_path)
         trainer.strategy.remove_checkpoint(ckpt_path)
         fit_loop.load_snapshot(saved["loop"])
+    return size
+
+
+def _scale_in_evaluation(trainer: Any, mode: str, steps_per_trial: int, init_val: int, max_trials: int,
+                         batch_arg_name: str, margin: float, max_val: int) -> int:
+    """The search inside validate / test / predict (from the stage's start hook): each trial runs the stage's loop
+    (validate/test: over `steps_per_trial` batches; predict: all of it, as in Lightning) without callbacks or loggers; the loop's counters, the module's train/eval modes
+    and the stage's limit are put back afterwards and the running stage goes on with the size found."""
+    cfg = trainer._cfg
+    stage = _stage(trainer)
+    loop = _stage_loop(trainer)
+    limit_name = f"limit_{_EVAL_PREFIX[stage]}_batches"
+    saved = {
+        "callbacks": trainer.callbacks, "loggers": trainer.loggers, "limit": getattr(cfg, limit_name),
+        "verbose": getattr(loop, "verbose", None), "progress": deepcopy(loop.state_dict()),
+        "modes": list(getattr(loop._mode, "modes", [])),
+    }
+    try:
+        trainer.callbacks = []
+        trainer.loggers = []
+        if stage != "predict":  # Lightning's predict trials run the whole predict loop
+            setattr(cfg, limit_name, steps_per_trial)
+        if saved["verbose"] is not None:
+            loop.verbose = False
+        trainer._resolve_hooks()
+        size, _ = _adjust_batch_size(trainer, batch_arg_name, value=init_val)
+        if mode == "power":
+            size = _power_search(trainer, size, batch_arg_name, max_trials, saved["progress"], max_val)
+        elif mode == "binsearch":
+            size = _binary_search(trainer, size, batch_arg_name, max_trials, saved["progress"], margin, max_val)
+        else:
+            raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
+        _free_cuda_memory()
+        log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
+    finally:
+        trainer.callbacks = saved["callbacks"]
+        trainer.loggers = saved["loggers"]
+        setattr(cfg, limit_name, saved["limit"])
+        if saved["verbose"] is not None:
+            loop.verbose = saved["verbose"]
+        trainer._resolve_hooks()
+        loop.load_state_dict(saved["progress"])
+        loop._mode.modes = saved["modes"]  # the stage's own run restores the modes it found
+        if stage == "validate" or stage == "test":
+            loop.reset_data()
+            loop.setup_data()  # the loaders of the size found, for the rest of the running stage
     return size

@@ -1,5 +1,5 @@
-"""BatchSizeFinder: the largest batch size that trains without running out of memory, found at the start of fit
-(Lightning's callback; fit only in fastlight)."""
+"""BatchSizeFinder: the largest batch size that runs without running out of memory, found at the start of fit,
+validate, test or predict (Lightning's callback)."""
 from typing import Any, Optional
 
 from fastlight.callbacks._batch_scaling import scale_batch_size
@@ -37,11 +37,15 @@ class BatchSizeFinder(Callback):
     def setup(self, trainer: Any, pl_module: Any, stage: Optional[str] = None) -> None:
         if trainer.strategy.is_distributed:
             raise MisconfigurationException("The Batch size finder is not supported with distributed strategies.")
+        stage = str(getattr(stage, "value", stage))
         if stage != "fit":
-            raise MisconfigurationException(
-                f"The Batch size finder runs in `Trainer.fit` only in fastlight (got stage {stage!r})."
-            )
-        if trainer._train_source is None or trainer._train_source[0] != "hook":
+            prefix = {"validate": "val"}.get(stage, stage)
+            loaders = trainer._request_dataloader(prefix)
+            if isinstance(loaders, (list, tuple, dict)) and len(loaders) > 1:
+                raise MisconfigurationException(
+                    f"The Batch size finder cannot be used with multiple {prefix} dataloaders."
+                )
+        elif trainer._train_source is None or trainer._train_source[0] != "hook":
             raise MisconfigurationException(
                 "The Batch size finder cannot be used with dataloaders passed directly to `.fit()`. Please disable"
                 " the feature or incorporate the dataloader into your LightningModule or LightningDataModule."
@@ -68,4 +72,15 @@ class BatchSizeFinder(Callback):
             raise _TunerExitException()
 
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        self.scale_batch_size(trainer, pl_module)
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        if trainer.sanity_checking or str(getattr(trainer.state.fn, "value", trainer.state.fn)) != "validate":
+            return  # a fit's validation runs with the size the fit's search found
+        self.scale_batch_size(trainer, pl_module)
+
+    def on_test_start(self, trainer: Any, pl_module: Any) -> None:
+        self.scale_batch_size(trainer, pl_module)
+
+    def on_predict_start(self, trainer: Any, pl_module: Any) -> None:
         self.scale_batch_size(trainer, pl_module)

@@ -132,7 +132,7 @@ class TQDMProgressBar(_RefreshRateProgressBar):
         if current % self._refresh_rate:
             return False
         if self._min_refresh_interval > 0:
-            now = time.monotonic()
+            now = time.perf_counter()  # not time.monotonic: time-based val_check_interval tests patch that clock
             if now - self._last_refresh < self._min_refresh_interval:
                 return False
             self._last_refresh = now

@@ -1,5 +1,6 @@
 """LightningDataModule: the data half of a Lightning project (prepare_data, setup, *_dataloader, teardown)."""
 import inspect
+import os
 from typing import Any, Dict, Iterable, Optional, Union
 
 from torch.utils.data import DataLoader, Dataset, IterableDataset
@@ -63,6 +64,33 @@ class LightningDataModule(DataHooks, HyperparametersMixin):
 
                 setattr(datamodule, f"{stage}_dataloader", hook)
         return datamodule
+
+    def __str__(self) -> str:
+        """One line per dataloader hook, as Lightning prints a datamodule: "{Train dataloader: size=N}" (the
+        dataset's length, "NA" when it has none; "1. size=N ; 2. size=M" for several loaders; "None" when the hook
+        is missing or fails)."""
+        def describe(loader: Any) -> str:
+            if isinstance(loader, DataLoader):
+                dataset = loader.dataset
+                return f"size={len(dataset) if hasattr(dataset, '__len__') else 'NA'}"
+            return "None"
+
+        lines = []
+        for title, hook in (("Train dataloader", "train_dataloader"), ("Validation dataloader", "val_dataloader"),
+                            ("Test dataloader", "test_dataloader"), ("Predict dataloader", "predict_dataloader")):
+            try:
+                loaders = getattr(self, hook)()
+            except Exception:  # noqa: BLE001 - a hook that is not there or cannot run is shown as None
+                loaders = None
+            if isinstance(loaders, dict):
+                loaders = list(loaders.values())
+            if isinstance(loaders, (list, tuple)):
+                text = " ; ".join(f"{i}. {d}" if d != "None" else d
+                                  for i, d in enumerate((describe(dl) for dl in loaders), start=1))
+            else:
+                text = describe(loaders)
+            lines.append(f"{{{title}: {text}}}")
+        return os.linesep.join(lines)
 
     def state_dict(self) -> Dict[str, Any]:
         return {}

@@ -61,5 +61,3 @@ class LightningOptimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         self._optimizer.load_state_dict(state_dict)
 
-    def __repr__(self) -> str:
-        return f"LightningOptimizer({self._optimizer!r})"

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .. import ops
 
-__all__ = ["FusedAdam", "FusedAdamW", "FusedSGD", "fuse_optimizer", "rebind_lr_scheduler", "FUSABLE"]
+__all__ = ["FusedAdam", "FusedAdamW", "FusedSGD", "fuse_optimizer", "fuse_in_place", "rebind_lr_scheduler", "FUSABLE"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _KERNEL_DEVICES = ("cpu", "cuda")
@@ -513,3 +513,95 @@ def rebind_lr_scheduler(scheduler, old_optimizer, new_optimizer) -> None:
 
         wrapper._wrapped_by_lr_sched = True
         new_optimizer.step = wrapper
+
+
+# ---- fusing the user's optimizer object in place ------------------------------------------------------------------
+
+_REPORTED: Dict[type, type] = {}
+
+
+def _reduce_as_reported(self, protocol):
+    """Pickle (and copy) as the torch class the user created: the bytes name torch only, and loading them gives the
+    same object the user would have had without fastlight."""
+    import copyreg
+
+    return copyreg._reconstructor, (self._fl_reported_class, object, None), self.__getstate__()
+
+
+def _state_dict_as_reported(self):
+    """torch's state_dict, with Adam's `step` counters where the user's torch optimizer keeps them: on the CPU unless
+    it was made capturable or fused (the fused kernels read them on the parameters' device)."""
+    state_dict = self._fl_fused_class.state_dict(self)
+    if self._fused_kind != "adam" or self.defaults.get("capturable") or self.defaults.get("fused"):
+        return state_dict
+    state = {}
+    for key, param_state in state_dict["state"].items():
+        step = param_state.get("step")
+        if isinstance(step, Tensor) and step.device.type != "cpu":
+            param_state = {**param_state, "step": step.cpu()}  # a copy: the optimizer keeps its own
+        state[key] = param_state
+    return {**state_dict, "state": state}
+
+
+def _reported_class(torch_cls: type) -> type:
+    """The fused twin of `torch_cls` under torch_cls's own name, qualname and module: what a user sees of the
+    optimizer (repr, `__class__.__name__` as LearningRateMonitor's keys use it, pickles) is the class they chose."""
+    cls = _REPORTED.get(torch_cls)
+    if cls is None:
+        fused_cls = FUSABLE[torch_cls][0]
+        namespace = {
+            "__module__": torch_cls.__module__,
+            "__qualname__": torch_cls.__qualname__,
+            "__doc__": torch_cls.__doc__,
+            "_fl_reported_class": torch_cls,
+            "_fl_fused_class": fused_cls,
+            "__reduce_ex__": _reduce_as_reported,
+            "state_dict": _state_dict_as_reported,
+        }
+        cls = _REPORTED[torch_cls] = type(torch_cls.__name__, (fused_cls,), namespace)
+    return cls
+
+
+def _retarget_scheduler_step_wrapper(optimizer) -> None:
+    """torch's LR schedulers wrap `optimizer.step` on the instance with the class's step captured at that time; the
+    wrapper is replaced by one that looks the step up when called (so it runs the fused step)."""
+    import functools
+    import weakref
+
+    wrapped = optimizer.__dict__.get("step")
+    if wrapped is None or not getattr(wrapped, "_wrapped_by_lr_sched", False):
+        return
+    opt_ref = weakref.ref(optimizer)
+
+    @functools.wraps(type(optimizer).step)
+    def wrapper(*args, **kwargs):
+        opt = opt_ref()
+        opt._opt_called = True  # what torch's wrapper records: the scheduler's "step() before optimizer.step()" check
+        return type(opt).step(opt, *args, **kwargs)
+
+    wrapper._wrapped_by_lr_sched = True
+    optimizer.step = wrapper
+
+
+def fuse_in_place(optimizer) -> Tuple[bool, str]:
+    """Make the user's torch.optim.Adam / AdamW / SGD object step with the fused kernels: (done, why (not)).
+
+    The object stays the same (its param groups, state, hooks, the schedulers and any reference the user kept), and
+    so does everything the user sees of it: its class reports the torch class's name, qualname and module (repr,
+    LearningRateMonitor keys), `state_dict()` is torch's, pickling and copying give the torch class. Only `step`
+    runs fastlight's kernels. The same rules as `fuse_optimizer` decide what can be fused."""
+    if isinstance(optimizer, _FusedMixin):
+        return True, f"{_name_of(optimizer)} is already fused"
+    cls = type(optimizer)
+    if cls not in FUSABLE:
+        if isinstance(optimizer, tuple(FUSABLE)):
+            return False, f"{cls.__name__} subclasses a torch optimizer and may override step()"
+        return False, f"{cls.__name__} has no fused version (supported: Adam, AdamW, SGD)"
+    reason = _unsupported_reason(optimizer)
+    if reason is not None:
+        return False, f"{cls.__name__} left unfused: {reason}"
+    optimizer.__class__ = _reported_class(cls)
+    optimizer._fused_setup()
+    optimizer._patch_step_function()  # torch's step wrapper (step pre/post hooks, profiling) for the class
+    _retarget_scheduler_step_wrapper(optimizer)
+    return True, f"{cls.__name__} steps with fastlight's fused kernels"

@@ -253,7 +253,7 @@ class LoopProgress:
     fit: FitProgress = field(default_factory=FitProgress)
     validate: EvalProgress = field(default_factory=EvalProgress)
     test: EvalProgress = field(default_factory=EvalProgress)
-    predict: EvalProgress = field(default_factory=lambda: EvalProgress(has_is_last_batch=False))
+    predict: EvalProgress = field(default_factory=lambda: EvalProgress(Progress.of(Processed), has_is_last_batch=False))
 
     def state_dict(self) -> Dict[str, Any]:
         return {

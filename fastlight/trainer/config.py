@@ -21,7 +21,7 @@ class TrainerConfig:
     num_devices: int
     strategy: str
     precision: str
-    max_epochs: int
+    max_epochs: Optional[int]  # None until a fit resolves it (resolve_loop_limits), as Lightning's fit loop does
     min_epochs: Optional[int]
     max_steps: int
     min_steps: Optional[int]
@@ -30,6 +30,7 @@ class TrainerConfig:
     gradient_clip_val: Optional[float]
     gradient_clip_algorithm: Optional[str]
     val_check_interval: Union[int, float]
+    val_check_time_interval: Optional[float]  # seconds: time-based val_check_interval ("DD:HH:MM:SS", ...)
     check_val_every_n_epoch: Optional[int]
     limit_train_batches: Union[int, float]
     limit_val_batches: Union[int, float]
@@ -38,7 +39,7 @@ class TrainerConfig:
     overfit_batches: Union[int, float]
     num_sanity_val_steps: Union[int, float]
     log_every_n_steps: int
-    fast_dev_run: int
+    fast_dev_run: Union[int, bool]
     enable_checkpointing: bool
     enable_progress_bar: bool
     enable_model_summary: bool
@@ -82,6 +83,26 @@ def _parse_max_time(max_time: Any) -> Optional[float]:
         d, h, m, s = (int(p) for p in parts)
         return datetime.timedelta(days=d, hours=h, minutes=m, seconds=s).total_seconds()
     raise ConfigError(f"`Trainer(max_time={max_time!r})` must be a str 'DD:HH:MM:SS', a dict or a timedelta.")
+
+
+def _parse_val_check_time(value: Any) -> float:
+    """A time-based `val_check_interval` in seconds: "DD:HH:MM:SS", a datetime.timedelta or a dict of its kwargs."""
+    if isinstance(value, datetime.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dict):
+        try:
+            return datetime.timedelta(**value).total_seconds()
+        except TypeError as err:
+            raise ConfigError(f"`Trainer(val_check_interval={value!r})`: {err}") from None
+    parts = value.split(":")
+    if len(parts) != 4:
+        raise ConfigError(f"Invalid time format for `val_check_interval`: {value!r}. Expected 'DD:HH:MM:SS'.")
+    try:
+        d, h, m, sec = (int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"Non-integer component in `val_check_interval` string: {value!r}. Use 'DD:HH:MM:SS'.")\
+            from None
+    return datetime.timedelta(days=d, hours=h, minutes=m, seconds=sec).total_seconds()
 
 
 def _pick_device(accelerator: Any, devices: Any) -> tuple:
@@ -178,8 +199,13 @@ def build_config(**kw: Any) -> TrainerConfig:
     vci = kw["val_check_interval"]
     if vci is None:
         vci = 1.0
+    # time-based: validate once this many seconds of wall-clock time passed since the last validation
+    val_check_seconds = _parse_val_check_time(vci) if isinstance(vci, (str, dict, datetime.timedelta)) else None
+    if val_check_seconds is not None:
+        vci = 1.0
     if isinstance(vci, bool) or not isinstance(vci, (int, float)):
-        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int or a float in (0.0, 1.0].")
+        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int, a float in (0.0, 1.0] or a time"
+                          " ('DD:HH:MM:SS', a datetime.timedelta or a dict of timedelta's arguments).")
     if isinstance(vci, float) and not (0.0 <= vci <= 1.0):
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be within [0.0, 1.0] (or an int).")
     if isinstance(vci, int) and vci < 1:
@@ -187,6 +213,11 @@ def build_config(**kw: Any) -> TrainerConfig:
     cve = kw["check_val_every_n_epoch"]
     if cve is not None and (isinstance(cve, bool) or not isinstance(cve, int) or cve < 1):
         raise ConfigError(f"`Trainer(check_val_every_n_epoch={cve!r})` must be None or an int >= 1.")
+    if cve is None and isinstance(kw["val_check_interval"], float):
+        raise ConfigError(
+            "`val_check_interval` should be an integer or a time-based duration (str 'DD:HH:MM:SS',"
+            " datetime.timedelta, or dict kwargs for timedelta) when `check_val_every_n_epoch=None`."
+        )
 
     limits = {k: _limit(k, kw[k]) for k in ("limit_train_batches", "limit_val_batches", "limit_test_batches",
                                              "limit_predict_batches", "overfit_batches")}
@@ -206,20 +237,12 @@ def build_config(**kw: Any) -> TrainerConfig:
     if max_steps is None:
         max_steps = -1
     if not isinstance(max_steps, int) or max_steps < -1:
-        raise ConfigError(f"`Trainer(max_steps={max_steps!r})` must be an int >= -1.")
+        raise ConfigError(f"`max_steps` must be a non-negative integer or -1 (no limit); got {max_steps!r}.")
     max_time = _parse_max_time(kw["max_time"])
-    max_epochs = kw["max_epochs"]
-    if max_epochs is None:
-        if max_steps == -1 and max_time is None:
-            rank_zero_warn(
-                "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit,"
-                " set `max_epochs=-1`."
-            )
-            max_epochs = 1000
-        else:
-            max_epochs = -1
-    if not isinstance(max_epochs, int) or max_epochs < -1:
-        raise ConfigError(f"`Trainer(max_epochs={max_epochs!r})` must be an int >= -1.")
+    max_epochs = kw["max_epochs"]  # None (unset) is resolved when a fit starts: `resolve_loop_limits`
+    if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
+                                   or max_epochs < -1):
+        raise ConfigError(f"`max_epochs` must be a non-negative integer or -1 (no limit); got {max_epochs!r}.")
     reload_n = kw["reload_dataloaders_every_n_epochs"]
     if not isinstance(reload_n, int) or reload_n < 0:
         raise ConfigError(f"`Trainer(reload_dataloaders_every_n_epochs={reload_n!r})` must be an int >= 0.")
@@ -239,6 +262,9 @@ def build_config(**kw: Any) -> TrainerConfig:
         if log_every != 50 and kw["log_every_n_steps"] is not None:
             raise ConfigError("`Trainer(barebones=True)` was configured together with `log_every_n_steps`.")
         log_every = 0
+        if kw["num_sanity_val_steps"] not in (None, 0):
+            raise ConfigError("`Trainer(barebones=True)` was configured together with `num_sanity_val_steps`.")
+        nsvs = 0
     enable_checkpointing = True if enable_checkpointing is None else enable_checkpointing
     enable_progress_bar = (not barebones) if enable_progress_bar is None else enable_progress_bar
     enable_model_summary = (not barebones) if enable_model_summary is None else enable_model_summary
@@ -250,9 +276,10 @@ def build_config(**kw: Any) -> TrainerConfig:
         limits["limit_train_batches"] = limits["limit_val_batches"] = n
         limits["limit_test_batches"] = limits["limit_predict_batches"] = n
         max_steps, max_epochs, nsvs, vci, cve = n, 1, 0, 1.0, 1
+        val_check_seconds = None  # no time-based validation in fast_dev_run
         max_time = None
-        log_every = 1
-        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es).")
+        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es)."
+                       " Logging and checkpointing is suppressed.")
     if limits["overfit_batches"] > 0:
         limits["limit_train_batches"] = limits["overfit_batches"]
         limits["limit_val_batches"] = limits["overfit_batches"]
@@ -266,7 +293,10 @@ def build_config(**kw: Any) -> TrainerConfig:
         max_epochs=max_epochs, min_epochs=kw["min_epochs"], max_steps=max_steps, min_steps=kw["min_steps"],
         max_time=max_time, accumulate_grad_batches=accumulate, gradient_clip_val=clip_val,
         gradient_clip_algorithm=clip_algo, val_check_interval=vci, check_val_every_n_epoch=cve,
-        num_sanity_val_steps=nsvs, log_every_n_steps=log_every, fast_dev_run=fast_dev_run,
+        val_check_time_interval=val_check_seconds,
+        num_sanity_val_steps=nsvs, log_every_n_steps=log_every,
+        # as Lightning reports it: True for one batch, else the int given (the batch count either way)
+        fast_dev_run=True if fast_dev_run == 1 else (kw["fast_dev_run"] if fast_dev_run == 0 else fast_dev_run),
         enable_checkpointing=bool(enable_checkpointing), enable_progress_bar=bool(enable_progress_bar),
         enable_model_summary=bool(enable_model_summary), default_root_dir=root, deterministic=kw["deterministic"],
         benchmark=kw["benchmark"], detect_anomaly=bool(kw["detect_anomaly"]),
@@ -278,6 +308,24 @@ def build_config(**kw: Any) -> TrainerConfig:
         channels_last=_bool_flag("channels_last", kw.get("channels_last", False)),
         **limits,
     )
+
+
+def resolve_loop_limits(cfg: TrainerConfig, has_timer: bool, warn: bool = True) -> None:
+    """Lightning's defaults for the epoch limits, applied when a fit starts: max_epochs unset -> 1000 (with a
+    warning) unless max_steps or a time limit ends the fit (then -1, no limit); min_epochs unset -> 1 when min_steps
+    is set (so an early `should_stop` is re-checked), else 0."""
+    if cfg.max_epochs is None:
+        if cfg.max_steps == -1 and not has_timer:
+            if warn:
+                rank_zero_warn(
+                    "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit,"
+                    " set `max_epochs=-1`."
+                )
+            cfg.max_epochs = 1000
+        else:
+            cfg.max_epochs = -1
+    if cfg.min_epochs is None:
+        cfg.min_epochs = 1 if cfg.min_steps is not None else 0
 
 
 def _flat_grads(flat_grads: Any, fused: bool, device: torch.device) -> bool:

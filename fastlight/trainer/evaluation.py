@@ -27,6 +27,7 @@ from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_i
 from fastlight.trainer import input_path
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.fit_loop import _sized_len, _takes_batch_idx
+from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
 from fastlight.utilities.rank_zero import rank_zero_warn
@@ -64,7 +65,7 @@ class _ModuleMode:
             m.training = mode
 
 
-class EvaluationLoop:
+class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views (loop_views.py)
     def __init__(self, trainer: Any, fn: str) -> None:
         self.trainer = trainer
         self.fn = fn  # "validate" | "test"
@@ -99,6 +100,8 @@ class EvaluationLoop:
         self.loaders = _as_loader_list(raw)
         self._max_batches = [parse_num_batches(self.prefix, _sized_len(dl), limit) for dl in self.loaders]
         setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
+        if fitting:
+            trainer.num_sanity_val_batches = [min(trainer._cfg.num_sanity_val_steps, b) for b in self._max_batches]
         # the logging step of eval step-metrics counts on across a fit's validation runs (Lightning does this)
         self._seen = [0] * len(self.loaders)
 
@@ -132,6 +135,10 @@ class EvaluationLoop:
             return []
         if fitting and trainer.sanity_checking:
             trainer.num_sanity_val_batches = list(max_batches)
+        # Lightning's batch_progress: the fit's validation counts in its own counters (fit_loop.epoch_loop.val_loop)
+        progress = trainer.loop_progress.fit.val_batch if fitting else self.batch_progress
+        progress.reset_on_run()
+        self._has_run = False
         hub = trainer._hub
         results = self.results
         module = trainer._module
@@ -155,8 +162,11 @@ class EvaluationLoop:
         iterator = input_path.iterate(self.loaders[0], batched)  # before the start hooks, as Lightning (RNG order)
         self._mode.capture(module)
         trainer._call_module(f"on_{self.stage}_model_eval")
+        loaders = self.loaders
         trainer._call_callbacks(f"on_{self.stage}_start")
         trainer._call_module(f"on_{self.stage}_start")
+        if self.loaders is not loaders:  # a batch-size search in the start hooks reloaded them: run the new ones
+            max_batches, iterator = self.max_batches, iter(self.loaders[0])
         trainer._call_callbacks(f"on_{self.stage}_epoch_start")
         trainer._call_module(f"on_{self.stage}_epoch_start")
         seen = self._seen
@@ -175,20 +185,26 @@ class EvaluationLoop:
                 except StopIteration:
                     break
                 batch = trainer._batch_to_device(batch, dl_idx)
+                progress.is_last_batch = dl_idx == n_loaders - 1 and batch_idx + 1 >= limit
+                progress.increment_ready()
                 hub.on_batch_start(results, batch, dl_arg)
                 hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
                 trainer._call_callbacks(batch_start, *hook_args)
                 trainer._call_module(batch_start, *hook_args)
+                progress.increment_started()
                 step_args = hook_args if pass_batch_idx else (batch,) + hook_args[2:]
                 prev = module._current_fx_name
                 module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
                 with precision.forward_context():
                     output = step_fn(*step_args)
                 module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+                progress.increment_processed()
                 trainer._call_callbacks(batch_end, output, *hook_args)
                 trainer._call_module(batch_end, output, *hook_args)
                 hub.on_batch_end(results)
+                progress.increment_completed()
                 if not trainer.sanity_checking:
+                    self._has_run = True
                     hub.update_eval_step_metrics(results, seen[dl_idx])
                     seen[dl_idx] += 1
                 batch_idx += 1
@@ -243,7 +259,9 @@ def _print_results(outputs: List[Dict[str, Any]], stage: str) -> None:
     print(os.linesep.join(lines))
 
 
-class PredictionLoop:
+class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views (loop_views.py)
+    fn = "predict"
+
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
         self.return_predictions = True
@@ -336,11 +354,21 @@ class PredictionLoop:
         self.epoch_batch_indices = [[] for _ in loaders]
         # a per-epoch writer needs the predictions even when they are not returned
         keep_predictions = self.return_predictions or on_epoch
+        progress = self.batch_progress
+        progress.reset_on_run()
         iterator = iter(loaders[0])
         self._mode.capture(module)
         trainer._call_module("on_predict_model_eval")
         trainer._call_callbacks("on_predict_start")
         trainer._call_module("on_predict_start")
+        if self._predictions is not predictions:  # a batch-size search in the start hooks ran predictions itself
+            loaders = _as_loader_list(trainer._request_dataloader("predict"))
+            max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
+            trainer.num_predict_batches = list(max_batches)
+            iterator, self._predictions = iter(loaders[0]), predictions
+            self.epoch_batch_indices = [[] for _ in loaders]
+            recorders = [None] * len(loaders)
+            trainer.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
         trainer._call_callbacks("on_predict_epoch_start")
         trainer._call_module("on_predict_epoch_start")
         precision = trainer._precision
@@ -365,14 +393,17 @@ class PredictionLoop:
                     if on_batch:
                         self.current_batch_indices = indices
                 hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
+                progress.increment_ready()
                 trainer._call_callbacks("on_predict_batch_start", *hook_args)
                 trainer._call_module("on_predict_batch_start", *hook_args)
+                progress.increment_started()
                 step_args = hook_args if pass_batch_idx else (batch,) + hook_args[2:]
                 prev = module._current_fx_name
                 module.__dict__["_current_fx_name"] = "predict_step"  # plain dict write: nn.Module.__setattr__ is slow
                 with precision.forward_context():
                     out = step_fn(*step_args)
                 module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+                progress.increment_processed()
                 if out is None and not warned:
                     warned = True
                     rank_zero_warn("predict returned None if it was on purpose, ignore this warning...")
@@ -380,6 +411,7 @@ class PredictionLoop:
                 trainer._call_module("on_predict_batch_end", out, *hook_args)
                 if keep_predictions:
                     predictions[dl_idx].append(move_data_to_device(out, cpu))
+                progress.increment_completed()
                 batch_idx += 1
         trainer._call_callbacks("on_predict_epoch_end")
         trainer._call_module("on_predict_epoch_end")

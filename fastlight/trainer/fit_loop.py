@@ -10,6 +10,7 @@
         on_train_start
         for each epoch:
             on_train_epoch_start            (the iterator of epochs >= 1 is created after this hook)
+            (training_step(self, dataloader_iter): FitLoop._run_epoch_step_fetches, the step fetches the batches)
             for each batch:                 FitLoop._run_batch (batches of a TensorDataset loader fetched by
                                             one index_select per tensor: input_path.py)
                 on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
@@ -51,6 +52,7 @@ from fastlight.strategies.data import set_sampler_epoch
 from fastlight.trainer import graph_step, input_path, resume_state
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.compiled import batch_channels_last
+from fastlight.trainer.loop_views import FitLoopViews
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
@@ -143,7 +145,7 @@ class _Closure:
         return None
 
 
-class FitLoop:
+class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this loop's state (loop_views.py)
     def __init__(self, trainer: Any) -> None:
         self.trainer = trainer
         self.loader: Any = None
@@ -245,7 +247,9 @@ class FitLoop:
             return
         self._last_train_dl_reload_epoch = trainer.current_epoch
         vci = cfg.val_check_interval
-        if isinstance(vci, int):
+        if cfg.val_check_time_interval is not None:
+            trainer.val_check_batch = None  # time-based validation: `_should_check_val` reads the clock
+        elif isinstance(vci, int):
             trainer.val_check_batch = vci
             if vci > num and cfg.check_val_every_n_epoch is not None and cfg.limit_val_batches > 0:
                 raise ValueError(
@@ -300,8 +304,12 @@ class FitLoop:
         if cfg.max_epochs != -1 and self._epochs_processed >= cfg.max_epochs:
             rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={cfg.max_epochs!r}` reached.")
             return True
-        if trainer.should_stop and self._can_stop_early():
-            return True
+        if trainer.should_stop:
+            if self._can_stop_early():
+                return True
+            cfg = trainer._cfg
+            trainer._info_once(f"Trainer was signaled to stop but the required `min_epochs={cfg.min_epochs!r}` or"
+                               f" `min_steps={cfg.min_steps!r}` has not been met. Training will continue...")
         return False
 
     def _should_check_val_epoch(self) -> bool:
@@ -360,6 +368,8 @@ class FitLoop:
 
     def _prepare_step_functions(self, module: Any) -> None:
         self._pass_batch_idx = _takes_batch_idx(module.training_step)
+        # training_step(self, dataloader_iter): the step fetches its own batches (Lightning's dataloader_iter mode)
+        self._step_fetches = _names_param(module.training_step, "dataloader_iter")
         strategy = self.trainer.strategy
         self._distributed = strategy.is_distributed
         # distributed: the step runs inside the wrapper's forward (DDP prepares its gradient all-reduce there)
@@ -415,6 +425,9 @@ class FitLoop:
                 self._iter_record["at_first_next"] = resume_state.snapshot(self._train_loaders())
             if resume is not None and resume.batch_idx and not self._stateful_loaded:
                 self._fast_forward(iterator, resume.batch_idx)
+        if self._step_fetches:
+            self._run_epoch_step_fetches(_DataLoaderIter(iterator, num_batches))
+            return
         # batched fetch: next() without the DataLoader's per-batch profiler range (unless a profiler records); on
         # CUDA, batches gathered into pinned buffers and copied one ahead on a side stream
         iterator = input_path.epoch_iterator(iterator, self.loader, trainer.strategy.root_device,
@@ -456,6 +469,51 @@ class FitLoop:
                 trainer._signals.stop_at_batch_boundary(trainer, stop)
             if trainer.should_stop and self._can_stop_early():
                 break
+
+    def _run_epoch_step_fetches(self, fetcher: "_DataLoaderIter") -> None:
+        """The epoch when `training_step(self, dataloader_iter)` fetches its batches: one step per iteration until
+        the loader is exhausted (a StopIteration out of the step ends the epoch). The batch hooks get the batch the
+        step fetched last (before the step: the previous one), which stays where the loader put it."""
+        trainer = self.trainer
+        progress = self._batch_progress
+        results = trainer._train_results
+        while not fetcher.done:
+            if trainer._cfg.max_steps != -1 and trainer._global_step >= trainer._cfg.max_steps:
+                break
+            self.epoch_batch_idx += 1
+            self.total_batch_idx += 1
+            self._accumulating = self._should_accumulate()
+            progress.is_last_batch = self.is_last_batch = fetcher.done
+            progress.increment_ready()
+            trainer._hub.on_batch_start(results, fetcher.batch)
+            trainer._call_callbacks("on_train_batch_start", fetcher.batch, fetcher.batch_idx)
+            if trainer._call_module("on_train_batch_start", fetcher.batch, fetcher.batch_idx) == -1:
+                progress.increment_processed()
+                self.is_last_batch = progress.is_last_batch = True
+                return
+            progress.increment_started()
+            try:
+                if self._automatic:
+                    output = self._automatic_step((fetcher,), self.epoch_batch_idx)
+                else:
+                    output = self._manual_step((fetcher,))
+            except StopIteration:  # the step asked for a batch past the end
+                return
+            progress.increment_processed()
+            self.is_last_batch = progress.is_last_batch = fetcher.done
+            if trainer.lr_scheduler_configs:
+                self._update_lr_schedulers("step", plateau=False)
+                if self._num_ready_batches_reached():
+                    self._update_lr_schedulers("epoch", plateau=False)
+            trainer._call_callbacks("on_train_batch_end", output, fetcher.batch, fetcher.batch_idx)
+            trainer._call_module("on_train_batch_end", output, fetcher.batch, fetcher.batch_idx)
+            trainer._hub.on_batch_end(results)
+            progress.increment_completed()
+            if trainer.loggers and not (self._automatic and self._accumulating):
+                self._log_train_step()
+            self._after_batch()
+            if trainer.should_stop and self._can_stop_early():
+                return
 
     def _should_accumulate(self) -> bool:
         """True when this batch only accumulates gradients (no optimizer step)."""
@@ -574,6 +632,9 @@ class FitLoop:
             return True
         if trainer.should_stop and self._can_stop_early():
             return True
+        seconds = trainer._cfg.val_check_time_interval
+        if seconds is not None:  # time-based val_check_interval: since the last validation (or the start)
+            return time.monotonic() - trainer._last_val_time >= seconds
         is_check = self.is_last_batch
         if isinstance(trainer._cfg.limit_train_batches, int) and infinite:
             is_check = (self.epoch_batch_idx + 1) % trainer._cfg.limit_train_batches == 0
@@ -840,14 +901,8 @@ class FitLoop:
         self._epoch_start_totals = (self.trainer._global_step, self._zero_grad_calls, self._scheduler_steps)
 
     def _count_validation_run(self) -> None:
-        """The fit's validation loop counters (Lightning's epoch_loop.val_loop.batch_progress), once per run."""
-        n = sum(b for b in self.trainer.num_val_batches if b != float("inf"))
-        val = self.trainer.loop_progress.fit.val_batch
-        for tracker in (val.total, val.current):
-            for name in vars(tracker):
-                setattr(tracker, name, (getattr(tracker, name) if tracker is val.total else 0) + int(n))
-        val.is_last_batch = True
-        self.validation_has_run = n > 0
+        """The validation that just ran counted its batches (Lightning's epoch_loop.val_loop.batch_progress)."""
+        self.validation_has_run = self.trainer.validate_loop._has_run
 
     def sync_progress(self) -> None:
         """Fill the counters the loop keeps as plain integers into trainer.loop_progress (before a checkpoint is
@@ -936,6 +991,46 @@ class FitLoop:
             return
         for _ in range(num_batches):
             next(iterator)
+
+
+def _names_param(fn: Callable, name: str) -> bool:
+    """`fn` has a parameter called `name` (Lightning's explicit check for `dataloader_iter`)."""
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _DataLoaderIter:
+    """What `training_step(self, dataloader_iter)` gets: next() is (batch, batch_idx, dataloader_idx) straight from the
+    loader (no device transfer: the step moves what it needs). `batch`/`batch_idx`: the last fetched, for the hooks."""
+
+    def __init__(self, iterator: Any, length: float) -> None:
+        self._iterator = iterator
+        self.length = length
+        self.fetched = 0
+        self.batch: Any = None
+        self.batch_idx = 0
+        self._exhausted = False
+
+    @property
+    def done(self) -> bool:
+        return self._exhausted or self.fetched >= self.length
+
+    def __iter__(self) -> "_DataLoaderIter":
+        return self
+
+    def __next__(self) -> tuple:
+        if self.done:
+            raise StopIteration
+        try:
+            batch = next(self._iterator)
+        except StopIteration:
+            self._exhausted = True
+            raise
+        self.batch, self.batch_idx = batch, self.fetched
+        self.fetched += 1
+        return batch, self.batch_idx, 0
 
 
 class _ProfiledIterator:

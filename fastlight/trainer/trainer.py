@@ -12,9 +12,10 @@ from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
-from fastlight.trainer.config import ConfigError, build_config
+from fastlight.trainer.config import ConfigError, build_config, resolve_loop_limits
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
+from fastlight.trainer.states import TrainerState
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
 from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
 from fastlight.utilities.metric_objects import is_metric_object
@@ -39,15 +40,6 @@ _CALLBACK_HOOKS = tuple(n for n, f in vars(Callback).items() if (n.startswith("o
 
 class MisconfigurationError(ValueError):
     """The module, datamodule or dataloaders cannot be trained as given."""
-
-
-class _TrainerState:
-    __slots__ = ("fn", "stage", "status")
-
-    def __init__(self) -> None:
-        self.fn: Optional[str] = None  # "fit" | "validate" | "test" | "predict"
-        self.stage: Optional[str] = None  # "train" | "sanity_check" | "validate" | "test" | "predict"
-        self.status = "initializing"
 
 
 class Trainer:
@@ -103,8 +95,8 @@ class Trainer:
         """Lightning's Trainer arguments, plus fastlight's:
 
         fused: use the fused engine (default True): torch.optim.Adam/AdamW/SGD from `configure_optimizers`
-            are replaced by fastlight's fused versions (same param groups, hyperparameters and state; LR
-            schedulers re-bound), gradient clipping is folded into the step (one read-only stats pass), and
+            step with fastlight's fused kernels (the same objects, reporting and saving as torch's:
+            fastlight.engine.optim.fuse_in_place), gradient clipping is folded into the step (one read-only stats pass), and
             precision="16-mixed" scales the loss on the device (DeviceGradScaler: no host sync per step).
             False: plain PyTorch, weights bit-for-bit equal to PyTorch Lightning's.
         flat_grads: "auto" (default), True or False. Flat gradient buffers (one contiguous buffer per device
@@ -149,7 +141,7 @@ class Trainer:
         self.plugins = plugins
         self._apply_determinism(cfg)
 
-        self.state = _TrainerState()
+        self.state = TrainerState()
         self.should_stop = False
         self.sanity_checking = False
         self.training = self.validating = self.testing = self.predicting = False
@@ -187,7 +179,7 @@ class Trainer:
         self.num_val_batches: List[float] = []
         self.num_test_batches: List[float] = []
         self.num_predict_batches: List[float] = []
-        self.val_check_batch: float = float("inf")
+        self.val_check_batch: Optional[float] = None  # set when the fit's train loader is set up
         self._last_val_time = 0.0
         self._train_start_time = 0.0
 
@@ -249,8 +241,12 @@ class Trainer:
         return self._cfg.gradient_clip_algorithm
 
     @property
-    def max_epochs(self) -> int:
+    def max_epochs(self) -> Optional[int]:
         return self._cfg.max_epochs
+
+    @property
+    def min_epochs(self) -> Optional[int]:
+        return self._cfg.min_epochs
 
     @property
     def max_steps(self) -> int:
@@ -367,7 +363,7 @@ class Trainer:
         source = self._val_source
         if m is None or source is None or self._cfg.limit_val_batches == 0:
             return False
-        if type(m).validation_step is LightningModule.validation_step:
+        if type(m).validation_step is LightningModule.validation_step or m.__dict__.get("validation_step", 0) is None:
             return False
         kind, owner = source
         return kind == "given" or self._has_hook(owner, "val_dataloader")
@@ -438,15 +434,22 @@ class Trainer:
     def estimated_stepping_batches(self) -> Union[int, float]:
         """Optimizer steps the whole fit will take (Lightning's estimate; loads the train dataloader if needed)."""
         cfg = self._cfg
-        if cfg.max_epochs == -1:
+        max_epochs = cfg.max_epochs
+        if max_epochs == -1:
             return float("inf") if cfg.max_steps == -1 else cfg.max_steps
+        if self._train_source is None:  # no train loader to count (nothing attached yet): as Lightning answers
+            return cfg.max_steps
+        if max_epochs is None:  # attached but the fit has not resolved it yet: the fit's default
+            max_epochs = 1000 if cfg.max_steps == -1 and cfg.max_time is None else -1
+            if max_epochs == -1:
+                return float("inf") if cfg.max_steps == -1 else cfg.max_steps
         if self.train_dataloader is None:
             rank_zero_info("Loading `train_dataloader` to estimate number of stepping batches.")
             self.fit_loop.setup_data()
         total = self.num_training_batches
         if total == float("inf"):
             return cfg.max_steps
-        est = math.ceil(total / cfg.accumulate_grad_batches) * max(cfg.max_epochs, 1)
+        est = math.ceil(total / cfg.accumulate_grad_batches) * max(max_epochs, 1)
         return min(est, cfg.max_steps) if cfg.max_steps != -1 else est
 
     # ================================================================= setup helpers
@@ -464,8 +467,12 @@ class Trainer:
 
     def _configure_loggers(self, logger: Any) -> list:
         cfg = self._cfg
-        if cfg.barebones or cfg.fast_dev_run:
+        if cfg.barebones:
             return []
+        if cfg.fast_dev_run:  # the module's logging calls still run, into Lightning's no-op logger
+            from fastlight.loggers.logger import DummyLogger
+
+            return [DummyLogger()] if logger is not False and logger != [] else []
         if logger is None or logger is True:
             # Lightning's default: TensorBoard when its package is importable, else CSV (and say so)
             from fastlight.loggers.tensorboard import TensorBoardLogger, _tensorboard_available
@@ -771,7 +778,7 @@ class Trainer:
     # ================================================================= data
     def _has_hook(self, owner: Any, name: str) -> bool:
         if name in getattr(owner, "__dict__", ()):  # set on the instance (LightningDataModule.from_datasets does)
-            return True
+            return owner.__dict__[name] is not None  # `model.val_dataloader = None` turns the hook off (Lightning)
         if isinstance(owner, LightningModule):
             return getattr(type(owner), name) is not getattr(LightningModule, name)
         if isinstance(owner, LightningDataModule):
@@ -877,6 +884,11 @@ class Trainer:
 
     def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str],
              weights_only: Optional[bool] = None) -> Any:
+        if fn == "fit":  # Lightning's defaults for unset epoch limits, decided when a fit starts
+            from fastlight.callbacks.timer import Timer
+
+            has_timer = self._cfg.max_time is not None or any(isinstance(cb, Timer) for cb in self.callbacks)
+            resolve_loop_limits(self._cfg, has_timer)
         self._module = model
         model._trainer = self
         self.state.status = "running"
@@ -916,9 +928,9 @@ class Trainer:
                 if hasattr(logger, "experiment"):
                     _ = logger.experiment
             if dm is not None:
-                dm.setup(stage=fn)
-            self._call_callbacks("setup", stage=fn)
-            self._call_module("setup", stage=fn)
+                dm.setup(stage=self.state.fn)
+            self._call_callbacks("setup", stage=self.state.fn)
+            self._call_module("setup", stage=self.state.fn)
             self._call_module("configure_model")
             self._restore_checkpoint(ckpt_path, before_setup=True, weights_only=weights_only)
             self._hub.reset_results(self._active_results)
@@ -936,9 +948,9 @@ class Trainer:
                 self._call_callbacks("on_fit_end")
                 self._call_module("on_fit_end")
             if dm is not None:
-                dm.teardown(stage=fn)
-            self._call_callbacks("teardown", stage=fn)
-            self._call_module("teardown", stage=fn)
+                dm.teardown(stage=self.state.fn)
+            self._call_callbacks("teardown", stage=self.state.fn)
+            self._call_module("teardown", stage=self.state.fn)
             self.profiler.describe()  # the stage's report (a PassThroughProfiler has none)
             for logger in self.loggers:
                 logger.finalize("success")
@@ -948,9 +960,9 @@ class Trainer:
         except _TunerExitException:
             # a tuner run through `Tuner` is done: end the call as Lightning does (teardown hooks, no fit/stage end)
             if dm is not None:
-                dm.teardown(stage=fn)
-            self._call_callbacks("teardown", stage=fn)
-            self._call_module("teardown", stage=fn)
+                dm.teardown(stage=self.state.fn)
+            self._call_callbacks("teardown", stage=self.state.fn)
+            self._call_module("teardown", stage=self.state.fn)
             for logger in self.loggers:
                 logger.finalize("success")
             self.profiler.describe()
@@ -1139,6 +1151,8 @@ class Trainer:
 
     def _verify_loop_configuration(self, model: LightningModule, fn: str) -> None:
         def overridden(name: str) -> bool:
+            if name in model.__dict__:  # set on the instance; None turns it off (Lightning's is_overridden)
+                return model.__dict__[name] is not None
             return getattr(type(model), name) is not getattr(LightningModule, name)
 
         if fn == "fit":
@@ -1149,6 +1163,7 @@ class Trainer:
                 )
             kind, owner = self._train_source
             if kind == "hook" and not self._has_hook(owner, "train_dataloader"):
+                _check_loader_hook_not_none(owner, "train_dataloader", fn)
                 raise MisconfigurationError(
                     "No `train_dataloader()` method defined. Lightning `Trainer` expects as minimum a"
                     " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
@@ -1179,6 +1194,7 @@ class Trainer:
             stage = "val" if fn == "validate" else "test"
             kind, owner = getattr(self, f"_{stage}_source")
             if kind == "hook" and not self._has_hook(owner, f"{stage}_dataloader"):
+                _check_loader_hook_not_none(owner, f"{stage}_dataloader", fn)
                 raise MisconfigurationError(
                     f"No `{stage}_dataloader()` method defined to run `Trainer.{fn}`."
                     " Pass `dataloaders=` or a datamodule that defines it."
@@ -1186,6 +1202,7 @@ class Trainer:
         elif fn == "predict":
             kind, owner = self._predict_source
             if kind == "hook" and not self._has_hook(owner, "predict_dataloader"):
+                _check_loader_hook_not_none(owner, "predict_dataloader", fn)
                 raise MisconfigurationError(
                     "No `predict_dataloader()` method defined to run `Trainer.predict`."
                     " Pass `dataloaders=` or a datamodule that defines it."
@@ -1215,16 +1232,16 @@ class Trainer:
                 " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
                 " `opt1, opt2, ... = self.optimizers()`."
             )
-        optimizers = self._select_optimizer_engine(optimizers, configs)
+        optimizers = self._select_optimizer_engine(optimizers)
         optimizers = self.strategy.setup_optimizers(optimizers)
         self.optimizers = optimizers
         self._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
         self.lr_scheduler_configs = configs
 
-    def _select_optimizer_engine(self, optimizers: List[Any], scheduler_configs: List[Any]) -> List[Any]:
-        """THE place where `fused` is decided: fused optimizers swapped in (schedulers re-bound), the step
+    def _select_optimizer_engine(self, optimizers: List[Any]) -> List[Any]:
+        """THE place where `fused` is decided: the optimizers fused in place (fuse_in_place: same objects), the step
         engine attached to the precision plugin, flat gradient buffers built. fused=False: nothing changes."""
-        from fastlight.engine.optim import fuse_optimizer, rebind_lr_scheduler
+        from fastlight.engine.optim import fuse_in_place
         from fastlight.engine.scaler import DeviceGradScaler, _step_takes_amp_kwargs
         from fastlight.trainer.fused_step import FusedStepEngine
 
@@ -1239,18 +1256,11 @@ class Trainer:
                             " (fastlight's engine scales with DeviceGradScaler); the optimizers are left as they are.")
             return optimizers
         if self._cfg.fused:
-            swapped = []
+            # the user's optimizer objects stay what they are to everything but their step (fuse_in_place)
             for opt in optimizers:
-                new, reason = fuse_optimizer(opt)
-                if new is None:
+                done, reason = fuse_in_place(opt)
+                if not done:
                     self._info_once(f"fused=True: {reason}; it runs as it is.")
-                    swapped.append(opt)
-                    continue
-                if new is not opt:
-                    for config in scheduler_configs:
-                        rebind_lr_scheduler(config.scheduler, opt, new)
-                swapped.append(new)
-            optimizers = swapped
         engine = FusedStepEngine(scaler if device_scaler else None, self._cfg.device)
         if self._cfg.flat_grads:
             if getattr(self.strategy, "is_distributed", False):
@@ -1322,6 +1332,10 @@ class Trainer:
         self._call_callbacks("on_sanity_check_start")
         loop.run()
         self._call_callbacks("on_sanity_check_end")
+        val_progress = self.loop_progress.fit.val_batch  # the sanity check's batches do not count (as in Lightning)
+        val_progress.total.reset()
+        val_progress.current.reset()
+        val_progress.is_last_batch = False
         self._hub.reset_results(loop.results)
         self._hub.reset_metrics()
         self.sanity_checking = False
@@ -1339,6 +1353,16 @@ class Trainer:
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.local_rank == 0:  # once per machine, as in Lightning
             print(*args, **kwargs)
+
+
+def _check_loader_hook_not_none(owner: Any, hook: str, fn: str) -> None:
+    """A dataloader hook set to None on the instance: no loader for `fn` (Lightning raises this TypeError)."""
+    if getattr(owner, "__dict__", {}).get(hook, 0) is None:
+        prefix = "train_" if fn == "fit" else ""
+        raise TypeError(
+            f"An invalid dataloader was passed to `Trainer.{fn}({prefix}dataloaders=...)`. Found None."
+            f" `{type(owner).__name__}.{hook}` is set to None: pass the dataloader to `Trainer.{fn}()` instead."
+        )
 
 
 def _resolve_strategy(strategy: Any, cfg: Any, devices: Any, num_nodes: int, sync_batchnorm: bool) -> Any:

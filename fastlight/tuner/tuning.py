@@ -40,6 +40,16 @@ class Tuner:
         finally:
             trainer.callbacks = [cb for cb in trainer.callbacks if cb is not callback]
 
+    def _run_with(self, callback: Any, method: str, model: Any, dataloaders: Any, datamodule: Any) -> None:
+        """`trainer.validate/test/predict` with `callback` in front of the trainer's (it ends the call once done)."""
+        trainer = self._trainer
+        callback._early_exit = True
+        trainer.callbacks = [callback] + trainer.callbacks
+        try:
+            getattr(trainer, method)(model, dataloaders, datamodule=datamodule)
+        finally:
+            trainer.callbacks = [cb for cb in trainer.callbacks if cb is not callback]
+
     def scale_batch_size(self, model: Any, train_dataloaders: Any = None, val_dataloaders: Any = None,
                          dataloaders: Any = None, datamodule: Any = None, method: str = "fit", mode: str = "power",
                          steps_per_trial: int = 3, init_val: int = 2, max_trials: int = 25,
@@ -56,13 +66,12 @@ class Tuner:
                              " you want to use the Tuner.")
         if not 0.0 <= margin < 1.0:
             raise ValueError(f"`margin` should be between 0 and 1. Found margin={margin}")
-        if method != "fit":
-            raise MisconfigurationException(
-                f"scale_batch_size(method={method!r}): fastlight's batch size finder runs with method='fit' only."
-            )
         finder = BatchSizeFinder(mode=mode, steps_per_trial=steps_per_trial, init_val=init_val,
                                  max_trials=max_trials, batch_arg_name=batch_arg_name, margin=margin, max_val=max_val)
-        self._fit_with(finder, model, train_dataloaders, val_dataloaders, datamodule)
+        if method == "fit":
+            self._fit_with(finder, model, train_dataloaders, val_dataloaders, datamodule)
+        else:
+            self._run_with(finder, method, model, dataloaders, datamodule)
         return finder.optimal_batch_size
 
     def lr_find(self, model: Any, train_dataloaders: Any = None, val_dataloaders: Any = None,
