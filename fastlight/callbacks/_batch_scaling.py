@@ -14,27 +14,11 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
+from fastlight.utilities.memory import garbage_collection_cuda, is_oom_error
 from fastlight.utilities.parsing import lightning_getattr, lightning_setattr
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 log = logging.getLogger(__name__)
-
-
-def is_oom_error(exc: BaseException) -> bool:
-    """An out-of-memory error of CUDA, cuDNN or the CPU allocator (torch raises them as RuntimeError)."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    if not isinstance(exc, RuntimeError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
-        return False
-    msg = exc.args[0]
-    return ("CUDA" in msg and "out of memory" in msg) or "CUDNN_STATUS_NOT_SUPPORTED" in msg \
-        or "DefaultCPUAllocator: can't allocate memory" in msg
-
-
-def _free_cuda_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
 
 
 def _dataset_length(trainer: Any) -> Optional[int]:
@@ -87,7 +71,7 @@ def _trial_fits(trainer: Any, snapshot: Dict[str, Any]) -> bool:
     except RuntimeError as exc:
         if not is_oom_error(exc):
             raise
-        _free_cuda_memory()
+        garbage_collection_cuda()
         return False
     return True
 
@@ -96,7 +80,7 @@ def _power_search(trainer: Any, size: int, name: str, max_trials: int, snapshot:
                   max_val: int) -> int:
     succeeded_once = False
     for trial in range(max_trials):
-        _free_cuda_memory()
+        garbage_collection_cuda()
         if size >= max_val:
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
@@ -120,7 +104,7 @@ def _binary_search(trainer: Any, size: int, name: str, max_trials: int, snapshot
                    max_val: int) -> int:
     low, high, successes = 1, None, 0
     while True:
-        _free_cuda_memory()
+        garbage_collection_cuda()
         if size >= max_val:
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
@@ -186,7 +170,7 @@ def scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 3
             size = _binary_search(trainer, size, batch_arg_name, max_trials, saved["loop"], margin, max_val)
         else:
             raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
-        _free_cuda_memory()
+        garbage_collection_cuda()
         log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
     finally:
         trainer.callbacks = saved["callbacks"]

@@ -6,11 +6,12 @@ from typing import Any, Optional, Union
 import torch
 
 from fastlight.trainer.precision import normalize_precision
+from fastlight.utilities.exceptions import MisconfigurationException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
-class ConfigError(ValueError):
+class ConfigError(MisconfigurationException, ValueError):
     """A Trainer flag has a value fastlight (and Lightning) does not accept."""
 
 
@@ -82,6 +83,10 @@ def _parse_max_time(max_time: Any) -> Optional[float]:
 
 
 def _pick_device(accelerator: Any, devices: Any) -> tuple:
+    from fastlight.accelerators import Accelerator
+
+    if isinstance(accelerator, Accelerator):  # Trainer(accelerator=CPUAccelerator()): the device kind it names
+        accelerator = accelerator.name()
     if not isinstance(accelerator, str):
         raise ConfigError(f"`Trainer(accelerator={accelerator!r})` must be a string, one of {_ACCELERATORS}.")
     acc = accelerator.lower()

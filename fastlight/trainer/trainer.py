@@ -304,6 +304,13 @@ class Trainer:
         return self._precision
 
     @property
+    def accelerator(self) -> Any:
+        """The Accelerator of the device kind this run trains on (fastlight.accelerators: CPUAccelerator ...)."""
+        from fastlight.accelerators import _accelerator_for
+
+        return _accelerator_for(self._cfg.accelerator)
+
+    @property
     def scaler(self) -> Any:
         return self._precision.scaler
 

@@ -1,10 +1,23 @@
-"""Exceptions with Lightning's names (`pytorch_lightning.utilities.exceptions`)."""
+"""Exceptions with Lightning's names (`lightning.pytorch.utilities.exceptions`).
+
+fastlight's own configuration errors (trainer.config.ConfigError, the optimizer-config and logging errors ...)
+subclass MisconfigurationException, so `except MisconfigurationException:` in user code catches what it caught
+under Lightning; those that were ValueErrors stay ValueErrors too.
+"""
 
 
 class MisconfigurationException(Exception):
-    """A configuration the tuner (or another feature) cannot run with."""
+    """A configuration (Trainer flag, hook return value, callback argument ...) fastlight cannot run with."""
+
+
+class SIGTERMException(SystemExit):
+    """Raised in the training process when it received SIGTERM (a scheduler preempting the job): the loop stops at
+    the next step, callbacks' `on_exception` hooks see this exception (e.g. OnExceptionCheckpoint saves)."""
 
 
 class _TunerExitException(Exception):
     """Raised by a tuner callback run through `Tuner`: the Trainer ends the current fit/validate/test/predict
     cleanly (teardown hooks, status "finished") instead of going on to train."""
+
+
+__all__ = ["MisconfigurationException", "SIGTERMException"]

@@ -1,0 +1,100 @@
+"""Data helpers (`lightning.pytorch.utilities.data`): the batch size of a batch, whether a loader has a length,
+how many workers suit this machine."""
+import dataclasses
+import os
+from typing import Any, Iterable, Iterator, Mapping, Optional
+
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+from .exceptions import MisconfigurationException
+from .rank_zero import WarningCache, rank_zero_warn
+
+_warning_cache = WarningCache()
+_NO_BATCH_SIZE = ("We could not infer the batch_size from the batch. Either simplify its structure"
+                  " or provide the batch_size as `self.log(..., batch_size=batch_size)`.")
+
+
+def _batch_sizes(batch: Any) -> Iterator[Optional[int]]:
+    """The first dimension of every tensor in the (nested) batch, in order; None for a leaf that is no tensor."""
+    if isinstance(batch, Tensor):
+        yield batch.size(0) if batch.ndim > 0 else 1
+    elif isinstance(batch, (str, bytes)):
+        yield None
+    elif isinstance(batch, Mapping):
+        for v in batch.values():
+            yield from _batch_sizes(v)
+    elif isinstance(batch, Iterable):
+        for v in batch:
+            yield from _batch_sizes(v)
+    elif dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        for f in dataclasses.fields(batch):
+            yield from _batch_sizes(getattr(batch, f.name))
+    else:
+        yield None
+
+
+def extract_batch_size(batch: Any) -> int:
+    """The batch size of `batch`: the first dimension of its first tensor (1 for a scalar tensor). Warns once when
+    the tensors disagree; MisconfigurationException when it holds no tensor."""
+    found: Optional[int] = None
+    try:
+        for size in _batch_sizes(batch):
+            if size is None:
+                continue
+            if found is None:
+                found = size
+            elif size != found:
+                _warning_cache.warn(
+                    "Trying to infer the `batch_size` from an ambiguous collection. The batch size we found is"
+                    f" {found}. To avoid any miscalculations, use `self.log(..., batch_size=batch_size)`."
+                )
+                break
+    except RecursionError:
+        raise RecursionError(_NO_BATCH_SIZE) from None
+    if found is None:
+        raise MisconfigurationException(_NO_BATCH_SIZE)
+    return found
+
+
+def has_iterable_dataset(dataloader: object) -> bool:
+    return isinstance(getattr(dataloader, "dataset", None), IterableDataset)
+
+
+def sized_len(dataloader: object) -> Optional[int]:
+    """len(dataloader), or None when it has no length."""
+    try:
+        return len(dataloader)  # type: ignore[arg-type]
+    except (TypeError, NotImplementedError):
+        return None
+
+
+def has_len(dataloader: object) -> bool:
+    """Whether the loader has a length (warns when it is 0, or when an IterableDataset defines one)."""
+    length = sized_len(dataloader)
+    if length == 0:
+        rank_zero_warn(f"`{type(dataloader).__name__}` returned 0 length. Please make sure this was your intention.")
+    if length is not None and has_iterable_dataset(dataloader):
+        rank_zero_warn(
+            "Your `IterableDataset` has `__len__` defined. In combination with multi-process data loading (when"
+            " num_workers > 1), `__len__` could be inaccurate if each worker is not configured independently to"
+            " avoid having duplicate data."
+        )
+    return length is not None
+
+
+def _num_cpus_available() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def suggested_max_num_workers(local_world_size: int) -> int:
+    """An upper bound for DataLoader(num_workers=...): this process's share of the CPUs it may use, less one for the
+    main process (at least 1)."""
+    if local_world_size < 1:
+        raise ValueError(f"`local_world_size` should be >= 1, got {local_world_size}.")
+    return max(1, _num_cpus_available() // local_world_size - 1)
+
+
+__all__ = ["extract_batch_size", "has_iterable_dataset", "has_len", "sized_len", "suggested_max_num_workers"]
