@@ -28,7 +28,8 @@ LAYERS = {
     "engine": ({"ops", "utilities"}, {"torch"}),  # flat buffers, fused optimizers, loss scaler: never sees a module
     "optim": ({"engine", "ops", "utilities"}, {"torch"}),  # public names of the engine's fused optimizers
     "strategies": ({"utilities"}, {"torch"}),
-    "accelerators": ({"utilities"}, ANY),  # Lightning's accelerator classes: what a device kind can do
+    "accelerators": ({"utilities"}, ANY),
+    "plugins": ({"trainer", "strategies", "utilities"}, ANY),  # Lightning's plugin names over the trainer's classes  # Lightning's accelerator classes: what a device kind can do
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),

@@ -145,11 +145,20 @@ class Trainer:
         self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
         self._precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
+        from fastlight.plugins import CheckpointIO, TorchSyncBatchNorm
+
+        checkpoint_io = None
         for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
             if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
                 self._precision = plugin
+            elif isinstance(plugin, CheckpointIO):
+                checkpoint_io = plugin
+            elif isinstance(plugin, TorchSyncBatchNorm):
+                sync_batchnorm = True
             else:
-                raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (precision plugins only).")
+                raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (fastlight takes precision"
+                                  " plugins, a CheckpointIO and TorchSyncBatchNorm; pass a cluster environment to"
+                                  " DDPStrategy(cluster_environment=...)).")
         self.strategy = _resolve_strategy(strategy, cfg, devices, num_nodes, sync_batchnorm)
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
@@ -159,7 +168,7 @@ class Trainer:
         # Lightning's loop counters, as written under a checkpoint's "loops" (the fit loop moves the per-epoch and
         # per-batch ones; the rest is filled in when a checkpoint is written)
         self.loop_progress = LoopProgress()
-        self.checkpoint_io: Any = None  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
+        self.checkpoint_io: Any = checkpoint_io  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
         self._ckpt_path: Optional[str] = None
         self._loaded_checkpoint: Optional[Dict[str, Any]] = None
 
@@ -240,7 +249,7 @@ class Trainer:
 
     @property
     def precision(self) -> str:
-        return self._cfg.precision
+        return self._precision.precision  # the `precision` flag's, or that of a precision plugin passed instead
 
     @property
     def lightning_module(self) -> Optional[LightningModule]:
@@ -1286,6 +1295,8 @@ class Trainer:
 
     def _teardown(self) -> None:
         self.strategy.teardown()
+        if self.checkpoint_io is not None and hasattr(self.checkpoint_io, "teardown"):
+            self.checkpoint_io.teardown()  # e.g. AsyncCheckpointIO: wait for the files still being written
         self.fit_loop.teardown()
         self._hub.teardown()
 
