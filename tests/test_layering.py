@@ -39,6 +39,8 @@ LAYERS = {
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
     "_build": (set(), ANY),  # setup.py loads it before the package exists
     ROOT: (EVERYTHING, ANY),  # re-exports the public API
+    "_alias": (EVERYTHING, ANY),  # the import hook serving Lightning's names from fastlight
+    "__main__": (EVERYTHING, ANY),  # `python -m fastlight run`: the hook, then the user's script
 }
 NATIVE_MODULES = {"_C"}  # compiled, so no .py file to find (and absent before the extension is built)
 ALWAYS_ALLOWED = set(sys.stdlib_module_names) | {"__main__"}
