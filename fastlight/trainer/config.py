@@ -8,6 +8,7 @@ import torch
 from fastlight.trainer.precision import normalize_precision
 from fastlight.utilities.exceptions import MisconfigurationException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.warnings import PossibleUserWarning
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
@@ -57,6 +58,8 @@ class TrainerConfig:
 
 
 def _limit(name: str, value: Any) -> Union[int, float]:
+    if value is None:  # not given: every batch (and no message below)
+        return 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"`Trainer({name}={value!r})` must be an int >= 0 or a float in [0.0, 1.0].")
     if 0 <= value <= 1:
@@ -64,6 +67,36 @@ def _limit(name: str, value: Any) -> Union[int, float]:
     if value > 1 and value % 1.0 == 0:
         return int(value)
     raise ConfigError(f"`Trainer({name}={value!r})` is invalid: it has to be in [0.0, 1.0] or an int >= 0.")
+
+
+_ONE_BATCH = {"limit_train_batches": "1 batch per epoch will be used.",
+              "val_check_interval": "validation will run after every batch."}
+_ALL_BATCHES = {"limit_train_batches": "100% of the batches per epoch will be used",
+                "val_check_interval": "validation will run at the end of the training epoch"}
+
+
+def _say_limit(name: str, value: Any) -> None:
+    """Lightning's info line for a limit given explicitly as 1 or 1.0 (an int and a float mean different things)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and value == 1:
+        rank_zero_info(f"`Trainer({name}=1)` was configured so {_ONE_BATCH.get(name, '1 batch will be used.')}")
+    elif isinstance(value, float) and value == 1.0:
+        rank_zero_info(
+            f"`Trainer({name}=1.0)` was configured so {_ALL_BATCHES.get(name, '100% of the batches will be used')}."
+        )
+
+
+def _log_device_info(acc: str) -> None:
+    """Lightning's lines about the GPUs/TPUs there are and the ones used, and its hint when a GPU sits idle."""
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    kind = " (cuda)" if cuda else (" (mps)" if mps else "")
+    rank_zero_info(f"GPU available: {cuda or mps}{kind}, used: {acc in ('cuda', 'mps')}")
+    rank_zero_info("TPU available: False, using: 0 TPU cores")
+    if (cuda and acc != "cuda") or (mps and acc != "mps"):
+        rank_zero_warn("GPU available but not used. You can set it by doing `Trainer(accelerator='gpu')`.",
+                       category=PossibleUserWarning)
 
 
 def _parse_max_time(max_time: Any) -> Optional[float]:
@@ -215,7 +248,8 @@ def build_config(**kw: Any) -> TrainerConfig:
         if max_steps == -1 and max_time is None:
             rank_zero_warn(
                 "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit,"
-                " set `max_epochs=-1`."
+                " set `max_epochs=-1`.",
+                category=PossibleUserWarning,
             )
             max_epochs = 1000
         else:
@@ -254,7 +288,16 @@ def build_config(**kw: Any) -> TrainerConfig:
         max_steps, max_epochs, nsvs, vci, cve = n, 1, 0, 1.0, 1
         max_time = None
         log_every = 1
-        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es).")
+        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es)."
+                       " Logging and checkpointing is suppressed.")
+    _say_limit("overfit_batches", kw["overfit_batches"])
+    if not fast_dev_run:
+        names = ("limit_test_batches", "limit_predict_batches", "val_check_interval")
+        if not limits["overfit_batches"] > 0:
+            names = ("limit_train_batches", "limit_val_batches") + names
+        for name in names:
+            _say_limit(name, kw[name])
+    _log_device_info(acc)
     if limits["overfit_batches"] > 0:
         limits["limit_train_batches"] = limits["overfit_batches"]
         limits["limit_val_batches"] = limits["overfit_batches"]

@@ -49,12 +49,14 @@ from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
+from fastlight.utilities.exceptions import MisconfigurationException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.warnings import PossibleUserWarning
 
 _SKIPPED = object()
 
 
-class TrainingStepError(ValueError):
+class TrainingStepError(MisconfigurationException, ValueError):
     """`training_step` returned something the loop cannot optimize."""
 
 
@@ -245,7 +247,8 @@ class FitLoop:
             rank_zero_warn(
                 f"The number of training batches ({num}) is smaller than the logging interval"
                 f" Trainer(log_every_n_steps={cfg.log_every_n_steps}). Set a lower value for log_every_n_steps if"
-                " you want to see logs for the training epoch."
+                " you want to see logs for the training epoch.",
+                category=PossibleUserWarning,
             )
 
     def _train_loaders(self) -> list:
@@ -301,7 +304,7 @@ class FitLoop:
         if eval_modules:
             rank_zero_warn(f"Found {len(eval_modules)} module(s) in eval mode at the start of training."
                            " This may lead to unexpected behavior during training. If this is intentional,"
-                           " you can ignore this warning.")
+                           " you can ignore this warning.", category=PossibleUserWarning)
         self._prepare_step_functions(module)
         trainer._train_start_time = time.monotonic()
         trainer._last_val_time = trainer._train_start_time

@@ -17,10 +17,12 @@ from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers,
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
 from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
+from fastlight.utilities.data import _worker_check
 from fastlight.utilities.metric_objects import is_metric_object
-from fastlight.utilities.exceptions import _TunerExitException
+from fastlight.utilities.exceptions import MisconfigurationException, _TunerExitException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fastlight.utilities.seed import isolate_rng
+from fastlight.utilities.warnings import PossibleUserWarning
 
 # Module hooks whose default does nothing: skipped unless the module's class overrides them.
 _NOOP_MODULE_HOOKS = frozenset((
@@ -37,7 +39,7 @@ _CALLBACK_HOOKS = tuple(n for n, f in vars(Callback).items() if (n.startswith("o
                         and callable(f))
 
 
-class MisconfigurationError(ValueError):
+class MisconfigurationError(MisconfigurationException, ValueError):
     """The module, datamodule or dataloaders cannot be trained as given."""
 
 
@@ -113,10 +115,8 @@ class Trainer:
             accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
             fast_dev_run=fast_dev_run, max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps,
             min_steps=min_steps, max_time=max_time,
-            limit_train_batches=1.0 if limit_train_batches is None else limit_train_batches,
-            limit_val_batches=1.0 if limit_val_batches is None else limit_val_batches,
-            limit_test_batches=1.0 if limit_test_batches is None else limit_test_batches,
-            limit_predict_batches=1.0 if limit_predict_batches is None else limit_predict_batches,
+            limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches, limit_predict_batches=limit_predict_batches,
             overfit_batches=overfit_batches, val_check_interval=val_check_interval,
             check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
             log_every_n_steps=log_every_n_steps, enable_checkpointing=enable_checkpointing,
@@ -791,6 +791,7 @@ class Trainer:
         cfg = self._cfg
 
         def process(dl: Any) -> Any:
+            _worker_check(dl, f"{stage}_dataloader", self.num_devices, cfg.reload_dataloaders_every_n_epochs)
             return self.strategy.process_dataloader(
                 dl, stage, use_distributed_sampler=cfg.use_distributed_sampler, overfit_batches=cfg.overfit_batches
             )
@@ -1128,6 +1129,13 @@ class Trainer:
                     "No `configure_optimizers()` method defined. Lightning `Trainer` expects as minimum a"
                     " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
                 )
+            val_kind, val_owner = self._val_source or (None, None)
+            has_val_loader = val_kind == "given" or (val_kind == "hook" and self._has_hook(val_owner, "val_dataloader"))
+            if has_val_loader and not overridden("validation_step"):
+                rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
+            elif overridden("validation_step") and not has_val_loader:
+                rank_zero_warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.",
+                               category=PossibleUserWarning)
             if not model.automatic_optimization:
                 if self._cfg.gradient_clip_val is not None and self._cfg.gradient_clip_val > 0:
                     raise MisconfigurationError(

@@ -97,4 +97,38 @@ def suggested_max_num_workers(local_world_size: int) -> int:
     return max(1, _num_cpus_available() // local_world_size - 1)
 
 
+def _worker_check(dataloader: object, name: str, num_devices: int, reload_dataloaders_every_n_epochs: int) -> None:
+    """Lightning's data-loading hints for a DataLoader the Trainer is about to use (`name`: "train_dataloader" ...):
+    few workers (a PossibleUserWarning, the category users filter), spawned workers that are not persistent, and
+    pinned persistent workers reloaded every n epochs."""
+    import multiprocessing
+
+    from torch.utils.data import DataLoader
+
+    from .warnings import PossibleUserWarning
+
+    if not isinstance(dataloader, DataLoader):
+        return
+    upper_bound = suggested_max_num_workers(max(1, num_devices))
+    context = dataloader.multiprocessing_context
+    start_method = context.get_start_method() if context is not None else multiprocessing.get_start_method()
+    if dataloader.num_workers > 0 and start_method == "spawn" and not dataloader.persistent_workers:
+        rank_zero_warn(
+            f"Consider setting `persistent_workers=True` in '{name}' to speed up the dataloader worker initialization."
+        )
+    elif dataloader.num_workers < 2 and upper_bound > 1:
+        rank_zero_warn(
+            f"The '{name}' does not have many workers which may be a bottleneck. Consider increasing the value of the"
+            f" `num_workers` argument` to `num_workers={upper_bound}` in the `DataLoader` to improve performance.",
+            category=PossibleUserWarning,
+        )
+    if dataloader.persistent_workers and dataloader.pin_memory and reload_dataloaders_every_n_epochs > 0:
+        rank_zero_warn(
+            "The combination of `DataLoader(`pin_memory=True`, `persistent_workers=True`) and `Trainer("
+            "reload_dataloaders_every_n_epochs > 0)` can lead to instability due to limitations in PyTorch"
+            " (https://github.com/pytorch/pytorch/issues/91252). We recommend setting `pin_memory=False` in this case.",
+            category=PossibleUserWarning,
+        )
+
+
 __all__ = ["extract_batch_size", "has_iterable_dataset", "has_len", "sized_len", "suggested_max_num_workers"]
