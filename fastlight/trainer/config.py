@@ -288,8 +288,12 @@ def build_config(**kw: Any) -> TrainerConfig:
         max_steps, max_epochs, nsvs, vci, cve = n, 1, 0, 1.0, 1
         max_time = None
         log_every = 1
-        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es)."
-                       " Logging and checkpointing is suppressed.")
+        rank_zero_info(f"Running in `fast_dev_run` mode: will run the requested loop using {n} batch(es).")
+    if limits["overfit_batches"] > 0:
+        limits["limit_train_batches"] = limits["overfit_batches"]
+        limits["limit_val_batches"] = limits["overfit_batches"]
+
+    # Lightning's info lines: limits given explicitly as 1 / 1.0, then the devices
     _say_limit("overfit_batches", kw["overfit_batches"])
     if not fast_dev_run:
         names = ("limit_test_batches", "limit_predict_batches", "val_check_interval")
@@ -298,9 +302,6 @@ def build_config(**kw: Any) -> TrainerConfig:
         for name in names:
             _say_limit(name, kw[name])
     _log_device_info(acc)
-    if limits["overfit_batches"] > 0:
-        limits["limit_train_batches"] = limits["overfit_batches"]
-        limits["limit_val_batches"] = limits["overfit_batches"]
 
     import os
 
