@@ -40,16 +40,7 @@ class CPUAccelerator(Accelerator):
         return True
 
     def get_device_stats(self, device: Union[str, torch.device]) -> Dict[str, Any]:
-        """CPU and memory use of the machine (needs psutil, as in Lightning)."""
-        try:
-            import psutil
-        except ImportError as e:
-            raise ModuleNotFoundError("CPU device stats need `psutil`: pip install psutil") from e
-        return {
-            "cpu_vm_percent": psutil.virtual_memory().percent,
-            "cpu_percent": psutil.cpu_percent(),
-            "cpu_swap_percent": psutil.swap_memory().percent,
-        }
+        return get_cpu_stats()
 
     @classmethod
     def name(cls) -> str:
@@ -58,3 +49,16 @@ class CPUAccelerator(Accelerator):
     @classmethod
     def register_accelerators(cls, accelerator_registry: Any) -> None:
         accelerator_registry.register("cpu", cls, description=cls.__name__)
+
+
+def get_cpu_stats() -> Dict[str, float]:
+    """CPU and memory use of the machine in percent (needs psutil, as in Lightning)."""
+    try:
+        import psutil
+    except ImportError as e:
+        raise ModuleNotFoundError("CPU device stats need `psutil`: pip install psutil") from e
+    return {
+        "cpu_vm_percent": psutil.virtual_memory().percent,
+        "cpu_percent": psutil.cpu_percent(),
+        "cpu_swap_percent": psutil.swap_memory().percent,
+    }

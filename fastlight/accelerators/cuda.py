@@ -90,3 +90,35 @@ def find_usable_cuda_devices(num_devices: int = -1) -> List[int]:
             f" (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})."
         )
     return usable
+
+
+_NVIDIA_SMI_FIELDS = {  # nvidia-smi --query-gpu field -> unit
+    "utilization.gpu": "%", "memory.used": "MB", "memory.free": "MB", "utilization.memory": "%",
+    "fan.speed": "%", "temperature.gpu": "°C", "temperature.memory": "°C",
+}
+
+
+def get_nvidia_gpu_stats(device: Union[str, torch.device]) -> Dict[str, float]:
+    """Utilization, memory and temperatures of a GPU as `nvidia-smi` reports them ("<field> (<unit>)" keys)."""
+    import shutil
+    import subprocess
+
+    nvidia_smi = shutil.which("nvidia-smi")
+    if nvidia_smi is None:
+        raise FileNotFoundError("nvidia-smi: command not found (it reports the GPU stats)")
+    index = torch.device(device).index or 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpu_id = visible.split(",")[index].strip() if visible else str(index)
+    out = subprocess.run(
+        [nvidia_smi, f"--query-gpu={','.join(_NVIDIA_SMI_FIELDS)}", "--format=csv,nounits,noheader", f"--id={gpu_id}"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    values = [v.strip() for v in out.strip().split(",")]
+
+    def number(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            return 0.0  # "[N/A]" on boards without that sensor
+
+    return {f"{field} ({unit})": number(v) for (field, unit), v in zip(_NVIDIA_SMI_FIELDS.items(), values)}

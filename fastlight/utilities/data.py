@@ -83,6 +83,35 @@ def has_len(dataloader: object) -> bool:
     return length is not None
 
 
+def has_len_all_ranks(dataloader: object, strategy: Any,
+                      allow_zero_length_dataloader_with_multiple_devices: bool = False) -> bool:
+    """Whether the loader has a length, checking the lengths over all ranks (a collective: call it on every rank):
+    warns when the total is zero; a rank with zero batches while others have some is an error unless allowed."""
+    import torch
+
+    local = sized_len(dataloader)
+    if local is None:
+        return False
+    total = strategy.reduce(torch.tensor(local, device=strategy.root_device), reduce_op="sum")
+    name = type(dataloader).__name__
+    if total == 0:
+        rank_zero_warn(f"Total length of `{name}` across ranks is zero. Please make sure this was your intention.")
+    if total > 0 and local == 0:
+        if not allow_zero_length_dataloader_with_multiple_devices:
+            raise RuntimeError(
+                f"`{name}` within local rank has zero length. Please make sure that it returns at least 1 batch."
+            )
+        rank_zero_warn(f"Total length of `{name}` across ranks is zero, but local rank has zero length. Please be"
+                       " cautious of uneven batch length.")
+    if has_iterable_dataset(dataloader):
+        rank_zero_warn(
+            "Your `IterableDataset` has `__len__` defined. In combination with multi-process data loading (when"
+            " num_workers > 1), `__len__` could be inaccurate if each worker is not configured independently to"
+            " avoid having duplicate data."
+        )
+    return True
+
+
 def _num_cpus_available() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
@@ -131,4 +160,4 @@ def _worker_check(dataloader: object, name: str, num_devices: int, reload_datalo
         )
 
 
-__all__ = ["extract_batch_size", "has_iterable_dataset", "has_len", "sized_len", "suggested_max_num_workers"]
+__all__ = ["extract_batch_size", "has_iterable_dataset", "has_len", "has_len_all_ranks", "sized_len", "suggested_max_num_workers"]

@@ -4,7 +4,9 @@ from .model_summary import (
     ModelSummary,
     get_formatted_model_size,
     get_human_readable_count,
+    parse_batch_shape,
     summarize,
 )
 
-__all__ = ["LayerSummary", "ModelSummary", "get_formatted_model_size", "get_human_readable_count", "summarize"]
+__all__ = ["LayerSummary", "ModelSummary", "get_formatted_model_size", "get_human_readable_count", "parse_batch_shape",
+           "summarize"]

@@ -117,6 +117,11 @@ def format_summary_table(model: nn.Module, cols: List[Tuple[str, List[str]]], pr
 
 
 
+def parse_batch_shape(batch: Any) -> Any:
+    """The shape of a tensor as a list, nested like the (list/tuple) batch; "?" for anything else."""
+    return _shape_of(batch)
+
+
 def get_formatted_model_size(total_model_size: float) -> str:
     """A size in MB as the summary prints it: three decimals, thousands separated."""
     return f"{total_model_size:,.3f}"
