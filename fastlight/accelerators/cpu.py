@@ -19,12 +19,8 @@ class CPUAccelerator(Accelerator):
     def parse_devices(devices: Union[int, str]) -> int:
         if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
             devices = int(devices)
-        if devices == "auto":
-            return 1
         if isinstance(devices, bool) or not isinstance(devices, int) or devices <= 0:
-            raise MisconfigurationException(
-                f"`devices` selected with `CPUAccelerator` should be an int > 0, got {devices!r}."
-            )
+            raise TypeError(f"`devices` selected with `CPUAccelerator` should be an int > 0, got {devices!r}.")
         return devices
 
     @staticmethod

@@ -1,6 +1,7 @@
 """`is_overridden`: whether a user's LightningModule / LightningDataModule / Callback replaces one of the library's
 methods (`lightning.pytorch.utilities.model_helpers`)."""
 import sys
+from functools import partial
 from typing import Any, Optional
 from unittest.mock import Mock
 
@@ -46,11 +47,12 @@ def is_overridden(method_name: str, instance: Optional[object] = None, parent: O
     instance_attr = getattr(instance, method_name, None)
     if instance_attr is None:
         return False
-    if isinstance(instance_attr, Mock):  # a test replaced the method: overridden unless it only wraps the original
-        wrapped = instance_attr._mock_wraps
-        if wrapped is None:
-            return True
-        instance_attr = wrapped
+    if isinstance(instance_attr, Mock):  # a test double: what it wraps counts (a bare Mock overrides nothing)
+        instance_attr = instance_attr._mock_wraps
+    elif isinstance(instance_attr, partial):
+        instance_attr = instance_attr.func
+    if instance_attr is None:
+        return False
     parent_attr = getattr(parent, method_name, None)
     if parent_attr is None:
         raise ValueError(f"is_overridden: {parent.__name__} has no method {method_name!r} to compare with")
