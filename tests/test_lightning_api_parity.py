@@ -442,3 +442,39 @@ def test_pickled_enums_and_registry_objects():
 
     assert pickle.loads(pickle.dumps(GradClipAlgorithmType.NORM)) is GradClipAlgorithmType.NORM
     assert Interval("step") == "STEP"
+
+
+def test_cuda_accelerator_setup_logs_lightnings_device_lines(monkeypatch):
+    """The per-process GPU lines Lightning logs at fit start (checked with a faked 2-GPU Ampere+ machine)."""
+    import logging
+    import types
+
+    from fastlight.accelerators import CUDAAccelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Fake H200")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    lines = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Handler()
+    logging.getLogger("fastlight").addHandler(handler)
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("highest")
+        trainer = types.SimpleNamespace(local_rank=1, strategy=types.SimpleNamespace(root_device=torch.device("cuda", 1)))
+        CUDAAccelerator().setup(trainer)
+        assert lines[0] == "LOCAL_RANK: 1 - CUDA_VISIBLE_DEVICES: [0,1]"
+        assert lines[1].startswith("You are using a CUDA device ('Fake H200') that has Tensor Cores.")
+        lines.clear()
+        torch.set_float32_matmul_precision("high")  # the user chose: no hint
+        CUDAAccelerator().setup(trainer)
+        assert lines == ["LOCAL_RANK: 1 - CUDA_VISIBLE_DEVICES: [0,1]"]
+    finally:
+        torch.set_float32_matmul_precision(previous)
+        logging.getLogger("fastlight").removeHandler(handler)

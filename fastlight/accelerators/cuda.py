@@ -1,4 +1,5 @@
 """CUDAAccelerator and find_usable_cuda_devices (`lightning.pytorch.accelerators`)."""
+import logging
 import os
 from typing import Any, Dict, List, Optional, Union
 
@@ -9,13 +10,39 @@ from fastlight.utilities.exceptions import MisconfigurationException
 from .accelerator import Accelerator, _device_ids
 
 
+_log = logging.getLogger(__name__)
+
+
+def _suggest_matmul_precision(device: torch.device) -> None:
+    """On GPUs with Tensor Cores (compute capability 8+), suggest a faster float32 matmul precision when the user left
+    torch's default ("highest"), as Lightning does."""
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability(device)[0] < 8:
+        return
+    if torch.get_float32_matmul_precision() == "highest":
+        from fastlight.utilities.rank_zero import rank_zero_info
+
+        rank_zero_info(
+            f"You are using a CUDA device ({torch.cuda.get_device_name(device)!r}) that has Tensor Cores. To properly"
+            " utilize them, you should set `torch.set_float32_matmul_precision('medium' | 'high')` which will"
+            " trade-off precision for performance. For more details, read https://pytorch.org/docs/stable/generated/"
+            "torch.set_float32_matmul_precision.html#torch.set_float32_matmul_precision"
+        )
+
+
 class CUDAAccelerator(Accelerator):
     """Training on NVIDIA GPUs (one process per device under DDP)."""
 
     def setup_device(self, device: torch.device) -> None:
         if device.type != "cuda":
             raise MisconfigurationException(f"Device should be GPU, got {device} instead")
+        _suggest_matmul_precision(device)
         torch.cuda.set_device(device)
+
+    def setup(self, trainer: Any) -> None:
+        """Lightning's per-process line saying which GPUs this rank sees, and its Tensor Core hint."""
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in range(self.auto_device_count())))
+        _log.info(f"LOCAL_RANK: {trainer.local_rank} - CUDA_VISIBLE_DEVICES: [{visible}]")
+        _suggest_matmul_precision(trainer.strategy.root_device)
 
     def teardown(self) -> None:
         if torch.cuda.is_available() and torch.cuda.is_initialized():

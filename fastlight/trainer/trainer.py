@@ -894,6 +894,7 @@ class Trainer:
         )
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
+            self.accelerator.setup(self)  # Lightning's per-device info lines (CUDA: visible devices, Tensor Cores)
             self.profiler._lightning_module = model  # PyTorchProfiler labels the module's forward calls
             self.profiler.setup(stage=fn, local_rank=self.local_rank if self.world_size > 1 else None,
                                 log_dir=self.log_dir)
