@@ -6,13 +6,10 @@ runs out of memory, then halves once; "binsearch" doubles, then bisects between 
 failure and takes `margin` off the result. The model, optimizer and loop are restored from a temporary checkpoint
 afterwards; the attribute keeps the size found.
 """
-import gc
 import logging
 import os
 import uuid
 from typing import Any, Dict, Optional, Tuple
-
-import torch
 
 from fastlight.utilities.memory import garbage_collection_cuda, is_oom_error
 from fastlight.utilities.parsing import lightning_getattr, lightning_setattr

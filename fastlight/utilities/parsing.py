@@ -1,7 +1,13 @@
 """Attribute lookup across a LightningModule, its hparams and the trainer's datamodule (Lightning's
 `lightning_hasattr` / `lightning_getattr` / `lightning_setattr`), used by the tuner to read and write `lr` and
-`batch_size`."""
-from typing import Any, List
+`batch_size`; and Lightning's helpers for init arguments and hyperparameters."""
+import inspect
+import pickle
+import types
+from typing import Any, Dict, List, MutableMapping, Optional, Sequence, Tuple, Union
+
+from .attribute_dict import AttributeDict  # noqa: F401 (Lightning's parsing module exports it)
+from .rank_zero import rank_zero_warn
 
 
 def _owners_with(model: Any, name: str) -> List[Any]:
@@ -61,13 +67,6 @@ def lightning_setattr(model: Any, name: str, value: Any) -> None:
 
 
 # --- init arguments and hyperparameters (`lightning.pytorch.utilities.parsing`) ---------------------------------------
-import inspect  # noqa: E402
-import pickle  # noqa: E402
-import types  # noqa: E402
-from typing import Dict, MutableMapping, Optional, Sequence, Tuple, Union  # noqa: E402
-
-from .attribute_dict import AttributeDict  # noqa: E402,F401
-from .rank_zero import rank_zero_warn  # noqa: E402
 
 
 def is_picklable(obj: object) -> bool:
