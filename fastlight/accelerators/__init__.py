@@ -7,6 +7,7 @@ from .registry import AcceleratorRegistry, _register_builtin
 from .xla import XLAAccelerator
 
 _register_builtin(AcceleratorRegistry, [CPUAccelerator, CUDAAccelerator, MPSAccelerator])
+AcceleratorRegistry.register("tpu", XLAAccelerator, description="TPUs: not supported by fastlight (creating it raises)")
 
 
 def _accelerator_for(name: str) -> Accelerator:

@@ -85,6 +85,27 @@ def _register_fsdp() -> None:
 _register_fsdp()
 
 
+def _register_deepspeed() -> None:
+    """Lightning's DeepSpeed names, so projects that look them up find them; building one raises the clear error
+    (fastlight has no DeepSpeed integration)."""
+    from .deepspeed import DeepSpeedStrategy
+
+    stages = {"deepspeed": {}, "deepspeed_stage_1": {"stage": 1}, "deepspeed_stage_1_offload": {"stage": 1,
+              "offload_optimizer": True}, "deepspeed_stage_2": {"stage": 2},
+              "deepspeed_stage_2_offload": {"stage": 2, "offload_optimizer": True},
+              "deepspeed_stage_3": {"stage": 3}, "deepspeed_stage_3_offload": {"stage": 3, "offload_optimizer": True,
+                                                                               "offload_parameters": True},
+              "deepspeed_stage_3_offload_nvme": {"stage": 3, "offload_optimizer": True, "offload_parameters": True,
+                                                 "remote_device": "nvme", "offload_params_device": "nvme",
+                                                 "offload_optimizer_device": "nvme"}}
+    for name, params in stages.items():
+        StrategyRegistry.register(name, DeepSpeedStrategy, description=f"DeepSpeed ({name}): not supported by"
+                                  " fastlight", **params)
+
+
+_register_deepspeed()
+
+
 def _is_interactive() -> bool:
     return hasattr(sys, "ps1") or bool(getattr(sys.flags, "interactive", 0))
 

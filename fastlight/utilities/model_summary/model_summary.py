@@ -37,6 +37,15 @@ def _shape_of(x: Any) -> Any:
     return "?"
 
 
+UNKNOWN_SIZE = "?"  # a size the summary could not find (no example input, or not a tensor)
+
+
+def _layer_input(args: tuple, kwargs: dict) -> Any:
+    """What a layer was called with, positional and keyword inputs together (one input: itself)."""
+    inputs = list(args) + list(kwargs.values())
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
 def _layers(model: nn.Module, max_depth: int) -> List[Tuple[str, nn.Module]]:
     """The (name, module) rows of the table: none at depth 0, the direct children at 1, every module at -1."""
     if max_depth == 0:
@@ -45,6 +54,23 @@ def _layers(model: nn.Module, max_depth: int) -> List[Tuple[str, nn.Module]]:
         return list(model.named_children())
     layers = list(model.named_modules())[1:]
     return layers if max_depth < 0 else [(n, m) for n, m in layers if n.count(".") < max_depth]
+
+
+def _forward_example(model: nn.Module, example: Any) -> None:
+    """One no-grad forward pass over `example` in eval mode (each module's mode is put back afterwards)."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            if isinstance(example, (list, tuple)):
+                model(*example)
+            elif isinstance(example, dict):
+                model(**example)
+            else:
+                model(example)
+    finally:
+        for m, training in modes.items():
+            m.training = training
 
 
 def summary_columns(model: nn.Module, max_depth: int = 1) -> List[Tuple[str, List[str]]]:
@@ -64,26 +90,16 @@ def summary_columns(model: nn.Module, max_depth: int = 1) -> List[Tuple[str, Lis
         sizes: Dict[str, Tuple[Any, Any]] = OrderedDict((n, ("?", "?")) for n in names)
         handles = []
         for name, module in layers:
-            def hook(_m: nn.Module, inp: Any, out: Any, name: str = name) -> None:
-                inp = inp[0] if isinstance(inp, tuple) and len(inp) == 1 else inp
+            def hook(_m: nn.Module, args: Any, kwargs: Any, out: Any, name: str = name) -> None:
+                inp = _layer_input(args, kwargs)
                 sizes[name] = (_shape_of(inp), _shape_of(out))
 
-            handles.append(module.register_forward_hook(hook))
-        modes = {m: m.training for m in model.modules()}
-        model.eval()
+            handles.append(module.register_forward_hook(hook, with_kwargs=True))
         try:
-            with torch.no_grad():
-                if isinstance(example, (list, tuple)):
-                    model(*example)
-                elif isinstance(example, dict):
-                    model(**example)
-                else:
-                    model(example)
+            _forward_example(model, example)
         finally:
             for h in handles:
                 h.remove()
-            for m, training in modes.items():
-                m.training = training
         cols.append(("In sizes", [str(sizes[n][0]) for n in names]))
         cols.append(("Out sizes", [str(sizes[n][1]) for n in names]))
     leftover = _count(model.parameters()) - sum(_count(m.parameters()) for _, m in layers)
@@ -140,10 +156,10 @@ class LayerSummary:
         self._module = module
         self._in_size: Any = "?"
         self._out_size: Any = "?"
-        self._hook = module.register_forward_hook(self._record)
+        self._hook = module.register_forward_hook(self._record, with_kwargs=True)
 
-    def _record(self, _module: nn.Module, inp: Any, out: Any) -> None:
-        inp = inp[0] if isinstance(inp, tuple) and len(inp) == 1 else inp
+    def _record(self, _module: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
+        inp = _layer_input(args, kwargs)
         self._in_size, self._out_size = _shape_of(inp), _shape_of(out)
         self.detach_hook()
 
@@ -195,6 +211,17 @@ class ModelSummary:
     @property
     def max_depth(self) -> int:
         return self._max_depth
+
+    def summarize(self) -> "OrderedDict[str, LayerSummary]":
+        """One LayerSummary per row, with the input/output sizes of one forward pass over `example_input_array`
+        (when the model has one); the hooks recording them are removed afterwards."""
+        summaries = OrderedDict((name, LayerSummary(module)) for name, module in self.named_modules)
+        example = getattr(self._model, "example_input_array", None)
+        if example is not None and summaries:
+            _forward_example(self._model, example)
+        for layer in summaries.values():
+            layer.detach_hook()
+        return summaries
 
     @property
     def named_modules(self) -> List[Tuple[str, nn.Module]]:
