@@ -231,3 +231,17 @@ def test_fit_stopped_line_is_logged_by_both():
             warnings.simplefilter("ignore")
             _trainer(lib, max_epochs=2).fit(_model_cls(lib)(), _loader())
         assert "`Trainer.fit` stopped: `max_epochs=2` reached." in lines, lines
+
+
+@pytest.mark.parametrize(("kw", "phrase"), [
+    ({"limit_val_batches": 1.2}, "passed invalid value"),
+    ({"overfit_batches": -0.1}, "passed invalid value"),
+    ({"val_check_interval": 1.2}, "passed invalid value"),
+    ({"fast_dev_run": -1}, "should be >= 0"),
+    ({"reload_dataloaders_every_n_epochs": -1}, "should be an int >"),
+])
+def test_invalid_flag_messages_carry_lightnings_wording(kw, phrase):
+    """The phrases Lightning's errors have (and that code matching them looks for), in both libraries."""
+    for lib, misconfiguration, _ in LIBS.values():
+        with pytest.raises(misconfiguration, match=phrase):
+            _trainer(lib, **kw)

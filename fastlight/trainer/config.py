@@ -66,7 +66,8 @@ def _limit(name: str, value: Any) -> Union[int, float]:
         return value
     if value > 1 and value % 1.0 == 0:
         return int(value)
-    raise ConfigError(f"`Trainer({name}={value!r})` is invalid: it has to be in [0.0, 1.0] or an int >= 0.")
+    raise ConfigError(f"`Trainer({name}={value!r})`: you have passed invalid value {value} for {name}, it has to be"
+                      " in [0.0, 1.0] or an int >= 0.")
 
 
 _ONE_BATCH = {"limit_train_batches": "1 batch per epoch will be used.",
@@ -192,7 +193,8 @@ def build_config(**kw: Any) -> TrainerConfig:
     if isinstance(fast_dev_run, bool):
         fast_dev_run = int(fast_dev_run)
     if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
-        raise ConfigError(f"`Trainer(fast_dev_run={kw['fast_dev_run']!r})` must be a bool or an int >= 0.")
+        raise ConfigError(f"`Trainer(fast_dev_run={kw['fast_dev_run']!r})` is not a valid configuration. It should be"
+                          " >= 0 (or a bool).")
 
     accumulate = kw["accumulate_grad_batches"]
     if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
@@ -216,7 +218,8 @@ def build_config(**kw: Any) -> TrainerConfig:
     if isinstance(vci, bool) or not isinstance(vci, (int, float)):
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int or a float in (0.0, 1.0].")
     if isinstance(vci, float) and not (0.0 <= vci <= 1.0):
-        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be within [0.0, 1.0] (or an int).")
+        raise ConfigError(f"`Trainer(val_check_interval={vci!r})`: you have passed invalid value {vci} for"
+                          " val_check_interval, it has to be in [0.0, 1.0] or an int.")
     if isinstance(vci, int) and vci < 1:
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int >= 1 (or a float).")
     cve = kw["check_val_every_n_epoch"]
@@ -258,7 +261,7 @@ def build_config(**kw: Any) -> TrainerConfig:
         raise ConfigError(f"`Trainer(max_epochs={max_epochs!r})` must be an int >= -1.")
     reload_n = kw["reload_dataloaders_every_n_epochs"]
     if not isinstance(reload_n, int) or reload_n < 0:
-        raise ConfigError(f"`Trainer(reload_dataloaders_every_n_epochs={reload_n!r})` must be an int >= 0.")
+        raise ConfigError(f"`Trainer(reload_dataloaders_every_n_epochs={reload_n!r})`: it should be an int >= 0.")
 
     enable_checkpointing = kw["enable_checkpointing"]
     enable_progress_bar = kw["enable_progress_bar"]
