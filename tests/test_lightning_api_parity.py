@@ -478,3 +478,22 @@ def test_cuda_accelerator_setup_logs_lightnings_device_lines(monkeypatch):
     finally:
         torch.set_float32_matmul_precision(previous)
         logging.getLogger("fastlight").removeHandler(handler)
+
+
+def test_load_from_checkpoint_on_an_instance_is_refused_like_lightning(tmp_path):
+    """`model.load_from_checkpoint(path)` would return a new model and leave `model` as it was: both refuse it."""
+    from fastlight.utilities.model_helpers import _ModuleMode
+
+    for lib in (pl, fastlight):
+        model = _net_module(lib)()
+        method = model.load_from_checkpoint  # looking it up is fine
+        with pytest.raises(TypeError, match="cannot be called on an instance"):
+            method(tmp_path / "x.ckpt")
+        with pytest.raises(TypeError, match="cannot be called on an instance"):
+            lib.LightningDataModule().load_from_checkpoint(tmp_path / "x.ckpt")
+    model = _net_module(fastlight)()
+    mode = _ModuleMode()
+    mode.capture(model)
+    model.train()
+    mode.restore(model)
+    assert not model.frozen.training and model.encoder.training

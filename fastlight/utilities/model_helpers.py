@@ -2,7 +2,7 @@
 methods (`lightning.pytorch.utilities.model_helpers`)."""
 import sys
 from functools import partial
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 from unittest.mock import Mock
 
 from torch import nn
@@ -57,6 +57,43 @@ def is_overridden(method_name: str, instance: Optional[object] = None, parent: O
     if parent_attr is None:
         raise ValueError(f"is_overridden: {parent.__name__} has no method {method_name!r} to compare with")
     return _code_of(instance_attr) is not _code_of(parent_attr)
+
+
+class _ModuleMode:
+    """The train/eval mode of every submodule, captured once and put back later (e.g. around a sanity check)."""
+
+    def __init__(self) -> None:
+        self.mode: Dict[str, bool] = {}
+
+    def capture(self, module: nn.Module) -> None:
+        self.mode = {name: m.training for name, m in module.named_modules()}
+
+    def restore(self, module: nn.Module) -> None:
+        for name, m in module.named_modules():
+            if name in self.mode:
+                m.training = self.mode[name]
+
+
+class _restricted_classmethod_impl(classmethod):  # noqa: N801 (Lightning's name)
+    """A classmethod that raises when called through an instance: `model.load_from_checkpoint(path)` would build a
+    new model and drop it, leaving `model` unchanged, a common mistake. Looking the method up (inspect) is fine."""
+
+    def __get__(self, instance: Any, cls: Optional[type] = None) -> Any:  # type: ignore[override]
+        if instance is None:
+            return super().__get__(instance, cls)
+        owner = type(instance).__name__
+        name = self.__func__.__name__
+
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise TypeError(
+                f"The classmethod `{owner}.{name}` cannot be called on an instance. Please call it on the class type"
+                " and make sure the return value is used."
+            )
+
+        return refuse
+
+
+_restricted_classmethod = _restricted_classmethod_impl
 
 
 def get_torchvision_model(model_name: str, **kwargs: Any) -> nn.Module:
