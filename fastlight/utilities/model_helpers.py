@@ -1,5 +1,6 @@
 """`is_overridden`: whether a user's LightningModule / LightningDataModule / Callback replaces one of the library's
 methods (`lightning.pytorch.utilities.model_helpers`)."""
+import logging
 import sys
 from functools import partial
 from typing import Any, Dict, Optional
@@ -14,6 +15,9 @@ _DEFAULT_PARENTS = (
     ("fastlight.core.datamodule", "LightningDataModule"),
     ("fastlight.callbacks.callback", "Callback"),
 )
+
+
+_log = logging.getLogger(__name__)
 
 
 def _default_parent(instance: object) -> Optional[type]:
@@ -70,8 +74,11 @@ class _ModuleMode:
 
     def restore(self, module: nn.Module) -> None:
         for name, m in module.named_modules():
-            if name in self.mode:
-                m.training = self.mode[name]
+            if name not in self.mode:
+                _log.debug(f"Restoring training mode on module '{name}' not possible, it was never captured."
+                           " Is your module structure changing?")
+                continue
+            m.training = self.mode[name]
 
 
 class _restricted_classmethod_impl(classmethod):  # noqa: N801 (Lightning's name)

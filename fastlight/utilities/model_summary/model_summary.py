@@ -156,7 +156,7 @@ class LayerSummary:
         self._module = module
         self._in_size: Any = "?"
         self._out_size: Any = "?"
-        self._hook = module.register_forward_hook(self._record, with_kwargs=True)
+        self._hook_handle = module.register_forward_hook(self._record, with_kwargs=True)
 
     def _record(self, _module: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
         inp = _layer_input(args, kwargs)
@@ -164,9 +164,9 @@ class LayerSummary:
         self.detach_hook()
 
     def detach_hook(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        if self._hook_handle is not None:
+            self._hook_handle.remove()
+            self._hook_handle = None
 
     def __del__(self) -> None:
         self.detach_hook()
