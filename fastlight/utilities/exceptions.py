@@ -10,6 +10,10 @@ class MisconfigurationException(Exception):
     """A configuration (Trainer flag, hook return value, callback argument ...) fastlight cannot run with."""
 
 
+class _MisconfigurationValueError(MisconfigurationException, ValueError):
+    """A bad argument value: a MisconfigurationException as in Lightning, and the ValueError fastlight raised before."""
+
+
 class SIGTERMException(SystemExit):
     """Raised in the training process when it received SIGTERM (a scheduler preempting the job): the loop stops at
     the next step, callbacks' `on_exception` hooks see this exception (e.g. OnExceptionCheckpoint saves)."""
