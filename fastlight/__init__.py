@@ -32,9 +32,45 @@ from fastlight.trainer import Trainer  # noqa: E402
 from fastlight.utilities import seed_everything  # noqa: E402
 
 
+from fastlight.utilities.warnings import disable_possible_user_warnings  # noqa: E402
+
+if __import__("os").environ.get("POSSIBLE_USER_WARNINGS", "").lower() in ("0", "off"):  # as Lightning reads it
+    disable_possible_user_warnings()
+
+# fastlight's own banner (the name Lightning's CLI tools call, with fastlight's picture)
+LIGHTNING_LOGO: str = r"""
+        ________
+       /       /
+      /   ____/
+     /   /__
+    /     _/     f a s t l i g h t
+   /__   /
+     /  /
+    / ,'
+   /,'
+"""
+
+
+def cli_lightning_logo() -> None:
+    """Print the banner (Lightning's scripts call this at start-up)."""
+    print()
+    print("\033[0;35m" + LIGHTNING_LOGO + "\033[0m")
+    print()
+
+
+def alias() -> None:
+    """Make `pytorch_lightning`, `lightning.pytorch` and `import lightning as L`'s PyTorch names resolve to fastlight
+    (an import hook; see fastlight/_alias.py). For notebooks: call it before anything imports Lightning. Scripts:
+    `python -m fastlight run train.py ARGS` does this, then runs the script."""
+    from fastlight._alias import alias as _install
+
+    _install()
+
+
 def __getattr__(name: str):
-    # optional subpackages owned by other issues: imported on first use, so `import fastlight` stays light
-    if name in ("loggers", "strategies", "engine", "ops"):
+    # subpackages imported on first use, so `import fastlight` stays light (`pl.accelerators`, `pl.plugins` ...)
+    if name in ("loggers", "strategies", "engine", "ops", "accelerators", "plugins", "tuner", "trainer", "cli",
+                "demos", "optim"):
         import importlib
 
         try:
@@ -47,4 +83,4 @@ def __getattr__(name: str):
 
 
 __all__ = ["Callback", "LightningDataModule", "LightningModule", "Trainer", "seed_everything",
-           "callbacks", "core", "loggers", "utilities"]
+           "callbacks", "core", "loggers", "utilities", "alias", "cli_lightning_logo"]

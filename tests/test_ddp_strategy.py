@@ -82,7 +82,7 @@ def test_a_strategy_instance_is_completed_from_the_flags():
     assert s.find_unused_parameters and s.timeout == timedelta(seconds=60)
 
 
-@pytest.mark.parametrize("bad", ["dpp", "fsdp_native", "deepspeed", "horovod"])
+@pytest.mark.parametrize("bad", ["dpp", "fsdp_native", "horovod"])  # deepspeed: tests/test_lightning_messages.py
 def test_unknown_strategy_names_the_choices(bad):
     with pytest.raises(ValueError, match=rf"strategy='{bad}' is not supported.*'ddp_spawn'"):
         resolve_strategy(bad, "cpu", 1, 1)

@@ -28,6 +28,8 @@ LAYERS = {
     "engine": ({"ops", "utilities"}, {"torch"}),  # flat buffers, fused optimizers, loss scaler: never sees a module
     "optim": ({"engine", "ops", "utilities"}, {"torch"}),  # public names of the engine's fused optimizers
     "strategies": ({"utilities"}, {"torch"}),
+    "accelerators": ({"utilities"}, ANY),
+    "plugins": ({"trainer", "strategies", "utilities"}, ANY),  # Lightning's plugin names over the trainer's classes  # Lightning's accelerator classes: what a device kind can do
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),
@@ -42,6 +44,8 @@ LAYERS = {
     "_warn": (set(), set()),  # warnings located at the user's line (ops and utilities use it)
     "_build_info": (set(), set()),  # written by the build: the torch the extension was built against
     ROOT: (EVERYTHING, ANY),  # re-exports the public API
+    "_alias": (EVERYTHING, ANY),  # the import hook serving Lightning's names from fastlight
+    "__main__": (EVERYTHING, ANY),  # `python -m fastlight run`: the hook, then the user's script
 }
 NATIVE_MODULES = {"_C", "_build_info"}  # compiled, so no .py file to find (and absent before the extension is built)
 ALWAYS_ALLOWED = set(sys.stdlib_module_names) | {"__main__"}

@@ -7,36 +7,17 @@ failure and takes `margin` off the result. The model, optimizer and loop are res
 afterwards; the attribute keeps the size found. In validate / test / predict each trial runs that stage's loop
 over `steps_per_trial` batches (`_scale_in_evaluation`).
 """
-import gc
 import logging
 import os
 import uuid
 from copy import deepcopy
 from typing import Any, Dict, Optional, Tuple
 
-import torch
-
+from fastlight.utilities.memory import garbage_collection_cuda, is_oom_error
 from fastlight.utilities.parsing import lightning_getattr, lightning_setattr
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 log = logging.getLogger(__name__)
-
-
-def is_oom_error(exc: BaseException) -> bool:
-    """An out-of-memory error of CUDA, cuDNN or the CPU allocator (torch raises them as RuntimeError)."""
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    if not isinstance(exc, RuntimeError) or len(exc.args) != 1 or not isinstance(exc.args[0], str):
-        return False
-    msg = exc.args[0]
-    return ("CUDA" in msg and "out of memory" in msg) or "CUDNN_STATUS_NOT_SUPPORTED" in msg \
-        or "DefaultCPUAllocator: can't allocate memory" in msg
-
-
-def _free_cuda_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        torch.cuda.empty_cache()
 
 
 _EVAL_PREFIX = {"validate": "val", "test": "test", "predict": "predict"}
@@ -119,7 +100,7 @@ def _trial_fits(trainer: Any, snapshot: Dict[str, Any]) -> bool:
     except RuntimeError as exc:
         if not is_oom_error(exc):
             raise
-        _free_cuda_memory()
+        garbage_collection_cuda()
         return False
     return True
 
@@ -128,7 +109,7 @@ def _power_search(trainer: Any, size: int, name: str, max_trials: int, snapshot:
                   max_val: int) -> int:
     succeeded_once = False
     for trial in range(max_trials):
-        _free_cuda_memory()
+        garbage_collection_cuda()
         if size >= max_val:
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
@@ -152,7 +133,7 @@ def _binary_search(trainer: Any, size: int, name: str, max_trials: int, snapshot
                    max_val: int) -> int:
     low, high, successes = 1, None, 0
     while True:
-        _free_cuda_memory()
+        garbage_collection_cuda()
         if size >= max_val:
             rank_zero_info(f"Reached the maximum batch size limit of {max_val}. Stopping search.")
             break
@@ -221,7 +202,7 @@ def scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 3
             size = _binary_search(trainer, size, batch_arg_name, max_trials, saved["loop"], margin, max_val)
         else:
             raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
-        _free_cuda_memory()
+        garbage_collection_cuda()
         log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
     finally:
         trainer.callbacks = saved["callbacks"]
@@ -267,7 +248,7 @@ def _scale_in_evaluation(trainer: Any, mode: str, steps_per_trial: int, init_val
             size = _binary_search(trainer, size, batch_arg_name, max_trials, saved["progress"], margin, max_val)
         else:
             raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
-        _free_cuda_memory()
+        garbage_collection_cuda()
         log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
     finally:
         trainer.callbacks = saved["callbacks"]

@@ -40,6 +40,11 @@ def barrier(trainer: Any, name: Optional[str] = None) -> None:
 
 
 def remove_checkpoint(trainer: Any, filepath: str) -> None:
+    io = getattr(trainer, "checkpoint_io", None)
+    if io is not None:  # a CheckpointIO plugin saved it, so it removes it (AsyncCheckpointIO: after the write ends)
+        if getattr(trainer, "is_global_zero", True):
+            io.remove_checkpoint(filepath)
+        return
     strategy = getattr(trainer, "strategy", None)
     fn = getattr(strategy, "remove_checkpoint", None)
     if fn is not None:

@@ -169,3 +169,12 @@ class BaseFinetuning(Callback):
                                                                                              names)
         elif num_param_groups != len(current_param_groups):  # groups added this epoch
             stored.extend(self._apply_mapping_to_param_groups(current_param_groups[num_param_groups:], names))
+
+
+def __getattr__(name: str) -> Any:
+    # Lightning defines BackboneFinetuning in this module; fastlight keeps it in its own file (which imports this one)
+    if name in ("BackboneFinetuning", "multiplicative"):
+        from . import backbone_finetuning
+
+        return getattr(backbone_finetuning, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

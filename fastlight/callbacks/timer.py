@@ -4,6 +4,8 @@ import time
 from datetime import timedelta
 from typing import Any, Dict, Optional, Union
 
+from fastlight.utilities.enums import LightningEnum
+from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.rank_zero import rank_zero_info
 
 from . import _trainer_access as access
@@ -11,6 +13,13 @@ from .callback import Callback
 
 # Lightning's RunningStage values, the keys of the saved state
 _STAGES = ("train", "sanity_check", "validate", "test", "predict")
+
+
+class Interval(LightningEnum):
+    """When Timer checks the time limit: after every training step or every training epoch."""
+
+    step = "step"
+    epoch = "epoch"
 
 
 class Timer(Callback):
@@ -34,7 +43,7 @@ class Timer(Callback):
             raise TypeError(f"Timer(duration=...) takes a str, timedelta or dict, got {type(duration).__name__}")
         interval = getattr(interval, "value", interval)
         if interval not in ("step", "epoch"):
-            raise ValueError(f"Unsupported parameter value `Timer(interval={interval})`. Possible choices are: step, epoch")
+            raise _MisconfigurationValueError(f"Unsupported parameter value `Timer(interval={interval})`. Possible choices are: step, epoch")
         self._duration = duration.total_seconds() if duration is not None else None
         self._interval = interval
         self._verbose = verbose

@@ -144,3 +144,12 @@ class WeightAveraging(Callback):
     def _copy_average_to_current(self, pl_module: Any) -> None:
         for average, current in self._pairs(pl_module):
             current.data.copy_(average.data)
+
+
+def __getattr__(name: str) -> Any:
+    # Lightning defines EMAWeightAveraging in this module; fastlight keeps it in its own file (which imports this one)
+    if name == "EMAWeightAveraging":
+        from .ema_weight_averaging import EMAWeightAveraging
+
+        return EMAWeightAveraging
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,6 +7,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from fastlight.core.hooks import DataHooks
 from fastlight.core.hparams import HyperparametersMixin
+from fastlight.utilities.model_helpers import _restricted_classmethod
 
 
 class LightningDataModule(DataHooks, HyperparametersMixin):
@@ -98,7 +99,7 @@ class LightningDataModule(DataHooks, HyperparametersMixin):
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         pass
 
-    @classmethod
+    @_restricted_classmethod  # a classmethod that refuses to run on an instance (the result would be dropped)
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
                              weights_only: Optional[bool] = None, **kwargs: Any) -> "LightningDataModule":
         """A new datamodule built from the checkpoint's datamodule hyperparameters (overridden by `hparams_file`,

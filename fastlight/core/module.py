@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from fastlight.core.hooks import DataHooks
 from fastlight.core.hparams import HyperparametersMixin
+from fastlight.utilities.model_helpers import _restricted_classmethod
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.utilities.metric_objects import is_metric_collection, is_metric_object
 from fastlight.utilities.rank_zero import rank_zero_deprecation, rank_zero_warn
@@ -44,7 +45,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         self._param_requires_grad_state: Dict[Tensor, bool] = {}
         self._strict_loading: Optional[bool] = None
 
-    @classmethod
+    @_restricted_classmethod  # a classmethod that refuses to run on an instance (the result would be dropped)
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
                              strict: Optional[bool] = None, weights_only: Optional[bool] = None,
                              **kwargs: Any) -> "LightningModule":

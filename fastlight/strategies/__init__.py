@@ -15,23 +15,32 @@ from .environments import (
     find_free_port,
 )
 from .launchers import MultiProcessingLauncher, SubprocessScriptLauncher
-from .registry import STRATEGY_NAMES, resolve_strategy
-from .strategy import SingleDeviceStrategy, Strategy
+from .registry import STRATEGY_NAMES, StrategyRegistry, resolve_strategy
+from .strategy import ParallelStrategy, SingleDeviceStrategy, Strategy
+from .deepspeed import DeepSpeedStrategy
+from .model_parallel import ModelParallelStrategy
+from .xla import SingleDeviceXLAStrategy, XLAStrategy
 
 __all__ = [
     "ClusterEnvironment",
     "DDPStrategy",
+    "DeepSpeedStrategy",
     "DistributedSamplerWrapper",
     "FSDPStrategy",
     "LocalEnvironment",
+    "ModelParallelStrategy",
     "MultiProcessingLauncher",
+    "ParallelStrategy",
     "SLURMEnvironment",
     "STRATEGY_NAMES",
     "SingleDeviceStrategy",
+    "SingleDeviceXLAStrategy",
     "Strategy",
+    "StrategyRegistry",
     "SubprocessScriptLauncher",
     "TorchrunEnvironment",
     "UnrepeatedDistributedSampler",
+    "XLAStrategy",
     "detect_environment",
     "find_free_port",
     "process_dataloader",

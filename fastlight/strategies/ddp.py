@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .environments import ClusterEnvironment, TorchrunEnvironment
 from .launchers import MultiProcessingLauncher, SubprocessScriptLauncher
-from .strategy import Strategy
+from .strategy import ParallelStrategy
 
 log = logging.getLogger("fastlight")
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def _reduce_op(reduce_op: Any, backend: str):
     return ops[name], False
 
 
-class DDPStrategy(Strategy):
+class DDPStrategy(ParallelStrategy):
     """Multi-process data parallel training on one or more nodes.
 
     Args:
@@ -182,7 +182,7 @@ class DDPStrategy(Strategy):
         if env is not None:
             env.set_global_rank(self.node_rank * self.num_processes + self.local_rank)
             env.set_world_size(self.num_nodes * self.num_processes)
-        rank_zero.rank_zero_only.rank = self.global_rank
+        rank_zero._set_rank(self.global_rank)
 
     # process group -----------------------------------------------------------------------------------------
     def setup_environment(self) -> None:
@@ -449,12 +449,9 @@ def _destroy_process_group() -> None:
 
 def _reset_seed() -> None:
     """Re-seed every rank from PL_GLOBAL_SEED right before the process group starts (Lightning does this)."""
-    seed = os.environ.get("PL_GLOBAL_SEED")
-    if seed is None:
-        return
-    from fastlight.utilities.seed import seed_everything
+    from fastlight.utilities.seed import reset_seed
 
-    seed_everything(int(seed), workers=bool(int(os.environ.get("PL_SEED_WORKERS", "0"))), verbose=False)
+    reset_seed()
 
 
 def _automatic_optimization(module: Optional[nn.Module]) -> bool:

@@ -50,9 +50,21 @@ def set_num_threads_if_needed(num_processes: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+# The command prefix that runs a script or module the way this process was started, when that was not plain
+# `python`: `python -m fastlight run` (fastlight/__main__.py) sets it so the extra ranks get its import hook too.
+_RERUN_PREFIX: Optional[List[str]] = None
+
+
 def _rerun_command() -> List[str]:
-    """The command that started this process: `python script.py args` or `python -m pkg.mod args`."""
+    """The command that started this process: `python script.py args` or `python -m pkg.mod args` (behind
+    _RERUN_PREFIX instead of `python` when that is set)."""
     import __main__
+
+    if _RERUN_PREFIX is not None:
+        spec = getattr(__main__, "__spec__", None)
+        if spec is not None:
+            return [*_RERUN_PREFIX, "-m", spec.name] + sys.argv[1:]
+        return [*_RERUN_PREFIX, os.path.abspath(sys.argv[0])] + sys.argv[1:]
 
     spec = getattr(__main__, "__spec__", None)
     if spec is None:

@@ -28,6 +28,84 @@ STRATEGY_NAMES: Tuple[str, ...] = ("auto", "single_device") + tuple(_DDP_NAMES) 
 _ACCELERATORS = ("auto", "cpu", "cuda", "gpu")
 
 
+class _StrategyRegistry(dict):
+    """Strategy names -> how to build them (`lightning.pytorch.strategies.StrategyRegistry`): fastlight's built-in
+    names, plus any a user registers; `Trainer(strategy=name)` accepts every registered name.
+
+    Each entry is {"strategy": class, "description": str, "init_params": dict}; `get(name)` builds an instance.
+    """
+
+    def register(self, name: str, strategy: Optional[Any] = None, description: Optional[str] = None,
+                 override: bool = False, **init_params: Any) -> Any:
+        """Register `strategy` (a Strategy class) under `name`, built with `init_params`; usable as a decorator."""
+        if not (name is None or isinstance(name, str)):
+            raise TypeError(f"`name` must be a str, found {name!r}")
+        if name in self and not override:
+            raise ValueError(f"'{name}' is already present in the registry. HINT: Use `override=True`.")
+
+        def do_register(strategy: Any) -> Any:
+            self[name] = {"strategy": strategy, "description": description or strategy.__name__,
+                          "init_params": init_params}
+            return strategy
+
+        if strategy is not None:
+            return do_register(strategy)
+        return do_register
+
+    def get(self, name: str, default: Optional[Any] = None) -> Any:  # type: ignore[override]
+        """A new instance of the strategy registered as `name` (`default` when there is none)."""
+        if name in self:
+            data = self[name]
+            return data["strategy"](**data["init_params"])
+        if default is not None:
+            return default
+        raise KeyError(f"Invalid strategy name '{name}'. Available strategies: {', '.join(self.available_strategies())}")
+
+    def remove(self, name: str) -> None:
+        self.pop(name)
+
+    def available_strategies(self) -> List[str]:
+        return list(self.keys())
+
+    def __str__(self) -> str:
+        return "Registered Strategies: {}".format(", ".join(self.keys()))
+
+
+StrategyRegistry = _StrategyRegistry()
+for _name, _kw in _DDP_NAMES.items():
+    StrategyRegistry.register(_name, DDPStrategy, description=f"DDP strategy ({_name})", **_kw)
+
+
+def _register_fsdp() -> None:
+    from .fsdp import FSDPStrategy
+
+    StrategyRegistry.register("fsdp", FSDPStrategy, description="Fully Sharded Data Parallel (FSDP2)")
+
+
+_register_fsdp()
+
+
+def _register_deepspeed() -> None:
+    """Lightning's DeepSpeed names, so projects that look them up find them; building one raises the clear error
+    (fastlight has no DeepSpeed integration)."""
+    from .deepspeed import DeepSpeedStrategy
+
+    stages = {"deepspeed": {}, "deepspeed_stage_1": {"stage": 1}, "deepspeed_stage_1_offload": {"stage": 1,
+              "offload_optimizer": True}, "deepspeed_stage_2": {"stage": 2},
+              "deepspeed_stage_2_offload": {"stage": 2, "offload_optimizer": True},
+              "deepspeed_stage_3": {"stage": 3}, "deepspeed_stage_3_offload": {"stage": 3, "offload_optimizer": True,
+                                                                               "offload_parameters": True},
+              "deepspeed_stage_3_offload_nvme": {"stage": 3, "offload_optimizer": True, "offload_parameters": True,
+                                                 "remote_device": "nvme", "offload_params_device": "nvme",
+                                                 "offload_optimizer_device": "nvme"}}
+    for name, params in stages.items():
+        StrategyRegistry.register(name, DeepSpeedStrategy, description=f"DeepSpeed ({name}): not supported by"
+                                  " fastlight", **params)
+
+
+_register_deepspeed()
+
+
 def _is_interactive() -> bool:
     return hasattr(sys, "ps1") or bool(getattr(sys.flags, "interactive", 0))
 
@@ -106,12 +184,18 @@ def resolve_strategy(
         raise ValueError(f"num_nodes={num_nodes!r}: expected an int >= 1")
     if isinstance(strategy, str):
         name = strategy.lower()
-        if name not in STRATEGY_NAMES:
-            hint = " (not implemented in fastlight yet)" if name.startswith(("fsdp", "deepspeed", "dp", "xla")) else ""
+        if name.startswith("deepspeed"):
+            from .deepspeed import deepspeed_unsupported
+
+            raise deepspeed_unsupported(f"Trainer(strategy={strategy!r})")
+        if name not in STRATEGY_NAMES and strategy in StrategyRegistry:  # a name the user registered
+            strategy, name = StrategyRegistry.get(strategy), None
+        elif name not in STRATEGY_NAMES:
+            hint = " (not implemented in fastlight yet)" if name.startswith(("fsdp", "dp", "xla")) else ""
             raise ValueError(f"strategy={strategy!r} is not supported{hint}; use one of {list(STRATEGY_NAMES)}")
-    elif not isinstance(strategy, Strategy):
+    if not isinstance(strategy, (str, Strategy)):
         raise ValueError(f"strategy={strategy!r}: expected a name such as 'ddp' or a Strategy instance")
-    else:
+    if isinstance(strategy, Strategy):
         name = None
 
     kind = _resolve_accelerator(accelerator)

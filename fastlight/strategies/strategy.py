@@ -231,6 +231,11 @@ class SingleDeviceStrategy(Strategy):
             torch.cuda.set_device(self._root_device)
 
 
+class ParallelStrategy(Strategy):
+    """Base of the strategies that run one process per device and talk through collectives (DDPStrategy,
+    FSDPStrategy): `isinstance(trainer.strategy, ParallelStrategy)` tells a multi-process run's strategy apart."""
+
+
 def _optimizer_state_to(optimizers: list, device: torch.device) -> None:
     for opt in optimizers:
         for state in opt.state.values():

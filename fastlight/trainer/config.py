@@ -6,11 +6,13 @@ from typing import Any, Optional, Union
 import torch
 
 from fastlight.trainer.precision import normalize_precision
+from fastlight.utilities.exceptions import MisconfigurationException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.warnings import PossibleUserWarning
 
 _ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
-class ConfigError(ValueError):
+class ConfigError(MisconfigurationException, ValueError):
     """A Trainer flag has a value fastlight (and Lightning) does not accept."""
 
 
@@ -60,13 +62,46 @@ class TrainerConfig:
 
 
 def _limit(name: str, value: Any) -> Union[int, float]:
+    if value is None:  # not given: every batch (and no message below)
+        return 1.0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"`Trainer({name}={value!r})` must be an int >= 0 or a float in [0.0, 1.0].")
     if 0 <= value <= 1:
         return value
     if value > 1 and value % 1.0 == 0:
         return int(value)
-    raise ConfigError(f"`Trainer({name}={value!r})` is invalid: it has to be in [0.0, 1.0] or an int >= 0.")
+    raise ConfigError(f"`Trainer({name}={value!r})`: you have passed invalid value {value} for {name}, it has to be"
+                      " in [0.0, 1.0] or an int >= 0.")
+
+
+_ONE_BATCH = {"limit_train_batches": "1 batch per epoch will be used.",
+              "val_check_interval": "validation will run after every batch."}
+_ALL_BATCHES = {"limit_train_batches": "100% of the batches per epoch will be used",
+                "val_check_interval": "validation will run at the end of the training epoch"}
+
+
+def _say_limit(name: str, value: Any) -> None:
+    """Lightning's info line for a limit given explicitly as 1 or 1.0 (an int and a float mean different things)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and value == 1:
+        rank_zero_info(f"`Trainer({name}=1)` was configured so {_ONE_BATCH.get(name, '1 batch will be used.')}")
+    elif isinstance(value, float) and value == 1.0:
+        rank_zero_info(
+            f"`Trainer({name}=1.0)` was configured so {_ALL_BATCHES.get(name, '100% of the batches will be used')}."
+        )
+
+
+def _log_device_info(acc: str) -> None:
+    """Lightning's lines about the GPUs/TPUs there are and the ones used, and its hint when a GPU sits idle."""
+    cuda = torch.cuda.is_available()
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    kind = " (cuda)" if cuda else (" (mps)" if mps else "")
+    rank_zero_info(f"GPU available: {cuda or mps}{kind}, used: {acc in ('cuda', 'mps')}")
+    rank_zero_info("TPU available: False, using: 0 TPU cores")
+    if (cuda and acc != "cuda") or (mps and acc != "mps"):
+        rank_zero_warn("GPU available but not used. You can set it by doing `Trainer(accelerator='gpu')`.",
+                       category=PossibleUserWarning)
 
 
 def _parse_max_time(max_time: Any) -> Optional[float]:
@@ -106,6 +141,10 @@ def _parse_val_check_time(value: Any) -> float:
 
 
 def _pick_device(accelerator: Any, devices: Any) -> tuple:
+    from fastlight.accelerators import Accelerator
+
+    if isinstance(accelerator, Accelerator):  # Trainer(accelerator=CPUAccelerator()): the device kind it names
+        accelerator = accelerator.name()
     if not isinstance(accelerator, str):
         raise ConfigError(f"`Trainer(accelerator={accelerator!r})` must be a string, one of {_ACCELERATORS}.")
     acc = accelerator.lower()
@@ -178,7 +217,8 @@ def build_config(**kw: Any) -> TrainerConfig:
     if isinstance(fast_dev_run, bool):
         fast_dev_run = int(fast_dev_run)
     if not isinstance(fast_dev_run, int) or fast_dev_run < 0:
-        raise ConfigError(f"`Trainer(fast_dev_run={kw['fast_dev_run']!r})` must be a bool or an int >= 0.")
+        raise ConfigError(f"`Trainer(fast_dev_run={kw['fast_dev_run']!r})` is not a valid configuration. It should be"
+                          " >= 0 (or a bool).")
 
     accumulate = kw["accumulate_grad_batches"]
     if isinstance(accumulate, bool) or not isinstance(accumulate, int) or accumulate < 1:
@@ -207,7 +247,8 @@ def build_config(**kw: Any) -> TrainerConfig:
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int, a float in (0.0, 1.0] or a time"
                           " ('DD:HH:MM:SS', a datetime.timedelta or a dict of timedelta's arguments).")
     if isinstance(vci, float) and not (0.0 <= vci <= 1.0):
-        raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be within [0.0, 1.0] (or an int).")
+        raise ConfigError(f"`Trainer(val_check_interval={vci!r})`: you have passed invalid value {vci} for"
+                          " val_check_interval, it has to be in [0.0, 1.0] or an int.")
     if isinstance(vci, int) and vci < 1:
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int >= 1 (or a float).")
     cve = kw["check_val_every_n_epoch"]
@@ -237,15 +278,15 @@ def build_config(**kw: Any) -> TrainerConfig:
     if max_steps is None:
         max_steps = -1
     if not isinstance(max_steps, int) or max_steps < -1:
-        raise ConfigError(f"`max_steps` must be a non-negative integer or -1 (no limit); got {max_steps!r}.")
+        raise ConfigError(f"`Trainer(max_steps={max_steps!r})`: `max_steps` must be a non-negative integer or -1 (no limit).")
     max_time = _parse_max_time(kw["max_time"])
     max_epochs = kw["max_epochs"]  # None (unset) is resolved when a fit starts: `resolve_loop_limits`
     if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int)
                                    or max_epochs < -1):
-        raise ConfigError(f"`max_epochs` must be a non-negative integer or -1 (no limit); got {max_epochs!r}.")
+        raise ConfigError(f"`Trainer(max_epochs={max_epochs!r})`: `max_epochs` must be a non-negative integer or -1 (no limit).")
     reload_n = kw["reload_dataloaders_every_n_epochs"]
     if not isinstance(reload_n, int) or reload_n < 0:
-        raise ConfigError(f"`Trainer(reload_dataloaders_every_n_epochs={reload_n!r})` must be an int >= 0.")
+        raise ConfigError(f"`Trainer(reload_dataloaders_every_n_epochs={reload_n!r})`: it should be an int >= 0.")
 
     enable_checkpointing = kw["enable_checkpointing"]
     enable_progress_bar = kw["enable_progress_bar"]
@@ -284,6 +325,16 @@ def build_config(**kw: Any) -> TrainerConfig:
         limits["limit_train_batches"] = limits["overfit_batches"]
         limits["limit_val_batches"] = limits["overfit_batches"]
 
+    # Lightning's info lines: limits given explicitly as 1 / 1.0, then the devices
+    _say_limit("overfit_batches", kw["overfit_batches"])
+    if not fast_dev_run:
+        names = ("limit_test_batches", "limit_predict_batches", "val_check_interval")
+        if not limits["overfit_batches"] > 0:
+            names = ("limit_train_batches", "limit_val_batches") + names
+        for name in names:
+            _say_limit(name, kw[name])
+    _log_device_info(acc)
+
     import os
 
     root = kw["default_root_dir"]
@@ -319,7 +370,8 @@ def resolve_loop_limits(cfg: TrainerConfig, has_timer: bool, warn: bool = True) 
             if warn:
                 rank_zero_warn(
                     "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit,"
-                    " set `max_epochs=-1`."
+                    " set `max_epochs=-1`.",
+                    category=PossibleUserWarning,
                 )
             cfg.max_epochs = 1000
         else:

@@ -56,7 +56,9 @@ from fastlight.trainer.loop_views import FitLoopViews
 from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
+from fastlight.utilities.exceptions import MisconfigurationException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.warnings import PossibleUserWarning
 
 _SKIPPED = object()
 
@@ -65,7 +67,7 @@ def _no_signal() -> int:
     return 0
 
 
-class TrainingStepError(ValueError):
+class TrainingStepError(MisconfigurationException, ValueError):
     """`training_step` returned something the loop cannot optimize."""
 
 
@@ -271,7 +273,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             rank_zero_warn(
                 f"The number of training batches ({num}) is smaller than the logging interval"
                 f" Trainer(log_every_n_steps={cfg.log_every_n_steps}). Set a lower value for log_every_n_steps if"
-                " you want to see logs for the training epoch."
+                " you want to see logs for the training epoch.",
+                category=PossibleUserWarning,
             )
 
     def _new_iterator(self) -> Any:
@@ -338,7 +341,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if eval_modules:
             rank_zero_warn(f"Found {len(eval_modules)} module(s) in eval mode at the start of training."
                            " This may lead to unexpected behavior during training. If this is intentional,"
-                           " you can ignore this warning.")
+                           " you can ignore this warning.", category=PossibleUserWarning)
         self._prepare_step_functions(module)
         self._poll_signals = trainer._signals.poller()  # SIGTERM / Ctrl-C: checked after each batch (signals.py)
         trainer._train_start_time = time.monotonic()

@@ -5,6 +5,7 @@ from typing import Any, List, Optional, Tuple
 import torch
 from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 
+from fastlight.utilities.exceptions import MisconfigurationException
 from fastlight.utilities.rank_zero import rank_zero_warn
 from fastlight.utilities.types import LRSchedulerConfig
 
@@ -14,7 +15,7 @@ except ImportError:  # pragma: no cover
     from torch.optim.lr_scheduler import _LRScheduler  # type: ignore
 
 
-class OptimizerConfigError(ValueError):
+class OptimizerConfigError(MisconfigurationException, ValueError):
     """`configure_optimizers` returned something Lightning does not accept."""
 
 

@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterable, Mapping, Optional, Tuple
 import torch
 from torch import Tensor
 
+from fastlight.utilities.exceptions import MisconfigurationException
+
 
 # hook -> (allowed on_step, allowed on_epoch, default on_step, default on_epoch); None: logging not allowed
 _STEP_HOOK = ((False, True), (False, True), True, False)
@@ -46,7 +48,7 @@ for _fx in (
     FX_OPTIONS[_fx] = None
 
 
-class LoggingError(RuntimeError):
+class LoggingError(MisconfigurationException, RuntimeError):
     """`self.log` used where or how Lightning does not allow it."""
 
 

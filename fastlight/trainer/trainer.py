@@ -18,10 +18,12 @@ from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.states import TrainerState
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
 from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
+from fastlight.utilities.data import _worker_check
 from fastlight.utilities.metric_objects import is_metric_object
-from fastlight.utilities.exceptions import _TunerExitException
+from fastlight.utilities.exceptions import MisconfigurationException, _TunerExitException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fastlight.utilities.seed import isolate_rng
+from fastlight.utilities.warnings import PossibleUserWarning
 
 # Module hooks whose default does nothing: skipped unless the module's class overrides them.
 _NOOP_MODULE_HOOKS = frozenset((
@@ -38,7 +40,7 @@ _CALLBACK_HOOKS = tuple(n for n, f in vars(Callback).items() if (n.startswith("o
                         and callable(f))
 
 
-class MisconfigurationError(ValueError):
+class MisconfigurationError(MisconfigurationException, ValueError):
     """The module, datamodule or dataloaders cannot be trained as given."""
 
 
@@ -119,10 +121,8 @@ class Trainer:
             accelerator=accelerator, strategy=strategy, devices=devices, precision=precision, logger=logger,
             fast_dev_run=fast_dev_run, max_epochs=max_epochs, min_epochs=min_epochs, max_steps=max_steps,
             min_steps=min_steps, max_time=max_time,
-            limit_train_batches=1.0 if limit_train_batches is None else limit_train_batches,
-            limit_val_batches=1.0 if limit_val_batches is None else limit_val_batches,
-            limit_test_batches=1.0 if limit_test_batches is None else limit_test_batches,
-            limit_predict_batches=1.0 if limit_predict_batches is None else limit_predict_batches,
+            limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches, limit_predict_batches=limit_predict_batches,
             overfit_batches=overfit_batches, val_check_interval=val_check_interval,
             check_val_every_n_epoch=check_val_every_n_epoch, num_sanity_val_steps=num_sanity_val_steps,
             log_every_n_steps=log_every_n_steps, enable_checkpointing=enable_checkpointing,
@@ -152,11 +152,20 @@ class Trainer:
         self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
         self._precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
+        from fastlight.plugins import CheckpointIO, TorchSyncBatchNorm
+
+        checkpoint_io = None
         for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
             if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
                 self._precision = plugin
+            elif isinstance(plugin, CheckpointIO):
+                checkpoint_io = plugin
+            elif isinstance(plugin, TorchSyncBatchNorm):
+                sync_batchnorm = True
             else:
-                raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (precision plugins only).")
+                raise ConfigError(f"`Trainer(plugins=...)`: unsupported plugin {plugin!r} (fastlight takes precision"
+                                  " plugins, a CheckpointIO and TorchSyncBatchNorm; pass a cluster environment to"
+                                  " DDPStrategy(cluster_environment=...)).")
         self.strategy = _resolve_strategy(strategy, cfg, devices, num_nodes, sync_batchnorm)
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
@@ -166,7 +175,7 @@ class Trainer:
         # Lightning's loop counters, as written under a checkpoint's "loops" (the fit loop moves the per-epoch and
         # per-batch ones; the rest is filled in when a checkpoint is written)
         self.loop_progress = LoopProgress()
-        self.checkpoint_io: Any = None  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
+        self.checkpoint_io: Any = checkpoint_io  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
         self._ckpt_path: Optional[str] = None
         self._loaded_checkpoint: Optional[Dict[str, Any]] = None
 
@@ -254,7 +263,7 @@ class Trainer:
 
     @property
     def precision(self) -> str:
-        return self._cfg.precision
+        return self._precision.precision  # the `precision` flag's, or that of a precision plugin passed instead
 
     @property
     def lightning_module(self) -> Optional[LightningModule]:
@@ -316,6 +325,13 @@ class Trainer:
     @property
     def precision_plugin(self) -> Any:
         return self._precision
+
+    @property
+    def accelerator(self) -> Any:
+        """The Accelerator of the device kind this run trains on (fastlight.accelerators: CPUAccelerator ...)."""
+        from fastlight.accelerators import _accelerator_for
+
+        return _accelerator_for(self._cfg.accelerator)
 
     @property
     def scaler(self) -> Any:
@@ -810,6 +826,7 @@ class Trainer:
         cfg = self._cfg
 
         def process(dl: Any) -> Any:
+            _worker_check(dl, f"{stage}_dataloader", self.num_devices, cfg.reload_dataloaders_every_n_epochs)
             return self.strategy.process_dataloader(
                 dl, stage, use_distributed_sampler=cfg.use_distributed_sampler, overfit_batches=cfg.overfit_batches
             )
@@ -918,6 +935,7 @@ class Trainer:
         self._signals.install(fn)
         try:
             strategy.setup_environment()  # process group, device, ranks: before anything touches them
+            self.accelerator.setup(self)  # Lightning's per-device info lines (CUDA: visible devices, Tensor Cores)
             self.profiler._lightning_module = model  # PyTorchProfiler labels the module's forward calls
             self.profiler.setup(stage=fn, local_rank=self.local_rank if self.world_size > 1 else None,
                                 log_dir=self.log_dir)
@@ -1174,6 +1192,13 @@ class Trainer:
                     "No `configure_optimizers()` method defined. Lightning `Trainer` expects as minimum a"
                     " `training_step()`, `train_dataloader()` and `configure_optimizers()` to be defined."
                 )
+            val_kind, val_owner = self._val_source or (None, None)
+            has_val_loader = val_kind == "given" or (val_kind == "hook" and self._has_hook(val_owner, "val_dataloader"))
+            if has_val_loader and not overridden("validation_step"):
+                rank_zero_warn("You passed in a `val_dataloader` but have no `validation_step`. Skipping val loop.")
+            elif overridden("validation_step") and not has_val_loader:
+                rank_zero_warn("You defined a `validation_step` but have no `val_dataloader`. Skipping val loop.",
+                               category=PossibleUserWarning)
             if not model.automatic_optimization:
                 if self._cfg.gradient_clip_val is not None and self._cfg.gradient_clip_val > 0:
                     raise MisconfigurationError(
@@ -1342,6 +1367,8 @@ class Trainer:
 
     def _teardown(self) -> None:
         self.strategy.teardown()
+        if self.checkpoint_io is not None and hasattr(self.checkpoint_io, "teardown"):
+            self.checkpoint_io.teardown()  # e.g. AsyncCheckpointIO: wait for the files still being written
         self.fit_loop.teardown()
         self._hub.teardown()
 

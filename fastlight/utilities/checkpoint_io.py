@@ -24,6 +24,7 @@ import pathlib
 import pickle
 import sys
 import uuid
+import warnings
 from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
@@ -279,6 +280,28 @@ def _unsafe_globals(source: Union[_PATH, IO[bytes]]) -> List[str]:
         return []
 
 
+_TRUE_VALUES = ("1", "y", "yes", "true")  # what torch.load accepts as "set" for its TORCH_FORCE_* variables
+
+
+def _weights_only_from_env(weights_only: Optional[bool], name: str) -> Optional[bool]:
+    """torch.load's environment overrides, applied the same way: TORCH_FORCE_WEIGHTS_ONLY_LOAD forces the safe load
+    even over an explicit weights_only=False; TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD turns an unspecified weights_only into
+    False (plain pickle), never an explicit True."""
+    force = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "0").lower() in _TRUE_VALUES
+    force_no = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "0").lower() in _TRUE_VALUES
+    if force:
+        return True
+    if force_no and weights_only is None:
+        warnings.warn(
+            f"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is set: loading {name} with weights_only=False (plain pickle, which"
+            " runs code stored in the file). Only do this for checkpoints you trust.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return False
+    return weights_only
+
+
 def load_checkpoint(
     path: Union[_PATH, IO[bytes]],
     map_location: Any = None,
@@ -288,7 +311,8 @@ def load_checkpoint(
 
     weights_only None/True: safe load (see the module docstring); an object outside the allowlist raises
     UnsafeCheckpointError. weights_only=False: plain pickle, which runs whatever code the file carries; only for files
-    you trust.
+    you trust. torch's TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns an unspecified weights_only into False, and
+    TORCH_FORCE_WEIGHTS_ONLY_LOAD=1 forces the safe load, as they do for torch.load.
     """
     name = _describe(path)
     if isinstance(path, (str, os.PathLike)):
@@ -299,6 +323,7 @@ def load_checkpoint(
         if os.path.getsize(path) == 0:
             raise CheckpointError(f"Checkpoint file {name} is empty (0 bytes): it was truncated or never written")
         _check_zip_records(os.fspath(path), name)
+    weights_only = _weights_only_from_env(weights_only, name)
     if weights_only is False:
         return _torch_load(path, name, map_location, weights_only=False)
 

@@ -111,3 +111,39 @@ def _set_rng_states(states: Dict[str, Any]) -> None:
             return
         np.random.set_state((saved_np["kind"], saved_np["keys"].numpy().astype(np.uint32), saved_np["pos"],
                              saved_np["has_gauss"], saved_np["cached_gaussian"]))
+
+
+def reset_seed() -> None:
+    """Seed again with the seed `seed_everything` set (PL_GLOBAL_SEED, with its `workers` setting); nothing when
+    seed_everything was not called."""
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    if seed is None:
+        return
+    seed_everything(int(seed), workers=bool(int(os.environ.get("PL_SEED_WORKERS", "0"))), verbose=False)
+
+
+def pl_worker_init_function(worker_id: int, rank: Optional[int] = None) -> None:
+    """A DataLoader `worker_init_fn`: seeds torch, random and numpy in each worker from the worker's base seed, its
+    id and the process's global rank, so workers (and ranks) draw different random streams reproducibly.
+
+    The streams are derived with numpy's SeedSequence when numpy is installed (else from torch's generator): they are
+    reproducible under fastlight but not the same numbers as Lightning's workers draw."""
+    from .rank_zero import rank_zero_only
+
+    global_rank = rank if rank is not None else rank_zero_only.rank
+    base_seed = torch.initial_seed() - worker_id  # torch gives worker i the seed base + i
+    try:
+        import numpy as np
+    except ImportError:
+        gen = torch.Generator().manual_seed((base_seed * 1_000_003 + worker_id * 10_007 + global_rank) % 2**63)
+        words = torch.randint(0, 2**62, (3,), generator=gen).tolist()
+        torch.manual_seed(words[0])
+        random.seed((words[1] << 32) | words[2])
+        return
+    state = np.random.SeedSequence([base_seed, worker_id, global_rank]).generate_state(4, dtype=np.uint64)
+    torch.manual_seed(int(state[0]) & (2**63 - 1))
+    random.seed((int(state[1]) << 64) | int(state[2]))
+    np.random.seed(np.random.SeedSequence([base_seed, worker_id, global_rank]).generate_state(4))
+
+
+__all__ = ["isolate_rng", "pl_worker_init_function", "reset_seed", "seed_everything"]

@@ -5,7 +5,9 @@ are always reported; the per-second rates appear once `window_size` updates have
 the oldest and newest update in the window. Global ("batches_per_sec", ...) rates only when world_size > 1.
 """
 from collections import deque
-from typing import Deque, Dict, List, Optional, Union
+from typing import Callable, Deque, Dict, List, Optional, Union
+
+import torch
 
 
 class _IncreasingWindow:
@@ -122,3 +124,18 @@ class Throughput:
     @property
     def times(self) -> List[float]:
         return list(self._time.values)
+
+
+def measure_flops(model: torch.nn.Module, forward_fn: Callable[[], torch.Tensor],
+                  loss_fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> int:
+    """FLOPs of one `forward_fn()` call (and of the loss and backward when `loss_fn` is given), counted by torch's
+    FlopCounterMode. Build the model on the meta device to count without computing:
+    `with torch.device("meta"): model = Net(); x = torch.randn(2, 32)`."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        out = forward_fn()
+        if loss_fn is not None:
+            loss_fn(out).backward()
+    return counter.get_total_flops()

@@ -1,0 +1,4 @@
+"""`lightning.pytorch.core.mixins`."""
+from fastlight.core.hparams import HyperparametersMixin
+
+__all__ = ["HyperparametersMixin"]

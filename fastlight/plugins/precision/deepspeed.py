@@ -1,0 +1,4 @@
+"""`lightning.pytorch.plugins.precision.deepspeed`."""
+from fastlight.plugins.precision import DeepSpeedPrecision
+
+__all__ = ["DeepSpeedPrecision"]

@@ -1,0 +1,247 @@
+"""Exceptions, warnings and info lines as Lightning's, side by side: the same user code under pytorch_lightning and
+fastlight raises an error `except MisconfigurationException:` catches, warns with the same category and text users
+filter on, and logs the same info lines."""
+import contextlib
+import logging
+import warnings
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+import fastlight
+import pytorch_lightning as pl
+from fastlight.utilities.exceptions import MisconfigurationException as FastMisconfiguration
+from fastlight.utilities.warnings import PossibleUserWarning as FastPossibleUserWarning
+from pytorch_lightning.utilities.exceptions import MisconfigurationException as PLMisconfiguration
+from pytorch_lightning.utilities.warnings import PossibleUserWarning as PLPossibleUserWarning
+
+LIBS = {"lightning": (pl, PLMisconfiguration, PLPossibleUserWarning),
+        "fastlight": (fastlight, FastMisconfiguration, FastPossibleUserWarning)}
+
+
+def _loader(n=8, workers=0):
+    return DataLoader(TensorDataset(torch.randn(n, 4)), batch_size=4, num_workers=workers)
+
+
+def _model_cls(lib, **methods):
+    class Model(lib.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    for name, fn in methods.items():
+        setattr(Model, name, fn)
+    return Model
+
+
+def _trainer(lib, **kw):
+    defaults = dict(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False)
+    defaults.update(kw)
+    return lib.Trainer(**defaults)
+
+
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def info_lines():
+    """The messages both libraries log at INFO (their loggers may not propagate to caplog's root handler)."""
+    handler = _Lines()
+    names = ("pytorch_lightning", "lightning_fabric", "fastlight")
+    for name in names:
+        logging.getLogger(name).addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        for name in names:
+            logging.getLogger(name).removeHandler(handler)
+
+
+# ------------------------------------------------------------------------------------------------ exceptions
+def _bad_limit(lib):
+    _trainer(lib, limit_train_batches=1.5)
+
+
+def _no_loss_key(lib):
+    model = _model_cls(lib, training_step=lambda self, batch, batch_idx: {"not_loss": self.layer(batch[0]).sum()})()
+    _trainer(lib).fit(model, _loader())
+
+
+def _bad_optimizer_config(lib):
+    model = _model_cls(lib, configure_optimizers=lambda self: "not an optimizer")()
+    _trainer(lib).fit(model, _loader())
+
+
+def _log_outside_a_hook(lib):
+    def training_step(self, batch, batch_idx):
+        loss = self.layer(batch[0]).pow(2).mean()
+        self.log("x", loss, on_step=False, on_epoch=False)
+        return loss
+
+    _trainer(lib).fit(_model_cls(lib, training_step=training_step)(), _loader())
+
+
+def _manual_optimization_with_clipping(lib):
+    def init(self):
+        lib.LightningModule.__init__(self)
+        self.layer = torch.nn.Linear(4, 1)
+        self.automatic_optimization = False
+
+    _trainer(lib, gradient_clip_val=1.0).fit(_model_cls(lib, __init__=init)(), _loader())
+
+
+@pytest.mark.parametrize("case", [_bad_limit, _no_loss_key, _bad_optimizer_config, _log_outside_a_hook,
+                                  _manual_optimization_with_clipping], ids=lambda f: f.__name__.strip("_"))
+def test_configuration_errors_are_misconfiguration_exceptions_in_both(case):
+    for name, (lib, misconfiguration, _) in LIBS.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(misconfiguration):
+                case(lib)
+
+
+def test_fastlight_error_classes_keep_their_builtin_bases():
+    from fastlight.trainer.config import ConfigError
+    from fastlight.trainer.fit_loop import TrainingStepError
+    from fastlight.trainer.optimizers import OptimizerConfigError
+    from fastlight.trainer.results import LoggingError
+    from fastlight.trainer.trainer import MisconfigurationError
+
+    for cls, builtin in ((ConfigError, ValueError), (TrainingStepError, ValueError), (OptimizerConfigError, ValueError),
+                         (MisconfigurationError, ValueError), (LoggingError, RuntimeError)):
+        assert issubclass(cls, FastMisconfiguration) and issubclass(cls, builtin), cls
+
+
+def test_deepspeed_strategy_without_the_package_is_a_clear_error():
+    from fastlight.strategies import DeepSpeedStrategy
+    from fastlight.strategies.deepspeed import _DEEPSPEED_AVAILABLE
+
+    if _DEEPSPEED_AVAILABLE:
+        pytest.skip("deepspeed is installed here")
+    with pytest.raises(FastMisconfiguration, match=r"strategy='deepspeed'.*`deepspeed` package is not installed"):
+        _trainer(fastlight, strategy="deepspeed")
+    with pytest.raises(FastMisconfiguration, match="DeepSpeedStrategy"):
+        DeepSpeedStrategy()
+
+
+# ------------------------------------------------------------------------------------------------ warnings
+def _warned(category, match, fn):
+    """Run fn; return the matching warning's text (the test fails when none of `category` matches)."""
+    with pytest.warns(category, match=match) as record:
+        fn()
+    return [str(w.message) for w in record if issubclass(w.category, category) and match in str(w.message)][0]
+
+
+@pytest.mark.parametrize("lib_name", list(LIBS))
+def test_max_epochs_not_set_is_a_possible_user_warning(lib_name):
+    lib, _, possible = LIBS[lib_name]
+    text = _warned(possible, "`max_epochs` was not set", lambda: _trainer(lib, max_epochs=None, limit_train_batches=1)
+                   .fit(_model_cls(lib)(), _loader()))
+    assert text == "`max_epochs` was not set. Setting it to 1000 epochs. To train without an epoch limit, set" \
+                   " `max_epochs=-1`."
+
+
+def test_validation_step_without_loader_warns_the_same():
+    texts = []
+    for lib, _, possible in LIBS.values():
+        model = _model_cls(lib, validation_step=lambda self, batch, batch_idx: None)()
+        texts.append(_warned(possible, "have no `val_dataloader`", lambda: _trainer(lib).fit(model, _loader())))
+    assert texts[0] == texts[1]
+
+
+def test_few_dataloader_workers_warns_the_same(monkeypatch):
+    import lightning_fabric.utilities.data as fabric_data
+
+    import fastlight.utilities.data as fast_data
+
+    monkeypatch.setattr(fabric_data, "_num_cpus_available", lambda: 8)
+    monkeypatch.setattr(fast_data, "_num_cpus_available", lambda: 8)
+    texts = []
+    for lib, _, possible in LIBS.values():
+        texts.append(_warned(possible, "does not have many workers",
+                             lambda: _trainer(lib, limit_train_batches=1).fit(_model_cls(lib)(), _loader())))
+    assert texts[0] == texts[1]
+    assert "The 'train_dataloader' does not have many workers" in texts[1] and "num_workers=7" in texts[1]
+
+
+def test_fewer_batches_than_log_every_n_steps_warns_the_same(tmp_path):
+    texts = []
+    for lib, _, possible in LIBS.values():
+        def run():
+            logger = lib.loggers.CSVLogger(tmp_path / lib.__name__)
+            _trainer(lib, logger=logger, log_every_n_steps=50).fit(_model_cls(lib)(), _loader())
+
+        texts.append(_warned(possible, "smaller than the logging interval", run))
+    assert texts[0] == texts[1]
+
+
+def test_possible_user_warnings_can_be_disabled():
+    fastlight.disable_possible_user_warnings()
+    try:
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("default")
+            fastlight.disable_possible_user_warnings()
+            _trainer(fastlight, max_epochs=None)
+        assert not [w for w in record if issubclass(w.category, FastPossibleUserWarning)]
+    finally:
+        warnings.filters[:] = [f for f in warnings.filters if f[2] is not FastPossibleUserWarning]
+
+
+# ------------------------------------------------------------------------------------------------ info lines
+def test_trainer_init_logs_the_same_limit_and_device_lines():
+    kw = dict(limit_train_batches=1, limit_val_batches=1.0, limit_test_batches=1, val_check_interval=1.0,
+              overfit_batches=0.0)
+    seen = {}
+    for name, (lib, _, _) in LIBS.items():
+        with info_lines() as lines, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _trainer(lib, **kw)
+        seen[name] = [line for line in lines if line.startswith(("`Trainer(", "GPU available", "TPU available"))]
+    expected = {
+        "`Trainer(limit_train_batches=1)` was configured so 1 batch per epoch will be used.",
+        "`Trainer(limit_test_batches=1)` was configured so 1 batch will be used.",
+        "`Trainer(val_check_interval=1.0)` was configured so validation will run at the end of the training epoch.",
+    }
+    for line in expected:
+        assert line in seen["fastlight"], (line, seen)
+        # Lightning ends its `=1.0` lines with two periods, fastlight with one (docs/compatibility.md)
+        assert line in seen["lightning"] or line + "." in seen["lightning"], (line, seen)
+    # the GPU/TPU lines are identical (whatever this machine has)
+    assert [s for s in seen["lightning"] if "available" in s] == [s for s in seen["fastlight"] if "available" in s]
+    assert "`Trainer(limit_val_batches=1.0)` was configured so 100% of the batches will be used." in seen["fastlight"]
+
+
+def test_fit_stopped_line_is_logged_by_both():
+    for lib, _, _ in LIBS.values():
+        with info_lines() as lines, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _trainer(lib, max_epochs=2).fit(_model_cls(lib)(), _loader())
+        assert "`Trainer.fit` stopped: `max_epochs=2` reached." in lines, lines
+
+
+@pytest.mark.parametrize(("kw", "phrase"), [
+    ({"limit_val_batches": 1.2}, "passed invalid value"),
+    ({"overfit_batches": -0.1}, "passed invalid value"),
+    ({"val_check_interval": 1.2}, "passed invalid value"),
+    ({"fast_dev_run": -1}, "should be >= 0"),
+    ({"reload_dataloaders_every_n_epochs": -1}, "should be an int >"),
+])
+def test_invalid_flag_messages_carry_lightnings_wording(kw, phrase):
+    """The phrases Lightning's errors have (and that code matching them looks for), in both libraries."""
+    for lib, misconfiguration, _ in LIBS.values():
+        with pytest.raises(misconfiguration, match=phrase):
+            _trainer(lib, **kw)
