@@ -195,15 +195,7 @@ def scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 3
         cfg.limit_val_batches = steps_per_trial
         cfg.max_steps = steps_per_trial
         trainer._resolve_hooks()
-        size, _ = _adjust_batch_size(trainer, batch_arg_name, value=init_val)
-        if mode == "power":
-            size = _power_search(trainer, size, batch_arg_name, max_trials, saved["loop"], max_val)
-        elif mode == "binsearch":
-            size = _binary_search(trainer, size, batch_arg_name, max_trials, saved["loop"], margin, max_val)
-        else:
-            raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
-        garbage_collection_cuda()
-        log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
+        size = _search(trainer, mode, init_val, batch_arg_name, max_trials, saved["loop"], margin, max_val)
     finally:
         trainer.callbacks = saved["callbacks"]
         trainer.loggers = saved["loggers"]
@@ -216,6 +208,21 @@ def scale_batch_size(trainer: Any, mode: str = "power", steps_per_trial: int = 3
         trainer._restore_tuning_checkpoint(ckpt_path)
         trainer.strategy.remove_checkpoint(ckpt_path)
         fit_loop.load_snapshot(saved["loop"])
+    return size
+
+
+def _search(trainer: Any, mode: str, init_val: int, batch_arg_name: str, max_trials: int,
+            snapshot: Dict[str, Any], margin: float, max_val: int) -> int:
+    """The size found by `mode`'s search from `init_val` (the stage's loop state is reset to `snapshot` per trial)."""
+    size, _ = _adjust_batch_size(trainer, batch_arg_name, value=init_val)
+    if mode == "power":
+        size = _power_search(trainer, size, batch_arg_name, max_trials, snapshot, max_val)
+    elif mode == "binsearch":
+        size = _binary_search(trainer, size, batch_arg_name, max_trials, snapshot, margin, max_val)
+    else:
+        raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
+    garbage_collection_cuda()
+    log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
     return size
 
 
@@ -241,15 +248,7 @@ def _scale_in_evaluation(trainer: Any, mode: str, steps_per_trial: int, init_val
         if saved["verbose"] is not None:
             loop.verbose = False
         trainer._resolve_hooks()
-        size, _ = _adjust_batch_size(trainer, batch_arg_name, value=init_val)
-        if mode == "power":
-            size = _power_search(trainer, size, batch_arg_name, max_trials, saved["progress"], max_val)
-        elif mode == "binsearch":
-            size = _binary_search(trainer, size, batch_arg_name, max_trials, saved["progress"], margin, max_val)
-        else:
-            raise ValueError(f"`mode` should be either of ('power', 'binsearch'), got {mode!r}")
-        garbage_collection_cuda()
-        log.info(f"Finished batch size finder, will continue with full run using batch size {size}")
+        size = _search(trainer, mode, init_val, batch_arg_name, max_trials, saved["progress"], margin, max_val)
     finally:
         trainer.callbacks = saved["callbacks"]
         trainer.loggers = saved["loggers"]

@@ -101,7 +101,27 @@ class FitValidationLoopView:
         return getattr(self._fit_loop.trainer.validate_loop, name)
 
 
-class TrainingEpochLoopView:
+class _StepLimits:
+    """`max_steps` / `min_steps` of `fit_loop` and `fit_loop.epoch_loop`: both read and write the Trainer's config."""
+
+    @property
+    def max_steps(self) -> int:
+        return self.trainer._cfg.max_steps
+
+    @max_steps.setter
+    def max_steps(self, value: int) -> None:
+        self.trainer._cfg.max_steps = value
+
+    @property
+    def min_steps(self) -> Optional[int]:
+        return self.trainer._cfg.min_steps
+
+    @min_steps.setter
+    def min_steps(self, value: Optional[int]) -> None:
+        self.trainer._cfg.min_steps = value
+
+
+class TrainingEpochLoopView(_StepLimits):
     """`trainer.fit_loop.epoch_loop`: the counters and limits of the running training epoch."""
 
     def __init__(self, fit_loop: Any) -> None:
@@ -144,22 +164,6 @@ class TrainingEpochLoopView:
         return self.trainer.global_step
 
     @property
-    def max_steps(self) -> int:
-        return self.trainer._cfg.max_steps
-
-    @max_steps.setter
-    def max_steps(self, value: int) -> None:
-        self.trainer._cfg.max_steps = value
-
-    @property
-    def min_steps(self) -> Optional[int]:
-        return self.trainer._cfg.min_steps
-
-    @min_steps.setter
-    def min_steps(self, value: Optional[int]) -> None:
-        self.trainer._cfg.min_steps = value
-
-    @property
     def _results(self) -> Any:
         return self.trainer._train_results
 
@@ -188,7 +192,7 @@ class TrainingEpochLoopView:
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-class FitLoopViews(_ProgressOwner):
+class FitLoopViews(_ProgressOwner, _StepLimits):
     """Lightning's `_FitLoop` attributes on fastlight's FitLoop (mixed into it; see the module docstring)."""
 
     _epochs_processed = 0  # the fit loop's own count, set when it runs
@@ -211,22 +215,6 @@ class FitLoopViews(_ProgressOwner):
     @min_epochs.setter
     def min_epochs(self, value: Optional[int]) -> None:
         self.trainer._cfg.min_epochs = value
-
-    @property
-    def max_steps(self) -> int:
-        return self.trainer._cfg.max_steps
-
-    @max_steps.setter
-    def max_steps(self, value: int) -> None:
-        self.trainer._cfg.max_steps = value
-
-    @property
-    def min_steps(self) -> Optional[int]:
-        return self.trainer._cfg.min_steps
-
-    @min_steps.setter
-    def min_steps(self, value: Optional[int]) -> None:
-        self.trainer._cfg.min_steps = value
 
     @property
     def batch_idx(self) -> int:
