@@ -411,7 +411,7 @@ def test_save_config_callback_save_to_log_dir_false_needs_a_subclass(tmp_path):
     _run_cli(fastlight, ["fit", "--trainer.max_steps=1"], tmp_path, save_config_callback=ToList,
              save_config_kwargs={"save_to_log_dir": False})
     assert not (tmp_path / "config.yaml").exists()
-    assert len(saved) == 1 and str(saved[0][0]) == "fit" and "max_steps: 1" in saved[0][1]
+    assert len(saved) == 1 and saved[0][0] == "fit" and "max_steps: 1" in saved[0][1]
 
 
 # -- optimizers, schedulers, links, subclass mode --------------------------------------------------------------------------
@@ -425,6 +425,19 @@ def test_optimizer_and_lr_scheduler_from_the_command_line_as_in_lightning(tmp_pa
         assert type(schedulers[0]) is torch.optim.lr_scheduler.StepLR and schedulers[0].step_size == 3
         returned[pl.__name__] = cli.config.optimizer.as_dict()
     assert returned["fastlight"] == returned["pytorch_lightning"]
+
+
+def test_optimizer_by_name_after_a_fused_fit_in_the_same_process(tmp_path):
+    # a fused fit turns the user's torch optimizers into fastlight's fused twins; those must not make a class name
+    # ambiguous for the next CLI in the process ("Multiple subclasses with name SGD")
+    _run_cli(fastlight, ["fit", "--trainer.max_steps=2", "--optimizer=SGD", "--optimizer.lr=0.1"], tmp_path / "a")
+    for name in ("SGD", "Adam", "AdamW"):
+        p = torch.nn.Parameter(torch.zeros(2))
+        from fastlight.engine.optim import fuse_in_place
+
+        assert fuse_in_place(getattr(torch.optim, name)([p], lr=0.1))[0]
+    cli = _run_cli(fastlight, ["--optimizer=SGD", "--optimizer.lr=0.1"], tmp_path / "b", run=False)
+    assert type(cli.model.configure_optimizers()) is torch.optim.SGD
 
 
 def test_reduce_on_plateau_returns_the_monitor_and_fit_uses_it(tmp_path):

@@ -543,22 +543,33 @@ def _state_dict_as_reported(self):
     return {**state_dict, "state": state}
 
 
+class _ReportedMeta(type):
+    """Prints a reported class as the torch class it stands for."""
+
+    def __repr__(cls) -> str:
+        torch_cls = cls.__dict__["_fl_reported_class"]
+        return f"<class '{torch_cls.__module__}.{torch_cls.__qualname__}'>"
+
+
 def _reported_class(torch_cls: type) -> type:
-    """The fused twin of `torch_cls` under torch_cls's own name, qualname and module: what a user sees of the
-    optimizer (repr, `__class__.__name__` as LearningRateMonitor's keys use it, pickles) is the class they chose."""
+    """The fused twin of `torch_cls` under torch_cls's own name: what a user sees of the optimizer (repr,
+    `__class__.__name__` as LearningRateMonitor's keys use it, pickles) is the class they chose."""
     cls = _REPORTED.get(torch_cls)
     if cls is None:
         fused_cls = FUSABLE[torch_cls][0]
         namespace = {
-            "__module__": torch_cls.__module__,
-            "__qualname__": torch_cls.__qualname__,
+            # name and printed class: torch's (repr, LearningRateMonitor keys, str(type(opt))); import path: a
+            # private one of fastlight's, so that class lookups by name among torch.optim.Optimizer's subclasses
+            # (jsonargparse's `--optimizer SGD` in LightningCLI) find only torch's class
+            "__module__": __name__,
+            "__qualname__": f"_reported.{torch_cls.__qualname__}",
             "__doc__": torch_cls.__doc__,
             "_fl_reported_class": torch_cls,
             "_fl_fused_class": fused_cls,
             "__reduce_ex__": _reduce_as_reported,
             "state_dict": _state_dict_as_reported,
         }
-        cls = _REPORTED[torch_cls] = type(torch_cls.__name__, (fused_cls,), namespace)
+        cls = _REPORTED[torch_cls] = _ReportedMeta(torch_cls.__name__, (fused_cls,), namespace)
     return cls
 
 
