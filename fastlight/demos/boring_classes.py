@@ -124,7 +124,23 @@ class BoringModel(LightningModule):
         return DataLoader(RandomDataset(32, 64))
 
 
-class BoringDataModule(LightningDataModule):
+class _SplitLoaders:
+    """The four dataloader hooks of the boring datamodules: one DataLoader over each split `setup` made."""
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.random_train)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.random_val)
+
+    def test_dataloader(self) -> DataLoader:
+        return DataLoader(self.random_test)
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(self.random_predict)
+
+
+class BoringDataModule(_SplitLoaders, LightningDataModule):
     """256 random samples of size 32, split in four blocks of 64: train, val, test, predict (each set up for its
     stage; val also for "validate")."""
 
@@ -143,20 +159,8 @@ class BoringDataModule(LightningDataModule):
         if stage == "predict":
             self.random_predict = block(3)
 
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_train)
 
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_val)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_test)
-
-    def predict_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_predict)
-
-
-class BoringDataModuleNoLen(LightningDataModule):
+class BoringDataModuleNoLen(_SplitLoaders, LightningDataModule):
     """Like BoringDataModule with iterable datasets that have no length (512 train, 128 val, 256 test, 64 predict)."""
 
     def setup(self, stage: str) -> None:
@@ -168,18 +172,6 @@ class BoringDataModuleNoLen(LightningDataModule):
             self.random_test = RandomIterableDataset(32, 256)
         if stage == "predict":
             self.random_predict = RandomIterableDataset(32, 64)
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_train)
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_val)
-
-    def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_test)
-
-    def predict_dataloader(self) -> DataLoader:
-        return DataLoader(self.random_predict)
 
 
 def _loaders(datasets: List[Dataset]) -> List[DataLoader]:
