@@ -434,6 +434,17 @@ def _unsupported_reason(optimizer) -> Optional[str]:
     return None
 
 
+def _why_not_fusable(optimizer) -> Optional[str]:
+    """Why a (not yet fused) optimizer cannot step with the fused kernels; None when it can."""
+    cls = type(optimizer)
+    if cls not in FUSABLE:
+        if isinstance(optimizer, tuple(FUSABLE)):
+            return f"{cls.__name__} subclasses a torch optimizer and may override step()"
+        return f"{cls.__name__} has no fused version (supported: Adam, AdamW, SGD)"
+    reason = _unsupported_reason(optimizer)
+    return None if reason is None else f"{cls.__name__} left unfused: {reason}"
+
+
 def fuse_optimizer(optimizer) -> Tuple[Optional[torch.optim.Optimizer], str]:
     """A fused equivalent of a torch.optim.Adam / AdamW / SGD, or (None, why not).
 
@@ -444,16 +455,10 @@ def fuse_optimizer(optimizer) -> Tuple[Optional[torch.optim.Optimizer], str]:
     """
     if isinstance(optimizer, _FusedMixin):
         return optimizer, f"{_name_of(optimizer)} is already fused"
-    cls = type(optimizer)
-    entry = FUSABLE.get(cls)
-    if entry is None:
-        if isinstance(optimizer, tuple(FUSABLE)):
-            return None, f"{cls.__name__} subclasses a torch optimizer and may override step()"
-        return None, f"{cls.__name__} has no fused version (supported: Adam, AdamW, SGD)"
-    reason = _unsupported_reason(optimizer)
-    if reason is not None:
-        return None, f"{cls.__name__} left unfused: {reason}"
-    fused_cls, arg_names = entry
+    why_not = _why_not_fusable(optimizer)
+    if why_not is not None:
+        return None, why_not
+    fused_cls, arg_names = FUSABLE[type(optimizer)]
     defaults = optimizer.defaults
     kwargs = {k: defaults[k] for k in arg_names if k in defaults}
     groups = []
@@ -479,7 +484,7 @@ def fuse_optimizer(optimizer) -> Tuple[Optional[torch.optim.Optimizer], str]:
             getattr(new, name).update(hooks)
     if getattr(optimizer, "_opt_called", False):
         new._opt_called = True
-    return new, f"{cls.__name__} replaced by {fused_cls.__name__}"
+    return new, f"{type(optimizer).__name__} replaced by {fused_cls.__name__}"
 
 
 def _iter_schedulers(scheduler):
@@ -603,14 +608,10 @@ def fuse_in_place(optimizer) -> Tuple[bool, str]:
     runs fastlight's kernels. The same rules as `fuse_optimizer` decide what can be fused."""
     if isinstance(optimizer, _FusedMixin):
         return True, f"{_name_of(optimizer)} is already fused"
+    why_not = _why_not_fusable(optimizer)
+    if why_not is not None:
+        return False, why_not
     cls = type(optimizer)
-    if cls not in FUSABLE:
-        if isinstance(optimizer, tuple(FUSABLE)):
-            return False, f"{cls.__name__} subclasses a torch optimizer and may override step()"
-        return False, f"{cls.__name__} has no fused version (supported: Adam, AdamW, SGD)"
-    reason = _unsupported_reason(optimizer)
-    if reason is not None:
-        return False, f"{cls.__name__} left unfused: {reason}"
     optimizer.__class__ = _reported_class(cls)
     optimizer._fused_setup()
     optimizer._patch_step_function()  # torch's step wrapper (step pre/post hooks, profiling) for the class
