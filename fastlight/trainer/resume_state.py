@@ -10,7 +10,9 @@ When each state is taken (the order is the whole point):
   returns). So the global RNGs and every torch.Generator the loader, its sampler and batch sampler hold are copied
   just before `iter(loader)` and again just before the epoch's first `next()`: once per epoch, a few microseconds.
 - When a checkpoint is written: the RNGs as they are at that moment (after batch k and whatever ran after it before
-  the save), the loop phase the save happened in, and the logging step counter.
+  the save), the loop phase the save happened in, and the logging step counter. A save in the middle of a gradient
+  accumulation window (the last batch did not step) also keeps the gradients accumulated so far: the next optimizer
+  step adds the resumed batches' gradients to them (Lightning's checkpoints drop them; so would a resume).
 
 Mid-epoch resume: the iterator is rebuilt under the first copy, the second copy is put back, the k batches already
 trained are skipped (sampler indices only for a single-process map-style DataLoader; loaded and dropped otherwise; a
@@ -108,18 +110,34 @@ def _phase(trainer: Any) -> str:
     return PHASE_OTHER
 
 
+def _partial_gradients(trainer: Any) -> Optional[Dict[str, torch.Tensor]]:
+    """The gradients accumulated since the window's last optimizer step, by parameter name, when the save falls inside
+    an accumulation window of automatic optimization (the last batch run only accumulated); None otherwise."""
+    loop = trainer.fit_loop
+    if getattr(trainer.state, "fn", None) != "fit" or not getattr(loop, "_automatic", True):
+        return None
+    if not loop._accumulating or loop.epoch_batch_idx < 0:
+        return None
+    module = trainer.lightning_module
+    return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}
+
+
 def rank_state(trainer: Any) -> Dict[str, Any]:
-    """This process's part: RNGs now, the loop phase, the train iterator's snapshots."""
+    """This process's part: RNGs now, the loop phase, the train iterator's snapshots, a window's partial gradients."""
     loop = trainer.fit_loop
     loaders = loop._train_loaders() if loop.loader is not None else []
     record = loop._iter_record
-    return {
+    state = {
         "rng": _collect_rng_states(),
         "phase": _phase(trainer) if getattr(trainer.state, "fn", None) == "fit" else PHASE_OTHER,
         "batches_that_stepped": int(trainer._batches_that_stepped),
         "train_iterator": dict(record) if record is not None else None,
         "samplers": _distributed_samplers(loaders),
     }
+    grads = _partial_gradients(trainer)
+    if grads is not None:
+        state["partial_gradients"] = grads
+    return state
 
 
 def dump(trainer: Any) -> Optional[Dict[str, Any]]:
@@ -219,6 +237,7 @@ def finish(loop: Any, state: Dict[str, Any]) -> None:
         # the state `at_first_next` put back, not under the later one of the save
         return
     _set_rng_states(state["rng"])
+    _put_back_gradients(loop, state.get("partial_gradients"))
     phase = state["phase"]
     loop.is_last_batch = loop._batch_progress.is_last_batch
     loop._accumulating = loop._should_accumulate()
@@ -226,6 +245,27 @@ def finish(loop: Any, state: Dict[str, Any]) -> None:
         loop._after_batch()
     elif phase == PHASE_VALIDATION:
         loop._after_batch(run_validation=False)
+
+
+def _put_back_gradients(loop: Any, grads: Optional[Dict[str, torch.Tensor]]) -> None:
+    """The accumulation window's gradients of the save, into `.grad` (copied into an existing gradient tensor, so the
+    fused engine's flat-buffer views and a captured graph's static gradients stay the tensors they are)."""
+    if not grads:
+        return
+    params = dict(loop.trainer.lightning_module.named_parameters())
+    unknown = sorted(set(grads) - set(params))
+    if unknown:
+        raise RuntimeError(f"The checkpoint's accumulated gradients name parameters this model does not have:"
+                           f" {unknown[:5]}. Resume with the model that wrote the checkpoint.")
+    with torch.no_grad():
+        for name, p in params.items():
+            g = grads.get(name)
+            if g is None:  # no gradient in the window: None, as zero_grad left it (a zero would move Adam's moments)
+                p.grad = None
+            elif p.grad is not None and p.grad.shape == g.shape:
+                p.grad.copy_(g)
+            else:
+                p.grad = g.to(device=p.device, dtype=p.dtype).clone()
 
 
 def loader_states(loop: Any) -> List[Dict[str, Any]]:
