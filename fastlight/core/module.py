@@ -411,7 +411,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Backward through the precision plugin (loss scaling under 16-mixed), with the backward hooks."""
         self._verify_is_manual_optimization("manual_backward")
-        self.trainer._backward(loss, None, *args, **kwargs)
+        self.trainer.strategy.backward(loss, None, *args, **kwargs)  # DDP arms its gradient all-reduce there
 
     def toggle_optimizer(self, optimizer: Any) -> None:
         """Freeze every parameter that `optimizer` does not own (requires_grad=False), remembering the state."""

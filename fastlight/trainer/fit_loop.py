@@ -49,6 +49,7 @@ import torch
 from torch import Tensor
 
 from fastlight.strategies.data import set_sampler_epoch
+from fastlight.strategies.strategy import backward_is_customized
 from fastlight.trainer import graph_step, input_path, resume_state
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.compiled import batch_channels_last
@@ -137,7 +138,10 @@ class _Closure:
             loop._zero_grad(self.batch_idx, self.optimizer)
         if loss is not None:
             if not loop._skip_backward:
-                loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
+                if loop._strategy_backward is None:
+                    loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
+                else:  # a strategy that takes over the backward (Lightning's loop always calls strategy.backward)
+                    loop._strategy_backward(loss, self.optimizer)
             # Lightning hands out a detached clone; a detached view holds the same value without the copy
             detached = loss.detach()
             self.result = {"loss": detached, **extra} if extra else {"loss": detached}
@@ -172,6 +176,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self.validation_has_run = False
         # training_step runs without zero_grad and backward (Lightning's flag: SWA's batch-norm statistics epoch)
         self._skip_backward = False
+        self._strategy_backward: Optional[Callable[..., Any]] = None  # set per run: _prepare_step_functions
         # exact resume (resume_state.py): the RNG copies taken around the train iterator's creation, a restored
         # checkpoint's state for this rank until the epoch it lands in starts, stateful-loader states to load
         self._iter_record: Optional[Dict[str, Any]] = None
@@ -375,6 +380,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self._step_fetches = _names_param(module.training_step, "dataloader_iter")
         strategy = self.trainer.strategy
         self._distributed = strategy.is_distributed
+        # None: the precision plugin's backward directly (what fastlight's strategies' `backward` does)
+        self._strategy_backward = strategy.backward if backward_is_customized(strategy) else None
         # distributed: the step runs inside the wrapper's forward (DDP prepares its gradient all-reduce there)
         self._training_step_fn = strategy.training_step if self._distributed else module.training_step
         profiler = self.trainer.profiler
@@ -734,7 +741,10 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if loss is None:
             self._warn_none()
         elif not self._skip_backward:
-            trainer._precision.backward(trainer, loss, optimizer)
+            if self._strategy_backward is None:
+                trainer._precision.backward(trainer, loss, optimizer)
+            else:  # a strategy that takes over the backward (Lightning's loop always calls strategy.backward)
+                self._strategy_backward(loss, optimizer)
         if not self._accumulating:
             if self._engine_step is not None:  # hooks, clipping, one stats pass, the fused step, scale update
                 self._engine_step(trainer, trainer._precision, optimizer, loss)

@@ -2,6 +2,7 @@
 (the whole fit loop, in execution order) and evaluation.py (validate / test / predict)."""
 import math
 import os
+from operator import attrgetter
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
@@ -146,18 +147,17 @@ class Trainer:
         self.sanity_checking = False
         self.training = self.validating = self.testing = self.predicting = False
         self.received_sigterm = False
-        self._module: Optional[LightningModule] = None
         self.datamodule: Optional[LightningDataModule] = None
         self.optimizers: List[torch.optim.Optimizer] = []
         self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
-        self._precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
+        precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
         from fastlight.plugins import CheckpointIO, TorchSyncBatchNorm
 
         checkpoint_io = None
         for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
             if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
-                self._precision = plugin
+                precision = plugin
             elif isinstance(plugin, CheckpointIO):
                 checkpoint_io = plugin
             elif isinstance(plugin, TorchSyncBatchNorm):
@@ -167,6 +167,9 @@ class Trainer:
                                   " plugins, a CheckpointIO and TorchSyncBatchNorm; pass a cluster environment to"
                                   " DDPStrategy(cluster_environment=...)).")
         self.strategy = _resolve_strategy(strategy, cfg, devices, num_nodes, sync_batchnorm)
+        # the strategy holds the run's precision plugin and module (Lightning's layout): `_precision`, `_module`,
+        # `precision_plugin`, `lightning_module` and `model` below read them there
+        self.strategy.precision_plugin = precision
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
         self._active_results: Optional[ResultCollection] = None
@@ -265,13 +268,18 @@ class Trainer:
     def precision(self) -> str:
         return self._precision.precision  # the `precision` flag's, or that of a precision plugin passed instead
 
+    # THE module and precision plugin of the run are the strategy's (`strategy.connect(model)` at each run's start)
+    _module = property(attrgetter("strategy.module"), doc="The connected LightningModule (the strategy's).")
+    _precision = property(attrgetter("strategy.precision_plugin"), doc="The run's precision plugin (the strategy's).")
+
     @property
     def lightning_module(self) -> Optional[LightningModule]:
-        return self._module
+        return self.strategy.lightning_module
 
     @property
     def model(self) -> Optional[torch.nn.Module]:
-        return self._module
+        """The module the loop calls: the LightningModule, or its wrapper (DDP) while a run has it wrapped."""
+        return self.strategy.model
 
     @property
     def current_epoch(self) -> int:
@@ -324,7 +332,7 @@ class Trainer:
 
     @property
     def precision_plugin(self) -> Any:
-        return self._precision
+        return self.strategy.precision_plugin
 
     @property
     def accelerator(self) -> Any:
@@ -412,10 +420,9 @@ class Trainer:
     def init_module(self, empty_init: Optional[bool] = None) -> Any:
         """Context manager: tensors created inside (a model's parameters) go straight to the run's device, in the
         dtype of a "-true" precision; empty_init=True also skips torch.nn.init's initializations (the weights are
-        loaded from a checkpoint afterwards), as Lightning's Trainer.init_module does."""
-        from fastlight.trainer.precision import init_context
-
-        return init_context(self.strategy.root_device, self._cfg.precision, bool(empty_init))
+        loaded from a checkpoint afterwards), as Lightning's Trainer.init_module does: the strategy decides
+        (`strategy.tensor_init_context`)."""
+        return self.strategy.tensor_init_context(empty_init=empty_init)
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
@@ -597,7 +604,7 @@ class Trainer:
         fns = self._cb_hooks.get(name)
         if not fns:
             return
-        module = self._module
+        module = self.strategy.module  # (not the `_module` property: one attribute read less per hook)
         prev = module._current_fx_name
         module.__dict__["_current_fx_name"] = name.split(":")[0]  # plain dict write: nn.Module.__setattr__ is slow
         for fn in fns:
@@ -607,7 +614,7 @@ class Trainer:
     def _call_module(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if name in self._module_skip:
             return None
-        module = self._module
+        module = self.strategy.module  # (not the `_module` property: one attribute read less per hook)
         prev = module._current_fx_name
         module.__dict__["_current_fx_name"] = name  # plain dict write: nn.Module.__setattr__ is slow
         try:
@@ -886,7 +893,7 @@ class Trainer:
 
     def _recover_spawned_results(self, model: LightningModule, outcome: Optional[Dict[str, Any]]) -> Any:
         """In the calling process: rank 0's final weights, metrics and progress, as if it had run here."""
-        self._module = model
+        self.strategy.connect(model)
         model._trainer = self
         if outcome is None:
             return None
@@ -906,7 +913,7 @@ class Trainer:
 
             has_timer = self._cfg.max_time is not None or any(isinstance(cb, Timer) for cb in self.callbacks)
             resolve_loop_limits(self._cfg, has_timer)
-        self._module = model
+        self.strategy.connect(model)
         model._trainer = self
         self.state.status = "running"
         self.should_stop = False
@@ -1371,11 +1378,6 @@ class Trainer:
             self.checkpoint_io.teardown()  # e.g. AsyncCheckpointIO: wait for the files still being written
         self.fit_loop.teardown()
         self._hub.teardown()
-
-    # ================================================================= backward (used by manual_backward)
-    def _backward(self, loss: Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> None:
-        self.strategy.pre_backward(loss)  # DDP with manual optimization arms its all-reduce here
-        self._precision.backward(self, loss, optimizer, *args, **kwargs)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.local_rank == 0:  # once per machine, as in Lightning
