@@ -27,7 +27,7 @@ LAYERS = {
     "ops": ({"_C", "_build", "_build_info", "_warn"}, {"torch"}),  # THE dispatch point: the native library (_C) or pure-torch references
     "engine": ({"ops", "utilities"}, {"torch"}),  # flat buffers, fused optimizers, loss scaler: never sees a module
     "optim": ({"engine", "ops", "utilities"}, {"torch"}),  # public names of the engine's fused optimizers
-    "strategies": ({"utilities"}, {"torch"}),
+    "strategies": ({"utilities", "accelerators"}, {"torch"}),  # accelerators: the device probes
     "accelerators": ({"utilities"}, ANY),
     "plugins": ({"trainer", "strategies", "utilities"}, ANY),  # Lightning's plugin names over the trainer's classes  # Lightning's accelerator classes: what a device kind can do
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop

@@ -312,19 +312,19 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         self.zero_grad(set_to_none=True)
 
     def on_validation_model_eval(self) -> None:
-        self.trainer.lightning_module.eval()
+        self.trainer.model.eval()  # the module, or its wrapper (DDP)
 
     def on_validation_model_train(self) -> None:
-        self.trainer.lightning_module.train()
+        self.trainer.model.train()
 
     def on_test_model_eval(self) -> None:
-        self.trainer.lightning_module.eval()
+        self.trainer.model.eval()  # the module, or its wrapper (DDP)
 
     def on_test_model_train(self) -> None:
-        self.trainer.lightning_module.train()
+        self.trainer.model.train()
 
     def on_predict_model_eval(self) -> None:
-        self.trainer.lightning_module.eval()
+        self.trainer.model.eval()  # the module, or its wrapper (DDP)
 
     # ------------------------------------------------------------------ optimization hooks (with defaults)
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
@@ -532,15 +532,19 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
             self.train(mode)
 
     # ------------------------------------------------------------------ misc
-    def freeze(self) -> None:
+    def freeze(self) -> "LightningModule":
+        """No parameter requires grad, eval mode; returns the module (as Lightning's does)."""
         for p in self.parameters():
             p.requires_grad = False
         self.eval()
+        return self
 
-    def unfreeze(self) -> None:
+    def unfreeze(self) -> "LightningModule":
+        """Every parameter requires grad, train mode; returns the module."""
         for p in self.parameters():
             p.requires_grad = True
         self.train()
+        return self
 
     def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
         """Gather a tensor (or a dict/list/tuple of tensors and numbers) from every process: each tensor gets a

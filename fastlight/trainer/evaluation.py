@@ -160,7 +160,7 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         logged_outputs: List[Dict[str, Tensor]] = []
         batched = trainer._cfg.batched_input  # one index_select per tensor for TensorDataset loaders (input_path)
         iterator = input_path.iterate(self.loaders[0], batched)  # before the start hooks, as Lightning (RNG order)
-        self._mode.capture(module)
+        self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
         trainer._call_module(f"on_{self.stage}_model_eval")
         loaders = self.loaders
         trainer._call_callbacks(f"on_{self.stage}_start")
@@ -232,7 +232,7 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         if trainer._has_hook(module, train_hook):
             trainer._call_module(train_hook)
         else:
-            self._mode.restore(module)
+            self._mode.restore(trainer.model)
         if self.verbose and not fitting and trainer.is_global_zero:
             _print_results(logged_outputs, self.fn)
         trainer._last_val_time = time.monotonic()
@@ -357,7 +357,7 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         progress = self.batch_progress
         progress.reset_on_run()
         iterator = iter(loaders[0])
-        self._mode.capture(module)
+        self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
         trainer._call_module("on_predict_model_eval")
         trainer._call_callbacks("on_predict_start")
         trainer._call_module("on_predict_start")
@@ -421,5 +421,5 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self.epoch_batch_indices = []
         trainer._call_callbacks("on_predict_end")
         trainer._call_module("on_predict_end")
-        self._mode.restore(module)
+        self._mode.restore(trainer.model)
         return result

@@ -320,7 +320,7 @@ class Trainer:
     @property
     def device_ids(self) -> List[int]:
         devices = getattr(self.strategy, "parallel_devices", None) or [self.strategy.root_device]
-        return [d.index or 0 for d in devices]
+        return [d.index or i for i, d in enumerate(devices)]  # CPU processes: 0, 1, ... (Lightning's numbering)
 
     @property
     def root_device(self) -> torch.device:
@@ -329,6 +329,20 @@ class Trainer:
     @property
     def distributed_sampler_kwargs(self) -> Optional[Dict[str, int]]:
         return self.strategy.distributed_sampler_kwargs
+
+    @property
+    def _checkpoint_connector(self) -> Any:
+        """Lightning's private checkpoint connector, as a view (fastlight/trainer/connectors.py)."""
+        from fastlight.trainer.connectors import CheckpointConnector
+
+        return CheckpointConnector(self)
+
+    @property
+    def _accelerator_connector(self) -> Any:
+        """Lightning's private accelerator connector, as a view (fastlight/trainer/connectors.py)."""
+        from fastlight.trainer.connectors import AcceleratorConnector
+
+        return AcceleratorConnector(self)
 
     @property
     def precision_plugin(self) -> Any:
@@ -762,15 +776,15 @@ class Trainer:
     def _resolve_model(self, model: Optional[LightningModule], fn: str) -> LightningModule:
         if model is None:
             if self._module is None:
-                raise MisconfigurationError(
-                    f"`model` must be provided to `trainer.{fn}()` when it hasn't been passed in a previous run"
-                )
+                raise TypeError(f"`Trainer.{fn}()` requires a `LightningModule` when it hasn't been passed in a"
+                                " previous run")
             return self._module
         return model
 
     def _attach(self, model: Any, datamodule: Any, fn: str, **sources: Any) -> None:
         if not isinstance(model, LightningModule):
-            raise TypeError(f"`Trainer.{fn}()` requires a `LightningModule`, got: {type(model).__qualname__}")
+            raise TypeError(f"`Trainer.{fn}(model=...)`: `model` must be a `LightningModule` or"
+                            f" `torch._dynamo.OptimizedModule`, got `{type(model).__qualname__}`")
         if datamodule is not None and not isinstance(datamodule, LightningDataModule):
             raise TypeError(f"`datamodule` must be a `LightningDataModule`, got {type(datamodule).__qualname__}")
         self.state.fn = fn
@@ -1063,14 +1077,8 @@ class Trainer:
         if ckpt_path is None:
             return
         if before_setup:
-            from fastlight.utilities.checkpoint_io import load_checkpoint
-
             rank_zero_info(f"Restoring states from the checkpoint path at {ckpt_path}")
-            io = self.checkpoint_io
-            if io is not None:
-                checkpoint = io.load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
-            else:
-                checkpoint = load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
+            checkpoint = self._read_checkpoint(ckpt_path, weights_only)
             self._loaded_checkpoint = checkpoint
             checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(ckpt_path))
             return
@@ -1084,19 +1092,43 @@ class Trainer:
         else:
             rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
 
-    def _select_ckpt_path(self, fn: str, ckpt_path: Optional[Any], model_provided: bool) -> Optional[str]:
-        """`ckpt_path` as a file path: "best" and "last" resolved, and validate/test/predict without a model use the
-        best checkpoint of the previous fit (Lightning's rules and messages)."""
+    def _read_checkpoint(self, path: Any, weights_only: Optional[bool] = None) -> Dict[str, Any]:
+        """The checkpoint file at `path`, onto the CPU, through the trainer's CheckpointIO (TorchCheckpointIO if none)."""
+        from fastlight.utilities.checkpoint_io import load_checkpoint
+
+        io = self.checkpoint_io
+        if io is not None:
+            return io.load_checkpoint(path, map_location="cpu", weights_only=weights_only)
+        return load_checkpoint(path, map_location="cpu", weights_only=weights_only)
+
+    def _select_ckpt_path(self, fn: str, ckpt_path: Optional[Any], model_provided: bool,
+                          model_connected: bool = True) -> Optional[str]:
+        """`ckpt_path` as a file path: "best" and "last" resolved, validate/test/predict without a model use the
+        best checkpoint of the previous fit, and a fit with an OnExceptionCheckpoint continues from the latest of
+        its file and the last checkpoints (Lightning's rules and messages)."""
+        from fastlight.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+
+        fn = getattr(fn, "value", fn)  # a TrainerFn
         if ckpt_path is not None and not isinstance(ckpt_path, (str, os.PathLike)):
             raise TypeError(f"`.{fn}(ckpt_path=...)` must be a path, 'best', 'last' or None, got {ckpt_path!r}")
+        on_exception = [cb for cb in self.callbacks if isinstance(cb, OnExceptionCheckpoint)]
+        if ckpt_path is None and on_exception and self.state.fn == "fit":
+            ckpt_path = "last"
+            rank_zero_warn(
+                f"`.{fn}(ckpt_path=None)` was called without a model. The last model of the previous `fit` call will"
+                f" be used. You can pass `{fn}(ckpt_path='best')` to use the best model or `{fn}(ckpt_path='last')`"
+                " to use the last model. If you pass a value, this warning will be silenced."
+            )
         if model_provided and ckpt_path is None:
             return None
-        if ckpt_path is None:
+        if model_connected and ckpt_path is None:
             ckpt_path = "best"
+            tip = (" There is also an on-exception checkpoint available, however it is used by default only when"
+                   " fitting.") if on_exception else ""
             rank_zero_warn(
                 f"`.{fn}(ckpt_path=None)` was called without a model. The best model of the previous `fit` call will"
-                f" be used. You can pass `.{fn}(ckpt_path='best')` to use the best model or `.{fn}(ckpt_path='last')`"
-                " to use the last model. If you pass a value, this warning will be silenced."
+                f" be used.{tip} You can pass `.{fn}(ckpt_path='best')` to use the best model or"
+                f" `.{fn}(ckpt_path='last')` to use the last model. If you pass a value, this warning will be silenced."
             )
         if ckpt_path == "best":
             if len(self.checkpoint_callbacks) > 1:
@@ -1119,7 +1151,7 @@ class Trainer:
                 )
             return callback.best_model_path
         if ckpt_path == "last":
-            candidates = set()
+            candidates = {cb.ckpt_path for cb in on_exception}
             for callback in self.checkpoint_callbacks:
                 find = getattr(callback, "_find_last_checkpoints", None)
                 if find is not None:
@@ -1133,6 +1165,9 @@ class Trainer:
                 )
                 return None
             return max(existing, key=existing.get)
+        if not ckpt_path:
+            raise ValueError(f"`.{fn}()` found no path for the best weights: {ckpt_path!r}. Please specify a path for a"
+                             f" checkpoint `.{fn}(ckpt_path=PATH)`")
         return os.fspath(ckpt_path)
 
     # ================================================================= checkpoints
@@ -1154,13 +1189,8 @@ class Trainer:
         module weights, datamodule and callback states, AMP scaler, loop progress, optimizer and scheduler states.
         The loop continues from the restored counters without a resume (Lightning resets `restarting`)."""
         from fastlight.trainer import checkpoint_layout
-        from fastlight.utilities.checkpoint_io import load_checkpoint
 
-        io = self.checkpoint_io
-        if io is not None:
-            checkpoint = io.load_checkpoint(filepath, map_location="cpu")
-        else:
-            checkpoint = load_checkpoint(filepath, map_location="cpu")
+        checkpoint = self._read_checkpoint(filepath)
         checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(filepath))
         checkpoint_layout.restore_training_state(self, checkpoint, stage=self.state.fn)
 
