@@ -243,8 +243,8 @@ def build_config(**kw: Any) -> TrainerConfig:
         clip_algo = str(clip_algo).lower()
         if clip_algo not in ("norm", "value"):
             raise ConfigError(
-                f"`gradient_clip_algorithm` {kw['gradient_clip_algorithm']} is invalid. Allowed algorithms: 'norm',"
-                " 'value'."
+                f"`Trainer(gradient_clip_algorithm={kw['gradient_clip_algorithm']!r})`: `gradient_clip_algorithm`"
+                f" {kw['gradient_clip_algorithm']} is invalid. Allowed algorithms: 'norm', 'value'."
             )
 
     vci = kw["val_check_interval"]
@@ -264,7 +264,8 @@ def build_config(**kw: Any) -> TrainerConfig:
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int >= 1 (or a float).")
     cve = kw["check_val_every_n_epoch"]
     if cve is not None and (isinstance(cve, bool) or not isinstance(cve, int)):
-        raise ConfigError(f"`check_val_every_n_epoch` should be an integer, found {cve!r}.")
+        raise ConfigError(f"`Trainer(check_val_every_n_epoch={cve!r})`: `check_val_every_n_epoch` should be an"
+                          f" integer, found {cve!r}.")
     if cve is not None and cve < 1:
         raise ConfigError(f"`Trainer(check_val_every_n_epoch={cve!r})` must be None or an int >= 1.")
     if cve is None and isinstance(kw["val_check_interval"], float):
