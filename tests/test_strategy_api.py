@@ -297,7 +297,7 @@ def test_dump_checkpoint_has_lightnings_keys(tmp_path):
 def test_hpc_save_path_numbers_like_lightning(tmp_path):
     from pytorch_lightning.trainer.connectors.checkpoint_connector import _CheckpointConnector
 
-    from fastlight.trainer.connectors import CheckpointConnector
+    from fastlight.trainer.connector_views import CheckpointConnector
 
     assert os.path.basename(CheckpointConnector.hpc_save_path(str(tmp_path))) == "hpc_ckpt_1.ckpt"
     for name in ("hpc_ckpt_1.ckpt", "hpc_ckpt_3.ckpt", "other.txt"):
@@ -328,3 +328,18 @@ def test_a_strategy_set_on_the_accelerator_connector_is_the_trainers(pl):
         with trainer.init_module():
             pass
     ctx.assert_called_once_with(empty_init=None)
+
+
+# ------------------------------------------------------------------------------------------- strategy.optimizers
+@pytest.mark.parametrize("pl", FRAMEWORKS)
+def test_the_optimizers_are_the_strategys_and_rewrapped_for_each_run(pl, tmp_path):
+    model = build(pl)(optimizer="adam")
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=0))
+    pl.tuner.Tuner(trainer).lr_find(model, num_training=5, early_stop_threshold=None)
+    assert trainer.strategy._lightning_optimizers[0].optimizer is trainer.optimizers[0]
+    first = trainer.optimizers[0]
+    trainer.fit(model)
+    assert trainer.strategy.optimizers is trainer.optimizers or trainer.strategy.optimizers == trainer.optimizers
+    assert trainer.optimizers[0] is not first  # configure_optimizers ran again
+    assert trainer.strategy._lightning_optimizers[0].optimizer is trainer.optimizers[0]
+    assert model.optimizers().optimizer is trainer.optimizers[0]

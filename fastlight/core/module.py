@@ -309,7 +309,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None: ...
 
     def on_validation_model_zero_grad(self) -> None:
-        self.zero_grad(set_to_none=True)
+        self.zero_grad()  # torch's default: set_to_none=True
 
     def on_validation_model_eval(self) -> None:
         self.trainer.model.eval()  # the module, or its wrapper (DDP)

@@ -42,6 +42,9 @@ class Strategy:
         self.sync_batchnorm = False
         # the run's precision plugin (fastlight.trainer.precision): the Trainer hands it over when it is created
         self.precision_plugin: Optional[Any] = None
+        # the optimizers the loop steps and their LightningOptimizer wrappers (`trainer.optimizers` sets both)
+        self.optimizers: list = []
+        self._lightning_optimizers: list = []
 
     # the module -----------------------------------------------------------------------------------------------
     def connect(self, model: nn.Module) -> None:

@@ -148,8 +148,6 @@ class Trainer:
         self.training = self.validating = self.testing = self.predicting = False
         self.received_sigterm = False
         self.datamodule: Optional[LightningDataModule] = None
-        self.optimizers: List[torch.optim.Optimizer] = []
-        self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
         precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
         from fastlight.plugins import CheckpointIO, TorchSyncBatchNorm
@@ -331,16 +329,30 @@ class Trainer:
         return self.strategy.distributed_sampler_kwargs
 
     @property
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        """The run's optimizers (the strategy's, as in Lightning)."""
+        return self.strategy.optimizers
+
+    @optimizers.setter
+    def optimizers(self, optimizers: List[torch.optim.Optimizer]) -> None:
+        optimizers = list(optimizers)
+        self.strategy.optimizers = optimizers
+        self.strategy._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
+
+    _lightning_optimizers = property(attrgetter("strategy._lightning_optimizers"),
+                                     doc="The LightningOptimizer of each optimizer (the strategy's).")
+
+    @property
     def _checkpoint_connector(self) -> Any:
-        """Lightning's private checkpoint connector, as a view (fastlight/trainer/connectors.py)."""
-        from fastlight.trainer.connectors import CheckpointConnector
+        """Lightning's private checkpoint connector, as a view (fastlight/trainer/connector_views.py)."""
+        from fastlight.trainer.connector_views import CheckpointConnector
 
         return CheckpointConnector(self)
 
     @property
     def _accelerator_connector(self) -> Any:
-        """Lightning's private accelerator connector, as a view (fastlight/trainer/connectors.py)."""
-        from fastlight.trainer.connectors import AcceleratorConnector
+        """Lightning's private accelerator connector, as a view (fastlight/trainer/connector_views.py)."""
+        from fastlight.trainer.connector_views import AcceleratorConnector
 
         return AcceleratorConnector(self)
 
@@ -590,7 +602,8 @@ class Trainer:
         self._cb_hooks = {k: tuple(v) for k, v in table.items()}
         # epoch-end monitoring callbacks (checkpoint, early stopping) run after the module's on_train_epoch_end
         epoch_end = [cb for cb in self.callbacks
-                     if type(cb).on_train_epoch_end is not Callback.on_train_epoch_end]
+                     if type(cb).on_train_epoch_end is not Callback.on_train_epoch_end
+                     or "on_train_epoch_end" in vars(cb)]  # set on the instance
         timed = (lambda cb: profiler.wrap(f"[Callback]{cb.state_key}.on_train_epoch_end", cb.on_train_epoch_end)) \
             if profiler.profiling else (lambda cb: cb.on_train_epoch_end)
         self._cb_hooks["on_train_epoch_end"] = tuple(timed(cb) for cb in epoch_end if not _is_monitoring_callback(cb))
@@ -600,7 +613,8 @@ class Trainer:
         cls = type(module)
         # configure_gradient_clipping's default does nothing without a clip value: skip it then
         self._clipping_active = bool(self._cfg.gradient_clip_val) or (
-            type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
+            type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping
+            or "configure_gradient_clipping" in vars(module))  # set on the instance (a wrapper that records it)
         self._module_skip = frozenset(
             name for name in _NOOP_MODULE_HOOKS
             if getattr(cls, name, None) is getattr(LightningModule, name) and name not in vars(module)
@@ -1281,7 +1295,7 @@ class Trainer:
         if fn == "fit":
             self._setup_optimizers(model)
         else:
-            self.optimizers, self._lightning_optimizers, self.lr_scheduler_configs = [], [], []
+            self.optimizers, self.lr_scheduler_configs = [], []
 
     def _setup_optimizers(self, model: LightningModule) -> None:
         conf = self._call_module("configure_optimizers")
@@ -1296,8 +1310,7 @@ class Trainer:
             )
         optimizers = self._select_optimizer_engine(optimizers)
         optimizers = self.strategy.setup_optimizers(optimizers)
-        self.optimizers = optimizers
-        self._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
+        self.optimizers = optimizers  # and their LightningOptimizers
         self.lr_scheduler_configs = configs
 
     def _select_optimizer_engine(self, optimizers: List[Any]) -> List[Any]:
