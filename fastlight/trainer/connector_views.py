@@ -1,4 +1,4 @@
-"""`trainer._checkpoint_connector` and `trainer._accelerator_connector`: Lightning's private connectors, which user code
+"""`trainer._checkpoint_connector`, `trainer._accelerator_connector` and `trainer._data_connector`: Lightning's private connectors, which user code
 and tests reach into, as thin views over the Trainer's own state. Nothing is stored here: each method forwards to
 the one place fastlight keeps that concept (the Trainer's restore/ckpt-path code, `checkpoint_layout`, the strategy).
 """
@@ -83,6 +83,36 @@ class CheckpointConnector:
                 if match:
                     numbers.append(int(match.group(1)))
         return os.path.join(folderpath, f"hpc_ckpt_{max(numbers) + 1}.ckpt")
+
+
+class DataConnector:
+    """Lightning's `_DataConnector` attach methods over `Trainer._attach_sources`: where each stage's dataloaders come
+    from (given loaders, else the datamodule's hooks, else the module's)."""
+
+    _STAGES = ("train", "val", "test", "predict")
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+
+    def attach_data(self, model: Any, train_dataloaders: Any = None, val_dataloaders: Any = None,
+                    test_dataloaders: Any = None, predict_dataloaders: Any = None, datamodule: Any = None) -> None:
+        """Every stage's loaders at once, then the datamodule (whose hooks win over the given loaders, as in
+        Lightning); the module gets the trainer."""
+        self.attach_dataloaders(model, train_dataloaders, val_dataloaders, test_dataloaders, predict_dataloaders)
+        self.attach_datamodule(model, datamodule)
+        model.trainer = self.trainer
+
+    def attach_dataloaders(self, model: Any, train_dataloaders: Any = None, val_dataloaders: Any = None,
+                           test_dataloaders: Any = None, predict_dataloaders: Any = None) -> None:
+        given = dict(zip(self._STAGES, (train_dataloaders, val_dataloaders, test_dataloaders, predict_dataloaders)))
+        self.trainer._attach_sources(model, self._STAGES, given)
+
+    def attach_datamodule(self, model: Any, datamodule: Any = None) -> None:
+        if datamodule is None:
+            return
+        self.trainer._attach_sources(datamodule, self._STAGES, {})
+        self.trainer.datamodule = datamodule
+        datamodule.trainer = self.trainer
 
 
 class AcceleratorConnector:

@@ -350,6 +350,13 @@ class Trainer:
         return CheckpointConnector(self)
 
     @property
+    def _data_connector(self) -> Any:
+        """Lightning's private data connector, as a view (fastlight/trainer/connector_views.py)."""
+        from fastlight.trainer.connector_views import DataConnector
+
+        return DataConnector(self)
+
+    @property
     def _accelerator_connector(self) -> Any:
         """Lightning's private accelerator connector, as a view (fastlight/trainer/connector_views.py)."""
         from fastlight.trainer.connector_views import AcceleratorConnector
@@ -805,24 +812,26 @@ class Trainer:
         self.datamodule = datamodule
         if datamodule is not None:
             datamodule.trainer = self
-        # a dataloader given to this call, else the datamodule's, else the module's hook
-        owner = datamodule if datamodule is not None else model
+        stages = {"fit": ("train", "val"), "validate": ("val",)}.get(fn, (fn,))
+        self._attach_sources(datamodule if datamodule is not None else model, stages, sources)
+
+    def _attach_sources(self, owner: Any, stages: Iterable[str], given: Dict[str, Any]) -> None:
+        """Where each stage's dataloaders come from: a dataloader in `given` (by stage: "train", "val", "test",
+        "predict"), else for `stages` the hooks of `owner` (the datamodule, else the module). The loaders of those
+        stages are requested again when next needed."""
         for stage in ("train", "val", "test", "predict"):
-            given = sources.get(stage)
-            if given is not None:
-                setattr(self, f"_{stage}_source", ("given", given))
-            elif fn == "fit" and stage in ("train", "val") or fn == "validate" and stage == "val" \
-                    or fn == stage:
+            loader = given.get(stage)
+            if loader is not None:
+                setattr(self, f"_{stage}_source", ("given", loader))
+            elif stage in stages:
                 setattr(self, f"_{stage}_source", ("hook", owner))
-        if fn == "fit":
+        if "train" in stages:
             self.train_dataloader = None
-            self.val_dataloaders = None
             self.fit_loop.reset_data()
-            self.validate_loop.reset_data()
-        elif fn == "validate":
+        if "val" in stages:
             self.val_dataloaders = None
             self.validate_loop.reset_data()
-        elif fn == "test":
+        if "test" in stages:
             self.test_dataloaders = None
             self.test_loop.reset_data()
 
