@@ -343,3 +343,43 @@ def test_the_optimizers_are_the_strategys_and_rewrapped_for_each_run(pl, tmp_pat
     assert trainer.optimizers[0] is not first  # configure_optimizers ran again
     assert trainer.strategy._lightning_optimizers[0].optimizer is trainer.optimizers[0]
     assert model.optimizers().optimizer is trainer.optimizers[0]
+
+
+# ----------------------------------------------------------------------------------------------- _data_connector
+@pytest.mark.parametrize("pl", FRAMEWORKS)
+def test_attach_data_then_setup_data_loads_each_stages_loaders(pl):
+    trainer = pl.Trainer(**trainer_kwargs(".", limit_val_batches=1, limit_test_batches=0.5))
+    model = build(pl)(n_train=40, n_val=16, batch_size=8)
+    trainer.strategy.connect(model)
+    trainer._data_connector.attach_data(model)
+    assert model.trainer is trainer
+    trainer.state.fn = pl.trainer.states.TrainerFn.FITTING
+    trainer.fit_loop.setup_data()
+    assert trainer.num_training_batches == 5
+    trainer.state.fn = pl.trainer.states.TrainerFn.VALIDATING
+    trainer.validate_loop.setup_data()
+    assert trainer.num_val_batches == [1]
+
+
+def test_attached_loaders_and_datamodule_like_lightning():
+    from _parity_helpers import build_datamodule, make_data
+
+    def counts(pl):
+        trainer = pl.Trainer(**trainer_kwargs("."))
+        model = build(pl)()
+        given = torch.utils.data.DataLoader(make_data(24), batch_size=4)
+        trainer.strategy.connect(model)
+        trainer._data_connector.attach_data(model, train_dataloaders=given)
+        trainer.state.fn = pl.trainer.states.TrainerFn.FITTING
+        trainer.fit_loop.setup_data()
+        from_given = trainer.num_training_batches
+        datamodule = build_datamodule(pl)()
+        datamodule.setup("fit")
+        trainer._data_connector.attach_data(model, train_dataloaders=given, datamodule=datamodule)
+        assert trainer.datamodule is datamodule and datamodule.trainer is trainer
+        trainer.fit_loop.setup_data()
+        return from_given, trainer.num_training_batches
+
+    got, ref = counts(fl), counts(pl_ref)
+    assert got == ref
+    assert got[0] == 6 and got[1] != 6  # the datamodule's hook wins over a given loader, as in Lightning
