@@ -195,10 +195,10 @@ def test_a_fit_after_a_crash_continues_from_the_on_exception_checkpoint_like_lig
         path = os.path.join(folder, "on_exception.ckpt")
         assert os.path.exists(path)
         trainer, _ = _failing_fit(framework, folder, fail_at=None)
-        outcomes[framework.__name__] = (trainer.ckpt_path == path, trainer.global_step, os.path.exists(path))
-    assert outcomes["fastlight"] == outcomes["pytorch_lightning"]
-    resumed, global_step, file_left = outcomes["fastlight"]
-    assert resumed and 3 < global_step < 8 and not file_left  # continued from step 3, not from scratch
+        # (the step it ends at differs: Lightning re-runs the batch that raised, 8; fastlight's resume from an
+        # exception-time checkpoint counts it done, 7; docs/compatibility.md "Counters after an exception ...")
+        outcomes[framework.__name__] = (trainer.ckpt_path == path, trainer.global_step > 3, os.path.exists(path))
+    assert outcomes["fastlight"] == outcomes["pytorch_lightning"] == (True, True, False)
 
 
 def test_on_exception_checkpoint_refuses_an_empty_filename_and_disabled_checkpointing(tmp_path):
