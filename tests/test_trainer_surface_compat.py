@@ -114,3 +114,30 @@ def test_hooks_wrapped_on_the_instance_run_where_lightning_runs_them(tmp_path):
     assert got == ref
     assert got.count("clip_gradients") == 2  # the default configure_gradient_clipping calls it, value or not
     assert got.index("Callback.on_train_epoch_end") < got.index("on_train_epoch_end")
+
+
+def test_configure_optimizers_returning_none_fits_without_an_optimizer_like_lightning(tmp_path):
+    outcomes = {}
+    for pl in (pl_ref, fl):
+        calls = []
+
+        class Model(build(pl)):
+            def configure_optimizers(self):
+                return None
+
+            def training_step(self, batch, batch_idx):
+                calls.append(batch_idx)
+                return super().training_step(batch, batch_idx)
+
+        model = Model()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path / pl.__name__, max_epochs=1, limit_train_batches=3,
+                                              limit_val_batches=0))
+        with pytest.warns(UserWarning, match="will run with no optimizer"):
+            trainer.fit(model)
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+        path = str(tmp_path / f"{pl.__name__}.ckpt")
+        trainer.save_checkpoint(path)
+        ckpt = torch.load(path, weights_only=False)
+        outcomes[pl.__name__] = (calls, trainer.global_step, repr(trainer.optimizers[0]), ckpt["optimizer_states"])
+    assert outcomes["fastlight"] == outcomes["pytorch_lightning"] == ([0, 1, 2], 3, "No Optimizer", [{}])
