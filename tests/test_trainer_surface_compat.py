@@ -141,3 +141,46 @@ def test_configure_optimizers_returning_none_fits_without_an_optimizer_like_ligh
         ckpt = torch.load(path, weights_only=False)
         outcomes[pl.__name__] = (calls, trainer.global_step, repr(trainer.optimizers[0]), ckpt["optimizer_states"])
     assert outcomes["fastlight"] == outcomes["pytorch_lightning"] == ([0, 1, 2], 3, "No Optimizer", [{}])
+
+
+@pytest.mark.parametrize("pl", FRAMEWORKS)
+def test_lightning_optimizer_reads_the_wrapped_optimizers_state_live(pl):
+    from copy import deepcopy
+
+    model = torch.nn.Linear(3, 4)
+    first = torch.optim.Adam(model.parameters(), lr=0.1)
+    first.param_groups[0]["lr"] = 1.0
+    saved = deepcopy(first.state_dict())
+    second = torch.optim.Adam(model.parameters(), lr=100)
+    wrapped = pl.core.optimizer.LightningOptimizer(second)
+    second.load_state_dict(saved)  # replaces the optimizer's param_groups list
+    assert wrapped.param_groups[0]["lr"] == 1.0
+    third = torch.optim.Adam(model.parameters(), lr=100)
+    wrapped = pl.core.optimizer.LightningOptimizer(third)
+    wrapped.load_state_dict(saved)
+    assert wrapped.param_groups[0]["lr"] == 1.0
+    if pl is fl:  # fastlight loads into the wrapped optimizer itself (Lightning's wrapper keeps its own copy then)
+        assert third.param_groups[0]["lr"] == 1.0
+        assert wrapped.state is third.state and wrapped.defaults is third.defaults
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_optimizer_step_returns_the_closures_loss_like_lightning(tmp_path, fused):
+    returned = {}
+    for pl in (pl_ref, fl):
+        seen = []
+
+        class Model(build(pl)):
+            def training_step(self, batch, batch_idx):
+                loss = super().training_step(batch, batch_idx)
+                seen.append(loss.detach())
+                return loss
+
+            def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
+                out = optimizer.step(closure=optimizer_closure)
+                returned.setdefault(pl.__name__, []).append(bool(torch.equal(out, seen[-1])))
+
+        extra = {"fused": fused} if pl is fl else {}
+        _ = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=0, **extra))
+        _.fit(Model())
+    assert returned["fastlight"] == returned["pytorch_lightning"] == [True, True]

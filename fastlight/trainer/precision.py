@@ -110,7 +110,9 @@ class Precision:
         engine = self._engine
         if engine is not None and engine.manages(optimizer):
             # the closure first, as torch's and fastlight's Adam/AdamW/SGD do inside step(closure)
-            return engine.step(trainer, self, optimizer, closure(), **kwargs)
+            closure_result = closure()
+            out = engine.step(trainer, self, optimizer, closure_result, **kwargs)
+            return closure_result if out is None else out  # what step(closure) returns: the closure's loss
         return optimizer.step(closure=partial(self._wrap_closure, trainer, optimizer, closure), **kwargs)
 
     # -- clipping ------------------------------------------------------------------------------------
