@@ -157,6 +157,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self.epoch_batch_idx = -1  # index of the current batch within the epoch
         self.total_batch_idx = -1
         self.is_last_batch = False
+        self._accumulating = False  # the batch being run only accumulates gradients (set per batch; read by saves)
         self._warned_none = False
         # checkpoint counters the loop does not keep live (filled into trainer.loop_progress by `sync_progress`)
         self._zero_grad_calls = 0
