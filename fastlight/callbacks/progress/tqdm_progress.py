@@ -77,7 +77,7 @@ class TQDMProgressBar(_RefreshRateProgressBar):
         if min_refresh_interval < 0:
             raise ValueError(f"TQDMProgressBar(min_refresh_interval={min_refresh_interval!r}) must be >= 0")
         self._min_refresh_interval = min_refresh_interval
-        self._last_refresh = 0.0
+        self._last_refresh = -float("inf")  # the first due redraw always happens
         self._train_progress_bar: Optional[_tqdm] = None
         self._val_progress_bar: Optional[_tqdm] = None
         self._test_progress_bar: Optional[_tqdm] = None
