@@ -310,18 +310,30 @@ def test_tqdm_bar_pickles_between_stages(tmp_path):
         assert copy._train_progress_bar is None and copy.refresh_rate == 1
 
 
-def test_tqdm_min_refresh_interval_spaces_redraws_by_time(tmp_path):
-    """fastlight only: with a long interval only the first batch and the last batch of the run redraw."""
-    reads, _ = metric_reads(fastlight, tmp_path, "TQDMProgressBar", limit_train_batches=8, limit_val_batches=1,
-                            max_epochs=2)
-    bar = fastlight.callbacks.TQDMProgressBar(min_refresh_interval=3600)
-    calls = []
-    bar.get_metrics = lambda trainer, module: calls.append(trainer.global_step) or {}
-    make_trainer(fastlight, tmp_path, bar, limit_train_batches=8, limit_val_batches=1, max_epochs=2).fit(
-        make_model(fastlight))
-    assert len([r for r in reads if r[0] == "train"]) == 2 * (8 + 1)  # without it: every batch and the epoch end
-    # sanity check; epoch 0: batch 1, batch 8, validation end, epoch end; epoch 1: batch 8, validation, epoch end
-    assert calls == [0, 1, 8, 8, 8, 16, 16, 16]
+def test_tqdm_min_refresh_interval_spaces_the_drawing_not_the_state(tmp_path):
+    """fastlight only: a bar's line is drawn at most every `min_refresh_interval` s (and on the last batch); where the
+    bar stands and what it shows follow `refresh_rate` whatever the interval."""
+    module = bar_module(fastlight, "tqdm_progress")
+    drawn, states = {}, {}
+    for interval in (0, 3600):
+        lines, bars = [], []
+
+        class Counting(recording_tqdm(module.Tqdm, bars)):
+            def refresh(self, *args, **kwargs):
+                if not self.disable and self.desc.startswith("Epoch 0"):
+                    lines.append((self.n, str(self.postfix or "")))
+                return super().refresh(*args, **kwargs)
+
+        bar = fastlight.callbacks.TQDMProgressBar(min_refresh_interval=interval)
+        with mock.patch.object(module, "Tqdm", Counting):
+            make_trainer(fastlight, tmp_path, bar, limit_train_batches=8, limit_val_batches=2,
+                         num_sanity_val_steps=0).fit(make_model(fastlight))
+        drawn[interval] = sorted({n for n, _ in lines})
+        states[interval] = [(b.n_values, b.total_values, b.descriptions, str(b.postfix)) for b in bars]
+        assert lines[-1][0] == 8 and "step_metric=1.000" in lines[-1][1]  # the last batch drew, with its metrics
+    assert drawn[0] == list(range(9))
+    assert drawn[3600] == [0, 1, 8]  # the fresh bar, its first update, its last batch
+    assert states[0] == states[3600]
     with pytest.raises(ValueError, match="min_refresh_interval"):
         fastlight.callbacks.TQDMProgressBar(min_refresh_interval=-1)
 

@@ -1,18 +1,21 @@
 """TQDMProgressBar (`lightning.pytorch.callbacks.progress.tqdm_progress`): Lightning's default bar, drawn by tqdm.
 
-A batch costs an integer compare unless a redraw is due: every `refresh_rate` batches and on the last batch, as in
+A batch costs an integer compare unless an update is due: every `refresh_rate` batches and on the last batch, as in
 Lightning. Only then does the bar read trainer.progress_bar_metrics (the one host sync, when metrics are logged
-with prog_bar=True) and format them. `min_refresh_interval` (fastlight only, off by default) also spaces redraws by
-time.
+with prog_bar=True) and move to the batch. Drawing the line (tqdm's refresh: formatting and writing it, about 0.1 ms)
+happens at most every `min_refresh_interval` seconds (0.1, tqdm's own default interval) and always on the last
+batch; with 0 every update draws, as Lightning's bar does. What the bars hold (position, totals, descriptions,
+metrics) follows Lightning's exactly either way.
 
 The bars are made by the module-level `Tqdm` class (looked up when a bar is made, so a subclass patched in here is
 used); override `init_*_tqdm` to customise one bar.
 """
 import importlib.util
+import math
 import os
 import sys
 import time
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 if importlib.util.find_spec("ipywidgets") is not None:  # tqdm.auto draws a widget in notebooks (needs ipywidgets)
     from tqdm.auto import tqdm as _tqdm
@@ -48,13 +51,6 @@ class Tqdm(_tqdm):
         return n
 
 
-def _update_n(bar: Any, value: int) -> None:
-    """Moves a bar to `value` and redraws it (a hidden bar is left alone)."""
-    if not bar.disable:
-        bar.n = value
-        bar.refresh()
-
-
 class TQDMProgressBar(_RefreshRateProgressBar):
     """The default bar: a sanity-check bar, a training bar (one line per epoch with `leave=True`), and validation,
     test and predict bars.
@@ -64,20 +60,21 @@ class TQDMProgressBar(_RefreshRateProgressBar):
             it; on Colab (`COLAB_GPU`) the default 1 becomes 20.
         process_position: offset the bars by this many lines (several bars at once).
         leave: keep each finished epoch's bar on screen.
-        min_refresh_interval: fastlight only: besides the `refresh_rate` batches, at least this many seconds
-            between redraws (the last batch always redraws). 0, the default, redraws as Lightning does.
+        min_refresh_interval: fastlight only: at least this many seconds between two draws of a bar's line (the
+            last batch always draws); the bar's state still follows `refresh_rate`. 0 draws every update, as
+            Lightning does.
     """
 
     BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 
-    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False, min_refresh_interval: float = 0.0) -> None:
+    def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False, min_refresh_interval: float = 0.1) -> None:
         super().__init__(self._resolve_refresh_rate(refresh_rate))
         self._process_position = process_position
         self._leave = leave
         if min_refresh_interval < 0:
             raise ValueError(f"TQDMProgressBar(min_refresh_interval={min_refresh_interval!r}) must be >= 0")
         self._min_refresh_interval = min_refresh_interval
-        self._last_refresh = -float("inf")  # the first due redraw always happens
+        self._drawn_at: Dict[str, float] = {}  # when each bar ("train", "val", ...) last drew its line
         self._train_progress_bar: Optional[_tqdm] = None
         self._val_progress_bar: Optional[_tqdm] = None
         self._test_progress_bar: Optional[_tqdm] = None
@@ -157,31 +154,33 @@ class TQDMProgressBar(_RefreshRateProgressBar):
 
     # -- when to redraw ---------------------------------------------------------------------------------------------
     def _should_update(self, current: int, total: Optional[float]) -> bool:
-        if not self.is_enabled:
-            return False
-        if current == total:
-            return True
-        if current % self.refresh_rate:
-            return False
-        if self._min_refresh_interval > 0:
-            now = time.perf_counter()  # not time.monotonic: time-based val_check_interval tests patch that clock
-            if now - self._last_refresh < self._min_refresh_interval:
-                return False
-            self._last_refresh = now
-        return True
+        return self.is_enabled and (current % self.refresh_rate == 0 or current == total)
 
-    @staticmethod
-    def _restart(bar: Any, total: Any, desc: str) -> None:
+    def _move(self, role: str, bar: Any, n: int, postfix: Optional[Dict[str, Any]] = None) -> None:
+        """The bar at batch `n`; its line (with `postfix`, the metrics, set just before) drawn unless it was drawn
+        less than `min_refresh_interval` s ago (the last batch always draws). A hidden bar is left alone."""
+        if bar.disable:
+            return
+        bar.n = n
+        now = time.perf_counter()  # not time.monotonic: time-based val_check_interval tests patch that clock
+        if n == bar.total or now - self._drawn_at.get(role, -math.inf) >= self._min_refresh_interval:
+            self._drawn_at[role] = now
+            if postfix is not None:
+                bar.set_postfix(postfix, refresh=False)  # formatting the metrics only for a line that is drawn
+            bar.refresh()
+
+    def _restart(self, role: str, bar: Any, total: Any, desc: str) -> None:
         """A bar back at 0 of `total`: tqdm's reset() without a total, then the total set (so None stays open)."""
         bar.reset()
         bar.total = convert_inf(total)
         bar.initial = 0
         bar.set_description(desc)
+        self._drawn_at.pop(role, None)
 
-    def _batch_end(self, bar: Optional[Any], batch_idx: int) -> None:
+    def _batch_end(self, role: str, bar: Optional[Any], batch_idx: int) -> None:
         n = batch_idx + 1
         if bar is not None and self._should_update(n, bar.total):
-            _update_n(bar, n)
+            self._move(role, bar, n)
 
     # -- sanity check / fit -----------------------------------------------------------------------------------------
     def on_sanity_check_start(self, *_: Any) -> None:
@@ -198,15 +197,14 @@ class TQDMProgressBar(_RefreshRateProgressBar):
     def on_train_epoch_start(self, trainer: Any, *_: Any) -> None:
         if self._leave:
             self.train_progress_bar = self.init_train_tqdm()
-        self._restart(self.train_progress_bar, self.total_train_batches, f"Epoch {trainer.current_epoch}")
+        self._restart("train", self.train_progress_bar, self.total_train_batches, f"Epoch {trainer.current_epoch}")
 
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         n = batch_idx + 1
         bar = self._train_progress_bar
         if bar is not None and self._should_update(n, bar.total):
-            # the metrics first without a redraw, then one redraw with both (Lightning draws twice)
-            bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
-            _update_n(bar, n)
+            # read at Lightning's moments (a subclass's get_metrics sees the same calls); one draw with both
+            self._move("train", bar, n, postfix=self.get_metrics(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not self.train_progress_bar.disable:
@@ -226,10 +224,10 @@ class TQDMProgressBar(_RefreshRateProgressBar):
         if not self.has_dataloader_changed(dataloader_idx):
             return
         desc = self.sanity_check_description if trainer.sanity_checking else self.validation_description
-        self._restart(self.val_progress_bar, self.total_val_batches_current_dataloader, f"{desc} DataLoader {dataloader_idx}")
+        self._restart("val", self.val_progress_bar, self.total_val_batches_current_dataloader, f"{desc} DataLoader {dataloader_idx}")
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._batch_end(self._val_progress_bar, batch_idx)
+        self._batch_end("val", self._val_progress_bar, batch_idx)
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         self.val_progress_bar.close()
@@ -244,10 +242,10 @@ class TQDMProgressBar(_RefreshRateProgressBar):
 
     def on_test_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.has_dataloader_changed(dataloader_idx):
-            self._restart(self.test_progress_bar, self.total_test_batches_current_dataloader, f"{self.test_description} DataLoader {dataloader_idx}")
+            self._restart("test", self.test_progress_bar, self.total_test_batches_current_dataloader, f"{self.test_description} DataLoader {dataloader_idx}")
 
     def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._batch_end(self._test_progress_bar, batch_idx)
+        self._batch_end("test", self._test_progress_bar, batch_idx)
 
     def on_test_end(self, trainer: Any, pl_module: Any) -> None:
         self.test_progress_bar.close()
@@ -258,10 +256,10 @@ class TQDMProgressBar(_RefreshRateProgressBar):
 
     def on_predict_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if self.has_dataloader_changed(dataloader_idx):
-            self._restart(self.predict_progress_bar, self.total_predict_batches_current_dataloader, f"{self.predict_description} DataLoader {dataloader_idx}")
+            self._restart("predict", self.predict_progress_bar, self.total_predict_batches_current_dataloader, f"{self.predict_description} DataLoader {dataloader_idx}")
 
     def on_predict_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._batch_end(self._predict_progress_bar, batch_idx)
+        self._batch_end("predict", self._predict_progress_bar, batch_idx)
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         self.predict_progress_bar.close()
