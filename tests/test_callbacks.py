@@ -369,7 +369,7 @@ def _drive_bar(bar, trainer, epochs=2, batches=50, val_batches=3):
 
 def test_tqdm_bar_reads_metrics_only_when_redrawing_like_lightning(tmp_path, capsys):
     reads = []
-    for bar in (TQDMProgressBar(refresh_rate=10), plc.TQDMProgressBar(refresh_rate=10)):
+    for bar in (TQDMProgressBar(refresh_rate=10, min_refresh_interval=0), plc.TQDMProgressBar(refresh_rate=10)):
         trainer = FakeTrainer(tmp_path, num_training_batches=50, num_val_batches=3)
         _drive_bar(bar, trainer)
         reads.append(trainer.progress_bar_reads)
@@ -382,8 +382,9 @@ def test_tqdm_bar_reads_metrics_only_when_redrawing_like_lightning(tmp_path, cap
 def test_tqdm_bar_time_throttle_and_hidden_bar(tmp_path, capsys):
     trainer = FakeTrainer(tmp_path, num_training_batches=50, num_val_batches=3)
     _drive_bar(TQDMProgressBar(refresh_rate=1, min_refresh_interval=3600), trainer)
-    # the interval spaces the drawing only: the metrics are still read at Lightning's moments (every batch here)
-    assert trainer.progress_bar_reads == 1 + 2 * (50 + 1 + 1)
+    # only drawn lines read the metrics: the sanity check's end; per epoch its first update (a fresh line), its last
+    # batch, validation end and epoch end
+    assert trainer.progress_bar_reads == 1 + 2 * (1 + 1 + 1 + 1)
     assert "50/50" in capsys.readouterr().out  # the last batch always draws
     capsys.readouterr()
     reads = []
@@ -420,7 +421,9 @@ def test_rich_bar_runs_a_fit_and_test(tmp_path):
         _drive_bar(bar, trainer, batches=20)
         bar.teardown(trainer, None, "fit")  # stopping the live display draws it a last time
         assert "Epoch 1" in out.getvalue() and "loss: 0.050" in out.getvalue()
-        assert trainer.progress_bar_reads == 1 + 2 * (20 + 1 + 1)  # every batch, as Lightning's rich bar
+        # Lightning's reads every batch (1 + 2 * (20 + 1 + 1)); at 5 draws a second, a fast epoch reads on its first
+        # and last batch only, besides the sanity check's, validation's and the epoch's ends
+        assert trainer.progress_bar_reads == 1 + 2 * (2 + 1 + 1)
         trainer.state.fn = "test"
         bar.on_test_start(trainer, None)
         for b in range(4):

@@ -184,8 +184,9 @@ def test_tqdm_leave_makes_a_bar_per_epoch_like_lightning(tmp_path):
         assert sum(r["desc"][:1] == ["Epoch 0: "] or r["desc"][:1] == ["Epoch 1: "] for r in ours) >= (2 if leave else 1)
 
 
-def metric_reads(fw, tmp_path, bar_name, refresh_rate=None, **trainer_kw):
-    """What each framework's bar shows: (stage, fn, epoch, global_step, metrics) at each get_metrics call."""
+def metric_reads(fw, tmp_path, bar_name, refresh_rate=None, draw_every_update=True, **trainer_kw):
+    """What each framework's bar shows: (stage, fn, epoch, global_step, metrics) at each get_metrics call.
+    `draw_every_update`: fastlight's TQDM bar draws (and reads) on every update, as Lightning's does."""
     calls = []
     base = getattr(fw.callbacks, bar_name)
 
@@ -200,6 +201,8 @@ def metric_reads(fw, tmp_path, bar_name, refresh_rate=None, **trainer_kw):
     kwargs = {} if refresh_rate is None else {"refresh_rate": refresh_rate}
     if bar_name == "RichProgressBar":
         kwargs["console_kwargs"] = {"file": io.StringIO(), "width": 120}
+    elif fw is fastlight and draw_every_update:
+        kwargs["min_refresh_interval"] = 0
     bar = Recording(**kwargs)
     trainer = make_trainer(fw, tmp_path, bar, log_every_n_steps=1, **trainer_kw)
     model = make_model(fw)
@@ -228,6 +231,29 @@ def test_tqdm_reads_metrics_only_every_refresh_rate_batches_like_lightning(tmp_p
     assert ours == theirs
     train_steps = [step for stage, _, _, step, _ in ours if stage == "train"]
     assert train_steps == [4, 7, 7]  # batch 4, the last batch (7), the epoch end
+
+
+def test_tqdm_default_reads_metrics_only_for_drawn_lines(tmp_path):
+    """fastlight's default draws a line at most every 0.1 s: the metrics are read for those lines only, each read
+    at a moment Lightning's bar reads too (fewer host syncs, the same texts)."""
+    kw = dict(limit_train_batches=8, limit_val_batches=2, max_epochs=2)
+    every, _ = metric_reads(fastlight, tmp_path, "TQDMProgressBar", **kw)
+    drawn, _ = metric_reads(fastlight, tmp_path, "TQDMProgressBar", draw_every_update=False, **kw)
+    assert set(map(repr, drawn)) <= set(map(repr, every)) and len(drawn) < len(every)
+    train = [(epoch, step) for stage, _, epoch, step, _ in drawn if stage == "train"]
+    for epoch in (0, 1):  # each epoch's first update (a fresh line), last batch and end are drawn
+        assert [s for e, s in train if e == epoch][:1] == [8 * epoch + 1] and train.count((epoch, 8 * epoch + 8)) == 2
+
+
+def test_rich_reads_metrics_only_as_often_as_it_draws(tmp_path):
+    """Lightning's rich bar reads the metrics every batch; fastlight's at most `refresh_rate` times a second (each
+    epoch's first and last batch always), each read at a moment Lightning's reads too."""
+    kw = dict(limit_train_batches=8, limit_val_batches=2, max_epochs=2)
+    ours, _ = metric_reads(fastlight, tmp_path, "RichProgressBar", refresh_rate=1, **kw)
+    theirs, _ = metric_reads(pl, tmp_path, "RichProgressBar", refresh_rate=1, **kw)
+    assert set(map(repr, ours)) <= set(map(repr, theirs)) and len(ours) < len(theirs)
+    train = [step for stage, _, _, step, _ in ours if stage == "train"]
+    assert train == [1, 8, 8, 9, 16, 16]  # per epoch: first batch, last batch, epoch end
 
 
 def test_tqdm_postfix_text_like_lightnings(tmp_path, capsys):

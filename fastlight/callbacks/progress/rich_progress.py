@@ -6,8 +6,13 @@ classes (`CustomProgress`, `CustomBarColumn`, `BatchesProcessedColumn`, `CustomT
 built, so a subclass or a patch put here is used.
 
 Drawing happens on rich's refresh thread, at most `refresh_rate` times a second; a batch only updates the task and
-hands the metrics to the metrics column (as Lightning does, it reads trainer.progress_bar_metrics every batch).
+hands the metrics to the metrics column. Lightning's bar reads trainer.progress_bar_metrics (a host sync when metrics
+are logged with prog_bar=True) every batch; this one reads them on a batch only when the column can show them: at
+most `refresh_rate` times a second, and always on an epoch's first and last batch (and at epoch and validation ends,
+as Lightning's).
 """
+import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
@@ -92,6 +97,8 @@ class RichProgressBar(_RefreshRateProgressBar):
         self.test_progress_bar_id: Optional[int] = None
         self.predict_progress_bar_id: Optional[int] = None
         self._metric_component: Any = None
+        self._metrics_read_at = -math.inf  # when a training batch last read the metrics
+        self._metrics_due = True  # whether _update_metrics reads them now (only a training batch may skip)
         self._progress_stopped = False
         self.theme = theme if theme is not None else RichProgressBarTheme()
 
@@ -212,9 +219,9 @@ class RichProgressBar(_RefreshRateProgressBar):
         self.train_progress_bar_id = self._add_task(self.total_train_batches, self._get_train_description(self.trainer.current_epoch))
 
     def _update_metrics(self, trainer: Any, pl_module: Any) -> None:
-        if not self.is_enabled or self._metric_component is None:
+        if not self.is_enabled or self._metric_component is None or not self._metrics_due:
             return
-        self._metric_component.update(self.get_metrics(trainer, pl_module))
+        self._metric_component.update(self.get_metrics(trainer, pl_module))  # host sync: the metrics as numbers
 
     # -- stages start ------------------------------------------------------------------------------------------------
     def on_sanity_check_start(self, trainer: Any, pl_module: Any) -> None:
@@ -256,8 +263,15 @@ class RichProgressBar(_RefreshRateProgressBar):
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.is_enabled and self.train_progress_bar_id is None and self.progress is not None:
             self._initialize_train_progress_bar_id()  # resumed in the middle of an epoch
-        self._update(self.train_progress_bar_id, batch_idx + 1)
-        self._update_metrics(trainer, pl_module)  # reads trainer.progress_bar_metrics every batch, as Lightning's does
+        n = batch_idx + 1
+        self._update(self.train_progress_bar_id, n)
+        if self.is_enabled:  # the metrics only as often as the column can be drawn (Lightning: every batch)
+            now = time.perf_counter()
+            self._metrics_due = n == 1 or n == self.total_train_batches or now - self._metrics_read_at >= 1 / self.refresh_rate
+            if self._metrics_due:
+                self._metrics_read_at = now
+        self._update_metrics(trainer, pl_module)
+        self._metrics_due = True
         self.refresh()
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:

@@ -1,11 +1,12 @@
 """TQDMProgressBar (`lightning.pytorch.callbacks.progress.tqdm_progress`): Lightning's default bar, drawn by tqdm.
 
 A batch costs an integer compare unless an update is due: every `refresh_rate` batches and on the last batch, as in
-Lightning. Only then does the bar read trainer.progress_bar_metrics (the one host sync, when metrics are logged
-with prog_bar=True) and move to the batch. Drawing the line (tqdm's refresh: formatting and writing it, about 0.1 ms)
-happens at most every `min_refresh_interval` seconds (0.1, tqdm's own default interval) and always on the last
-batch; with 0 every update draws, as Lightning's bar does. What the bars hold (position, totals, descriptions,
-metrics) follows Lightning's exactly either way.
+Lightning; the bar then moves to the batch. Drawing the line (tqdm's refresh: formatting and writing it, about
+0.1 ms) happens at most every `min_refresh_interval` seconds (0.1 by default, tqdm's own interval) and always on the
+last batch; only a line that is drawn reads the metrics (`get_metrics`: trainer.progress_bar_metrics, one host
+sync when metrics are logged with prog_bar=True). With `min_refresh_interval=0` every update draws and reads, at
+Lightning's moments exactly. Positions, totals and descriptions follow Lightning's either way, and every drawn line
+shows what Lightning's would at that batch.
 
 The bars are made by the module-level `Tqdm` class (looked up when a bar is made, so a subclass patched in here is
 used); override `init_*_tqdm` to customise one bar.
@@ -15,7 +16,7 @@ import math
 import os
 import sys
 import time
-from typing import Any, Dict, Optional, Union
+from typing import Any, Callable, Dict, Optional, Union
 
 if importlib.util.find_spec("ipywidgets") is not None:  # tqdm.auto draws a widget in notebooks (needs ipywidgets)
     from tqdm.auto import tqdm as _tqdm
@@ -61,8 +62,8 @@ class TQDMProgressBar(_RefreshRateProgressBar):
         process_position: offset the bars by this many lines (several bars at once).
         leave: keep each finished epoch's bar on screen.
         min_refresh_interval: fastlight only: at least this many seconds between two draws of a bar's line (the
-            last batch always draws); the bar's state still follows `refresh_rate`. 0 draws every update, as
-            Lightning does.
+            last batch always draws; the metrics are read for drawn lines only); the bar's position still follows
+            `refresh_rate`. 0 draws and reads on every update, as Lightning does.
     """
 
     BAR_FORMAT = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
@@ -156,17 +157,17 @@ class TQDMProgressBar(_RefreshRateProgressBar):
     def _should_update(self, current: int, total: Optional[float]) -> bool:
         return self.is_enabled and (current % self.refresh_rate == 0 or current == total)
 
-    def _move(self, role: str, bar: Any, n: int, postfix: Optional[Dict[str, Any]] = None) -> None:
-        """The bar at batch `n`; its line (with `postfix`, the metrics, set just before) drawn unless it was drawn
-        less than `min_refresh_interval` s ago (the last batch always draws). A hidden bar is left alone."""
+    def _move(self, role: str, bar: Any, n: int, metrics: Optional[Callable[[], Dict[str, Any]]] = None) -> None:
+        """The bar at batch `n`; its line drawn (with `metrics()` as the postfix) unless it was drawn less than
+        `min_refresh_interval` s ago (the last batch always draws). A hidden bar is left alone."""
         if bar.disable:
             return
         bar.n = n
         now = time.perf_counter()  # not time.monotonic: time-based val_check_interval tests patch that clock
         if n == bar.total or now - self._drawn_at.get(role, -math.inf) >= self._min_refresh_interval:
             self._drawn_at[role] = now
-            if postfix is not None:
-                bar.set_postfix(postfix, refresh=False)  # formatting the metrics only for a line that is drawn
+            if metrics is not None:  # read (a host sync) and formatted only for a line that is drawn
+                bar.set_postfix(metrics(), refresh=False)
             bar.refresh()
 
     def _restart(self, role: str, bar: Any, total: Any, desc: str) -> None:
@@ -203,8 +204,7 @@ class TQDMProgressBar(_RefreshRateProgressBar):
         n = batch_idx + 1
         bar = self._train_progress_bar
         if bar is not None and self._should_update(n, bar.total):
-            # read at Lightning's moments (a subclass's get_metrics sees the same calls); one draw with both
-            self._move("train", bar, n, postfix=self.get_metrics(trainer, pl_module))
+            self._move("train", bar, n, metrics=lambda: self.get_metrics(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if not self.train_progress_bar.disable:
