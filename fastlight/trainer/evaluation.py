@@ -34,7 +34,7 @@ from fastlight.utilities.rank_zero import rank_zero_warn
 
 
 def _as_loader_list(loaders: Any) -> List[Any]:
-    if loaders is None:
+    if loaders is None or (isinstance(loaders, (list, tuple)) and not loaders):  # `[]`: no dataloaders, as Lightning
         return []
     if isinstance(loaders, dict):
         return list(loaders.values())

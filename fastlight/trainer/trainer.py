@@ -419,7 +419,7 @@ class Trainer:
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
-        from fastlight.callbacks.progress_bar import ProgressBar
+        from fastlight.callbacks.progress import ProgressBar
 
         for c in self.callbacks:
             if isinstance(c, ProgressBar):
