@@ -15,11 +15,13 @@ the hooks (`trainer.fit_loop._data_fetcher`, `trainer.validate_loop._data_fetche
                                       no batch is left ahead)
     fetcher.teardown()                drops the iterator (and the loaders' worker processes)
 """
+import inspect
 from collections.abc import Iterator
 from typing import Any, Callable, List, Optional
 
 from fastlight.utilities.combined_loader import CombinedLoader, sized_len
 from fastlight.utilities.exceptions import MisconfigurationException
+from fastlight.utilities.rank_zero import rank_zero_warn
 
 
 def _nothing() -> None:
@@ -203,6 +205,29 @@ class _DataFetcherWrapper(Iterator):
         batch, batch_idx, dataloader_idx = fetcher._fetch()
         fetcher._batch, fetcher._batch_idx, fetcher._dataloader_idx = batch, batch_idx, dataloader_idx
         return batch, batch_idx, dataloader_idx
+
+
+def _takes_dataloader_iter(step: Any) -> bool:
+    """The step is written `step(self, dataloader_iter)`: it names the parameter (Lightning's explicit check; `*args`
+    does not count)."""
+    if step is None:
+        return False
+    try:
+        return "dataloader_iter" in inspect.signature(step).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _dataloader_iter_fetcher(module: Any, step_name: str) -> Optional[_DataLoaderIterDataFetcher]:
+    """The fetcher a loop runs `step_name` with when the step takes `dataloader_iter` (Lightning warns that the
+    flavour is experimental each time it picks it), else None: the loop's default path."""
+    if not _takes_dataloader_iter(getattr(module, step_name, None)):
+        return None
+    rank_zero_warn(
+        f"Found `dataloader_iter` argument in the `{step_name}`. Note that the support for this signature is"
+        " experimental and the behavior is subject to change."
+    )
+    return _DataLoaderIterDataFetcher()
 
 
 __all__: List[str] = []  # Lightning's fetchers are private names

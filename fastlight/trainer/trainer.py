@@ -11,6 +11,7 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, build_config, resolve_loop_limits
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
@@ -649,6 +650,10 @@ class Trainer:
         fx = module._current_fx_name
         if fx is None:
             raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
+        if batch_size is None and self.training and self.fit_loop._step_fetches:  # no batch to take the size from
+            raise MisconfigurationException(
+                "With `def training_step(self, dataloader_iter)`, `self.log(..., batch_size=...)` should be provided."
+            )
         # the argument checks depend only on these: resolved once per distinct call site
         try:
             key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx, sync_dist, sync_dist_group,
@@ -1232,6 +1237,16 @@ class Trainer:
                     "No `predict_dataloader()` method defined to run `Trainer.predict`."
                     " Pass `dataloaders=` or a datamodule that defines it."
                 )
+        if any(_takes_dataloader_iter(getattr(model, step, None))
+               for step in ("training_step", "validation_step", "predict_step", "test_step")):
+            rank_zero_warn(
+                "You are using the `dataloader_iter` step flavor. If you consume the iterator more than once per step,"
+                " the `batch_idx` argument in any hook that takes it will not match with the batch index of the last"
+                " batch consumed. This might have unforeseen effects on callbacks or code that expects to get the"
+                " correct index. This will also not work well with gradient accumulation. This feature is very"
+                " experimental and subject to change. Here be dragons.",
+                category=PossibleUserWarning,
+            )
 
     def _setup_strategy(self, model: LightningModule, fn: str) -> None:
         """Convert (precision), then the strategy moves the module (and wraps it in DDP when fitting), then the
