@@ -372,3 +372,93 @@ def test_fetches_are_profiled_under_lightnings_action_names(tmp_path):
         seen[name] = counts
     assert seen["fl"] == seen["pl"]
     assert seen["fl"][1]["[_TrainingEpochLoop].train_dataloader_next"] == 2  # fast_dev_run=2: one step of two
+
+
+# ------------------------------------------------------------------------------------------------ dataloader_idx checks
+def _outcome(fn):
+    try:
+        fn()
+    except RuntimeError as err:
+        msg = str(err)
+        return "no dataloader_idx" if "no `dataloader_idx` argument in" in msg else (
+            "has dataloader_idx" if "have included `dataloader_idx` in" in msg else msg)
+    except TypeError as err:
+        return f"TypeError {'dl_idx' in str(err)}"
+    return "ran"
+
+
+_SIGNATURES = {
+    "required": "(self, {args}, dataloader_idx): return None",
+    "default": "(self, {args}, dataloader_idx=0): return None",
+    "other name": "(self, {args}, dl_idx): return None",
+    "varargs": "(self, {args}, *_): return None",
+    "varkw": "(self, {args}, **_): return None",
+    "absent": "(self, {args}): return None",
+    "dataloader_iter": "(self, dataloader_iter): next(dataloader_iter)",
+}
+
+
+_HOOKS = ["validation_step", "on_validation_batch_start", "test_step", "on_test_batch_end", "predict_step",
+          "on_predict_batch_start", "on_predict_batch_end"]
+
+
+@pytest.mark.parametrize("several", [False, True])
+@pytest.mark.parametrize(("signature", "hook"), [(s, h) for s in sorted(_SIGNATURES) for h in _HOOKS
+                                                 if s != "dataloader_iter" or h.endswith("_step")])
+def test_dataloader_idx_parameter_is_checked_before_the_first_batch_as_lightning(signature, hook, several, tmp_path,
+                                                                                 record_property):
+    """With several dataloaders every step and batch hook must take `dataloader_idx` (a dataloader_iter step need
+    not); with one, a `dataloader_idx` without a default is refused."""
+    args = {"_step": "batch, batch_idx", "_start": "batch, batch_idx", "_end": "outputs, batch, batch_idx"}
+    params = _SIGNATURES[signature].format(args=args["_" + hook.rsplit("_", 1)[1]])
+    fn = "validate" if "validation" in hook else ("test" if "test" in hook else "predict")
+    seen = {}
+    for name, framework, _, _ in FRAMEWORKS:
+        namespace = {}
+        exec(f"def {hook}{params}", namespace)  # noqa: S102 - the hook under test, the same under both
+
+        class Model(framework.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = torch.nn.Linear(4, 1)
+
+            def validation_step(self, batch, batch_idx, dataloader_idx=0):
+                return None
+
+            test_step = validation_step
+
+            def predict_step(self, batch, batch_idx, dataloader_idx=0):
+                return self.layer(batch[0])
+
+        setattr(Model, hook, namespace[hook])
+        Model.__name__ = Model.__qualname__ = "Model"
+        trainer = framework.Trainer(default_root_dir=tmp_path / name, fast_dev_run=True, **QUIET)
+        loaders = [_data(4), _data(4)] if several else _data(4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            seen[name] = _outcome(lambda: getattr(trainer, fn)(Model(), loaders))
+    record_property("outcome", seen["fl"])
+    assert seen["fl"] == seen["pl"]
+
+
+def test_signature_helper_sees_through_decorators_as_lightning():
+    from fastlight.utilities.signature_utils import is_param_in_hook_signature as ours
+    from pytorch_lightning.utilities.signature_utils import is_param_in_hook_signature as theirs
+
+    class Module:
+        @torch.no_grad()
+        def decorated(self, dataloader_iter):
+            pass
+
+        def plain(self, batch, batch_idx):
+            pass
+
+        def varargs(self, *args):
+            pass
+
+    m = Module()
+    for fn in (m.decorated, m.plain, m.varargs):
+        for param, explicit, min_args in (("dataloader_iter", True, None), ("dataloader_iter", False, None),
+                                          ("batch_idx", True, None), ("x", True, 2), ("x", True, 3)):
+            assert ours(fn, param, explicit, min_args) == theirs(fn, param, explicit, min_args), (fn, param)
+    assert ours(m.decorated, "dataloader_iter", explicit=True)

@@ -38,6 +38,7 @@ from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
 from fastlight.utilities.rank_zero import rank_zero_warn
+from fastlight.utilities.signature_utils import is_param_in_hook_signature
 
 
 def _as_loader_list(loaders: Any) -> List[Any]:
@@ -53,12 +54,29 @@ def _as_loader_list(loaders: Any) -> List[Any]:
     return [loaders]
 
 
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        spec = inspect.getfullargspec(fn)
-    except TypeError:
-        return True
-    return name in spec.args or name in spec.kwonlyargs or spec.varargs is not None or spec.varkw is not None
+def _check_dataloader_idx(module: Any, prefix: str, several: bool, hooks: tuple, batch_step: bool) -> None:
+    """Lightning's check of the `dataloader_idx` parameter of the step and batch hooks, before the first batch: with
+    several dataloaders each hook must take it (by name, or through `*args`; the step need not when it fetches from
+    `dataloader_iter`), with one dataloader it must have a default (it is not passed)."""
+    for hook in hooks:
+        fn = getattr(module, hook)
+        expected = several and (batch_step or not hook.endswith("_step"))
+        if expected and not is_param_in_hook_signature(fn, "dataloader_idx"):
+            raise RuntimeError(
+                f"You provided several `{prefix}_dataloader`s, but there is no `dataloader_idx` argument in"
+                f" `{type(module).__name__}.{hook}()`: add `dataloader_idx=0` to its signature."
+            )
+        if not expected:
+            try:
+                param = inspect.signature(fn).parameters.get("dataloader_idx")
+            except (TypeError, ValueError):
+                continue
+            if param is not None and param.default is inspect.Parameter.empty:
+                raise RuntimeError(
+                    f"You provided a single `{prefix}_dataloader`, but have included `dataloader_idx` in"
+                    f" `{type(module).__name__}.{hook}()` without a default: remove it or give it one"
+                    " (`dataloader_idx=0`)."
+                )
 
 
 def _start_fetcher(fetcher: _DataLoaderIterDataFetcher, loaders: List[Any], max_batches: List[float],
@@ -186,11 +204,8 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         n_loaders = len(self.loaders)
         step_fn = getattr(module, f"{self.stage}_step")
         fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, f"{self.stage}_step")
-        if n_loaders > 1 and fetcher is None and not _accepts(step_fn, "dataloader_idx"):
-            raise RuntimeError(
-                f"You provided multiple {self.prefix} dataloaders, but no `dataloader_idx` argument in"
-                f" `{self.stage}_step`. Add `dataloader_idx: int = 0` to its signature."
-            )
+        _check_dataloader_idx(module, self.prefix, n_loaders > 1, (f"{self.stage}_step", f"on_{self.stage}_batch_start",
+                              f"on_{self.stage}_batch_end"), batch_step=fetcher is None)
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
             step_fn = getattr(trainer.strategy, f"{self.stage}_step")
@@ -446,10 +461,8 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         n_loaders = len(loaders)
         step_fn = module.predict_step
         fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, "predict_step")
-        if n_loaders > 1 and fetcher is None and not _accepts(step_fn, "dataloader_idx"):
-            raise RuntimeError(
-                "You provided multiple predict dataloaders, but no `dataloader_idx` argument in `predict_step`."
-            )
+        _check_dataloader_idx(module, "predict", n_loaders > 1, ("predict_step", "on_predict_batch_start",
+                                                                 "on_predict_batch_end"), batch_step=fetcher is None)
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:
             step_fn = trainer.strategy.predict_step
