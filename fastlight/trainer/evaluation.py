@@ -23,7 +23,7 @@ import inspect
 import os
 import shutil
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -38,7 +38,6 @@ from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
 from fastlight.utilities.rank_zero import rank_zero_warn
-from fastlight.utilities.signature_utils import is_param_in_hook_signature
 
 
 def _as_loader_list(loaders: Any) -> List[Any]:
@@ -54,29 +53,27 @@ def _as_loader_list(loaders: Any) -> List[Any]:
     return [loaders]
 
 
-def _check_dataloader_idx(module: Any, prefix: str, several: bool, hooks: tuple, batch_step: bool) -> None:
-    """Lightning's check of the `dataloader_idx` parameter of the step and batch hooks, before the first batch: with
-    several dataloaders each hook must take it (by name, or through `*args`; the step need not when it fetches from
-    `dataloader_iter`), with one dataloader it must have a default (it is not passed)."""
+def _check_dataloader_idx(module: Any, hooks: Tuple[str, ...], several: bool, prefix: str) -> None:
+    """Lightning's rule for `dataloader_idx` in the step and batch hooks: with several dataloaders (run one after the
+    other) each hook must take it (by that name, or *args); with one, it may take it only with a default."""
     for hook in hooks:
-        fn = getattr(module, hook)
-        expected = several and (batch_step or not hook.endswith("_step"))
-        if expected and not is_param_in_hook_signature(fn, "dataloader_idx"):
+        try:
+            params = inspect.signature(getattr(module, hook)).parameters
+        except (TypeError, ValueError):
+            continue
+        named = params.get("dataloader_idx")
+        takes_it = named is not None or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params.values())
+        where = f"`{type(module).__name__}.{hook}()`"
+        if several and not takes_it:
             raise RuntimeError(
-                f"You provided several `{prefix}_dataloader`s, but there is no `dataloader_idx` argument in"
-                f" `{type(module).__name__}.{hook}()`: add `dataloader_idx=0` to its signature."
+                f"You provided multiple `{prefix}_dataloader`s, but there is no `dataloader_idx` argument in {where}:"
+                " add `dataloader_idx=0` to its signature."
             )
-        if not expected:
-            try:
-                param = inspect.signature(fn).parameters.get("dataloader_idx")
-            except (TypeError, ValueError):
-                continue
-            if param is not None and param.default is inspect.Parameter.empty:
-                raise RuntimeError(
-                    f"You provided a single `{prefix}_dataloader`, but have included `dataloader_idx` in"
-                    f" `{type(module).__name__}.{hook}()` without a default: remove it or give it one"
-                    " (`dataloader_idx=0`)."
-                )
+        if not several and named is not None and named.default is inspect.Parameter.empty:
+            raise RuntimeError(
+                f"You provided a single `{prefix}_dataloader`, but have included `dataloader_idx` in {where} without"
+                " a default: remove it or give it one (`dataloader_idx=0`)."
+            )
 
 
 def _start_fetcher(fetcher: _DataLoaderIterDataFetcher, loaders: List[Any], max_batches: List[float],
@@ -204,8 +201,10 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         n_loaders = len(self.loaders)
         step_fn = getattr(module, f"{self.stage}_step")
         fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, f"{self.stage}_step")
-        _check_dataloader_idx(module, self.prefix, n_loaders > 1, (f"{self.stage}_step", f"on_{self.stage}_batch_start",
-                              f"on_{self.stage}_batch_end"), batch_step=fetcher is None)
+        # a step that fetches from dataloader_iter takes no dataloader_idx
+        _check_dataloader_idx(module, (f"{self.stage}_step",), n_loaders > 1 and fetcher is None, self.prefix)
+        _check_dataloader_idx(module, (f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"), n_loaders > 1,
+                              self.prefix)
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
             step_fn = getattr(trainer.strategy, f"{self.stage}_step")
@@ -461,8 +460,8 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         n_loaders = len(loaders)
         step_fn = module.predict_step
         fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, "predict_step")
-        _check_dataloader_idx(module, "predict", n_loaders > 1, ("predict_step", "on_predict_batch_start",
-                                                                 "on_predict_batch_end"), batch_step=fetcher is None)
+        _check_dataloader_idx(module, ("predict_step",), n_loaders > 1 and fetcher is None, "predict")
+        _check_dataloader_idx(module, ("on_predict_batch_start", "on_predict_batch_end"), n_loaders > 1, "predict")
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:
             step_fn = trainer.strategy.predict_step
