@@ -330,7 +330,8 @@ def test_lightning_warns_that_the_flavour_is_experimental(tmp_path):
 
 
 def test_fetches_are_profiled_under_lightnings_action_names(tmp_path):
-    """The number of timed fetches per action, on the default path and when the step fetches (two per step)."""
+    """The number of timed fetches per action (and of timed training batches), on the default path and when the step
+    fetches (two per step)."""
     seen = {}
     for name, framework, _, _ in FRAMEWORKS:
         class Plain(framework.LightningModule):
@@ -368,7 +369,7 @@ def test_fetches_are_profiled_under_lightnings_action_names(tmp_path):
                 trainer.test(model, _data(), verbose=False)
                 trainer.predict(model, _data())
             durations = trainer.profiler.recorded_durations
-            counts.append({k: len(v) for k, v in durations.items() if k.endswith("_next")})
+            counts.append({k: len(v) for k, v in durations.items() if k.endswith("_next") or k == "run_training_batch"})
         seen[name] = counts
     assert seen["fl"] == seen["pl"]
     assert seen["fl"][1]["[_TrainingEpochLoop].train_dataloader_next"] == 2  # fast_dev_run=2: one step of two

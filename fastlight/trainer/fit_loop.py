@@ -43,6 +43,7 @@ callbacks that override them (resolved once per run), no per-step dict rebuildin
 """
 import inspect
 import time
+from contextlib import nullcontext
 from copy import deepcopy
 from typing import Any, Callable, Dict, Optional
 
@@ -494,6 +495,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         trainer = self.trainer
         progress = self._batch_progress
         results = trainer._train_results
+        profiling = trainer.profiler.profiling
         while not fetcher.done:
             if trainer._cfg.max_steps != -1 and trainer._global_step >= trainer._cfg.max_steps:
                 break
@@ -511,10 +513,11 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 return
             progress.increment_started()
             try:
-                if self._automatic:
-                    output = self._automatic_step((dataloader_iter,), self.epoch_batch_idx)
-                else:
-                    output = self._manual_step((dataloader_iter,))
+                with trainer.profiler.profile("run_training_batch") if profiling else nullcontext():
+                    if self._automatic:
+                        output = self._automatic_step((dataloader_iter,), self.epoch_batch_idx)
+                    else:
+                        output = self._manual_step((dataloader_iter,))
             except StopIteration:  # the step asked for a batch past the end (or raised it to end the epoch)
                 return
             progress.increment_processed()
