@@ -224,8 +224,8 @@ def _dataloader_iter_fetcher(module: Any, step_name: str) -> Optional[_DataLoade
     if not _takes_dataloader_iter(getattr(module, step_name, None)):
         return None
     rank_zero_warn(
-        f"Found `dataloader_iter` argument in the `{step_name}`. Note that the support for this signature is"
-        " experimental and the behavior is subject to change."
+        f"`{step_name}` takes `dataloader_iter`: it fetches its own batches (a signature Lightning marks experimental,"
+        " whose behaviour may change)."
     )
     return _DataLoaderIterDataFetcher()
 

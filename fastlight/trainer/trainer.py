@@ -652,7 +652,8 @@ class Trainer:
             raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
         if batch_size is None and self.training and self.fit_loop._step_fetches:  # no batch to take the size from
             raise MisconfigurationException(
-                "With `def training_step(self, dataloader_iter)`, `self.log(..., batch_size=...)` should be provided."
+                f"`self.log({name!r}, ...)` needs `batch_size=...` when `training_step` takes `dataloader_iter`: the"
+                " loop does not see the batches the step fetches, so it cannot tell their size."
             )
         # the argument checks depend only on these: resolved once per distinct call site
         try:
@@ -1240,11 +1241,9 @@ class Trainer:
         if any(_takes_dataloader_iter(getattr(model, step, None))
                for step in ("training_step", "validation_step", "predict_step", "test_step")):
             rank_zero_warn(
-                "You are using the `dataloader_iter` step flavor. If you consume the iterator more than once per step,"
-                " the `batch_idx` argument in any hook that takes it will not match with the batch index of the last"
-                " batch consumed. This might have unforeseen effects on callbacks or code that expects to get the"
-                " correct index. This will also not work well with gradient accumulation. This feature is very"
-                " experimental and subject to change. Here be dragons.",
+                "A step takes `dataloader_iter` (the step fetches its own batches; experimental in Lightning). A step"
+                " that fetches more than one batch makes the `batch_idx` the batch hooks and callbacks receive differ"
+                " from the index of the batch it fetched last, and gradient accumulation counts steps, not batches.",
                 category=PossibleUserWarning,
             )
 
