@@ -33,10 +33,10 @@ from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_i
 from fastlight.trainer import input_path
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.fit_loop import _ProfiledIterator, _sized_len, _takes_batch_idx
-from fastlight.utilities.combined_loader import CombinedLoader
 from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
+from fastlight.utilities.combined_loader import CombinedLoader
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 
@@ -227,18 +227,20 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._call_callbacks(f"on_{self.stage}_start")
         trainer._call_module(f"on_{self.stage}_start")
         if self.loaders is not loaders:  # a batch-size search in the start hooks reloaded them: run the new ones
-            max_batches, iterator = self.max_batches, iter(self.loaders[0])
+            max_batches = self.max_batches
             if fetcher is not None:
                 _start_fetcher(fetcher, self.loaders, max_batches, profiler, fetch_action)
+            else:
+                iterator = iter(self.loaders[0])
         trainer._call_callbacks(f"on_{self.stage}_epoch_start")
         trainer._call_module(f"on_{self.stage}_epoch_start")
         seen = self._seen
         precision = trainer._precision
         batch_start, batch_end = f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"
         step_name = f"{self.stage}_step"
-        if fetcher is not None:
+        if fetcher is not None:  # the step fetches its batches
             self._run_step_fetches(fetcher, step_fn, progress, logged_outputs)
-        for dl_idx in range(n_loaders if fetcher is None else 0):
+        for dl_idx in range(n_loaders if fetcher is None else 0):  # else: each dataloader's batches, in order
             if dl_idx > 0:
                 iterator = _iterate(self.loaders[dl_idx], batched, profiler, fetch_action)
             limit = max_batches[dl_idx]
@@ -488,9 +490,11 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             loaders = _as_loader_list(trainer._request_dataloader("predict"))
             max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
             trainer.num_predict_batches = list(max_batches)
-            iterator, self._predictions = _iterate(loaders[0], False, profiler, fetch_action), predictions
+            self._predictions = predictions
             if fetcher is not None:
                 _start_fetcher(fetcher, loaders, max_batches, profiler, fetch_action)
+            else:
+                iterator = _iterate(loaders[0], False, profiler, fetch_action)
             self.epoch_batch_indices = [[] for _ in loaders]
             recorders = [None] * len(loaders)
             trainer.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
@@ -499,9 +503,9 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         precision = trainer._precision
         warned = False
         cpu = torch.device("cpu")
-        if fetcher is not None:
+        if fetcher is not None:  # the step fetches its batches
             self._run_step_fetches(fetcher, step_fn, n_loaders > 1, predictions if keep_predictions else None)
-        for dl_idx in range(n_loaders if fetcher is None else 0):
+        for dl_idx in range(n_loaders if fetcher is None else 0):  # else: each dataloader's batches, in order
             if dl_idx > 0:
                 iterator = _iterate(loaders[dl_idx], False, profiler, fetch_action)
             dl_arg = dl_idx if n_loaders > 1 else None
