@@ -34,7 +34,8 @@ NOT_MIRRORED = {
     "loggers.neptune": "logger classes arrive with the loggers work",
     "loggers.litlogger": "Lightning's hosted platform logger",
     "loggers.utilities": "private helpers of Lightning's loggers",
-    "loops": "Lightning's loop objects; fastlight has one fit loop with views (trainer.fit_loop)",
+    "loops": "Lightning's loop objects; fastlight has one fit loop with views (trainer.fit_loop); loops.fetchers"
+             " (private names only) is fastlight.loops.fetchers",
     "overrides": "Lightning's DDP wrapper internals",
     "serve": "Lightning's serving validator (experimental)",
     "trainer.call": "Trainer internals",
