@@ -33,6 +33,7 @@ LAYERS = {
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),
+    "loops": ({"utilities"}, set()),  # Lightning's data fetchers (the dataloader_iter step flavour)
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": ({"_warn"}, ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet

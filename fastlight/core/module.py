@@ -240,8 +240,13 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
             )
 
     def print(self, *args: Any, **kwargs: Any) -> None:
+        """print on rank 0 only; through the progress bar while one is showing (so its lines are not broken)."""
         if self._trainer is None or self._trainer.is_global_zero:
-            print(*args, **kwargs)
+            bar = getattr(self._trainer, "progress_bar_callback", None)
+            if bar is not None and getattr(bar, "is_enabled", False):
+                bar.print(*args, **kwargs)
+            else:
+                print(*args, **kwargs)
 
     # ------------------------------------------------------------------ steps (user code)
     def forward(self, *args: Any, **kwargs: Any) -> Any:

@@ -9,8 +9,13 @@
     on_{stage}_epoch_end, on_{stage}_end
     on_{stage}_model_train (or the module's train/eval modes restored)
 
+A step written `{validation,test}_step(self, dataloader_iter)` fetches its own batches (`_run_step_fetches`) through
+the loop's `_data_fetcher` (a loops.fetchers._DataLoaderIterDataFetcher over the dataloaders in sequence, each up to
+its limit): no device transfer hooks; the batch hooks get the batch fetched last.
+
 Prediction: on_predict_model_eval, on_predict_start, on_predict_epoch_start, per batch
-on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end.
+on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end
+(`predict_step(self, dataloader_iter)`: PredictionLoop._run_step_fetches, as the evaluation loop's).
 With a BasePredictionWriter among the callbacks, each predict DataLoader is re-created with a batch sampler that
 records the sample indices of each batch (current_batch_indices, epoch_batch_indices), as Lightning does.
 """
@@ -18,23 +23,25 @@ import inspect
 import os
 import shutil
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
+from fastlight.loops.fetchers import _DataLoaderIterDataFetcher, _dataloader_iter_fetcher
 from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_indices, set_sampler_epoch
 from fastlight.trainer import input_path
 from fastlight.trainer.config import parse_num_batches
-from fastlight.trainer.fit_loop import _sized_len, _takes_batch_idx
+from fastlight.trainer.fit_loop import _ProfiledIterator, _sized_len, _takes_batch_idx
 from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
+from fastlight.utilities.combined_loader import CombinedLoader
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 
 def _as_loader_list(loaders: Any) -> List[Any]:
-    if loaders is None:
+    if loaders is None or (isinstance(loaders, (list, tuple)) and not loaders):  # `[]`: no dataloaders, as Lightning
         return []
     if isinstance(loaders, dict):
         return list(loaders.values())
@@ -46,12 +53,54 @@ def _as_loader_list(loaders: Any) -> List[Any]:
     return [loaders]
 
 
-def _accepts(fn: Any, name: str) -> bool:
-    try:
-        spec = inspect.getfullargspec(fn)
-    except TypeError:
-        return True
-    return name in spec.args or name in spec.kwonlyargs or spec.varargs is not None or spec.varkw is not None
+def _check_dataloader_idx(module: Any, hooks: Tuple[str, ...], several: bool, prefix: str) -> None:
+    """Lightning's rule for `dataloader_idx` in the step and batch hooks: with several dataloaders (run one after the
+    other) each hook must take it (by that name, or *args); with one, it may take it only with a default."""
+    for hook in hooks:
+        try:
+            params = inspect.signature(getattr(module, hook)).parameters
+        except (TypeError, ValueError):
+            continue
+        named = params.get("dataloader_idx")
+        takes_it = named is not None or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params.values())
+        where = f"`{type(module).__name__}.{hook}()`"
+        if several and not takes_it:
+            raise RuntimeError(
+                f"You provided multiple `{prefix}_dataloader`s, but there is no `dataloader_idx` argument in {where}:"
+                " add `dataloader_idx=0` to its signature."
+            )
+        if not several and named is not None and named.default is inspect.Parameter.empty:
+            raise RuntimeError(
+                f"You provided a single `{prefix}_dataloader`, but have included `dataloader_idx` in {where} without"
+                " a default: remove it or give it one (`dataloader_idx=0`)."
+            )
+
+
+def _start_fetcher(fetcher: _DataLoaderIterDataFetcher, loaders: List[Any], max_batches: List[float],
+                   profiler: Any, action: str) -> None:
+    """The fetcher over the dataloaders one after the other, each up to its limit (Lightning's "sequential" mode);
+    iter() creates the first dataloader's iterator. Each fetch is timed when a profiler records."""
+    combined = CombinedLoader(list(loaders), "sequential")
+    combined.limits = list(max_batches)
+    fetcher.setup(combined)
+    if profiler.profiling:
+        fetcher._start_profiler = lambda: profiler.start(action)
+        fetcher._stop_profiler = lambda: profiler.stop(action)
+    iter(fetcher)
+
+
+def _fetched_hook_args(fetcher: _DataLoaderIterDataFetcher, several: bool) -> tuple:
+    """The batch hooks' (batch, batch_idx[, dataloader_idx]) in the dataloader_iter flavour: the last batch fetched."""
+    if several:
+        return fetcher._batch, fetcher._batch_idx, fetcher._dataloader_idx
+    return fetcher._batch, fetcher._batch_idx
+
+
+def _iterate(loader: Any, batched: bool, profiler: Any, action: str) -> Any:
+    """The loader's iterator (batched fetch when it qualifies: input_path.py), each next() timed when a profiler
+    records."""
+    iterator = input_path.iterate(loader, batched)
+    return _ProfiledIterator(iterator, profiler, action) if profiler.profiling else iterator
 
 
 class _ModuleMode:
@@ -77,6 +126,8 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self._mode = _ModuleMode()
         self._last_reload_epoch = float("-inf")
         self.results = ResultCollection(training=False)
+        # `{stage}_step(self, dataloader_iter)`: the fetcher the step fetches through, during a run (else None)
+        self._data_fetcher: Optional[_DataLoaderIterDataFetcher] = None
 
     def reset_data(self) -> None:
         self.loaders = None
@@ -116,7 +167,12 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         fitting = trainer.state.fn == "fit"
         grad_ctx = torch.inference_mode() if (trainer._cfg.inference_mode and not fitting) else torch.no_grad()
         with grad_ctx:
-            return self._run(trainer, fitting)
+            try:
+                return self._run(trainer, fitting)
+            finally:
+                if self._data_fetcher is not None:  # the dataloaders' iterators (and workers) go
+                    self._data_fetcher.teardown()
+                    self._data_fetcher = None
 
     def _run(self, trainer: Any, fitting: bool) -> List[Dict[str, Any]]:
         if fitting:
@@ -144,11 +200,11 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         module = trainer._module
         n_loaders = len(self.loaders)
         step_fn = getattr(module, f"{self.stage}_step")
-        if n_loaders > 1 and not _accepts(step_fn, "dataloader_idx"):
-            raise RuntimeError(
-                f"You provided multiple {self.prefix} dataloaders, but no `dataloader_idx` argument in"
-                f" `{self.stage}_step`. Add `dataloader_idx: int = 0` to its signature."
-            )
+        fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, f"{self.stage}_step")
+        # a step that fetches from dataloader_iter takes no dataloader_idx
+        _check_dataloader_idx(module, (f"{self.stage}_step",), n_loaders > 1 and fetcher is None, self.prefix)
+        _check_dataloader_idx(module, (f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"), n_loaders > 1,
+                              self.prefix)
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
             step_fn = getattr(trainer.strategy, f"{self.stage}_step")
@@ -159,23 +215,34 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                 set_sampler_epoch(loader, trainer.current_epoch)
         logged_outputs: List[Dict[str, Tensor]] = []
         batched = trainer._cfg.batched_input  # one index_select per tensor for TensorDataset loaders (input_path)
-        iterator = input_path.iterate(self.loaders[0], batched)  # before the start hooks, as Lightning (RNG order)
+        profiler, fetch_action = trainer.profiler, f"[_EvaluationLoop].{self.prefix}_next"
+        # the first iterator is made before the start hooks, as Lightning does (RNG order)
+        if fetcher is not None:
+            _start_fetcher(fetcher, self.loaders, max_batches, profiler, fetch_action)
+        else:
+            iterator = _iterate(self.loaders[0], batched, profiler, fetch_action)
         self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
         trainer._call_module(f"on_{self.stage}_model_eval")
         loaders = self.loaders
         trainer._call_callbacks(f"on_{self.stage}_start")
         trainer._call_module(f"on_{self.stage}_start")
         if self.loaders is not loaders:  # a batch-size search in the start hooks reloaded them: run the new ones
-            max_batches, iterator = self.max_batches, iter(self.loaders[0])
+            max_batches = self.max_batches
+            if fetcher is not None:
+                _start_fetcher(fetcher, self.loaders, max_batches, profiler, fetch_action)
+            else:
+                iterator = iter(self.loaders[0])
         trainer._call_callbacks(f"on_{self.stage}_epoch_start")
         trainer._call_module(f"on_{self.stage}_epoch_start")
         seen = self._seen
         precision = trainer._precision
         batch_start, batch_end = f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"
         step_name = f"{self.stage}_step"
-        for dl_idx in range(n_loaders):
+        if fetcher is not None:  # the step fetches its batches
+            self._run_step_fetches(fetcher, step_fn, progress, logged_outputs)
+        for dl_idx in range(n_loaders if fetcher is None else 0):  # else: each dataloader's batches, in order
             if dl_idx > 0:
-                iterator = input_path.iterate(self.loaders[dl_idx], batched)
+                iterator = _iterate(self.loaders[dl_idx], batched, profiler, fetch_action)
             limit = max_batches[dl_idx]
             batch_idx = 0
             dl_arg = dl_idx if n_loaders > 1 else None
@@ -238,6 +305,54 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._last_val_time = time.monotonic()
         return [to_scalars(d) for d in logged_outputs] if not fitting else logged_outputs
 
+    def _run_step_fetches(self, fetcher: _DataLoaderIterDataFetcher, step_fn: Any, progress: Any,
+                          logged_outputs: List[Dict[str, Tensor]]) -> None:
+        """The batches when `{validation,test}_step(self, dataloader_iter)` fetches them: one step per iteration until
+        the fetcher is done or the step raises StopIteration. The batch hooks get the batch fetched last (before the
+        step: the previous one, None at first); a dataloader's epoch metrics are stored when the fetches move on to
+        the next dataloader."""
+        trainer = self.trainer
+        hub, results, module = trainer._hub, self.results, trainer._module
+        several = len(self.loaders) > 1
+        batch_start, batch_end = f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"
+        step_name = f"{self.stage}_step"
+        seen = self._seen
+        previous_dl_idx = 0
+        while not fetcher.done:
+            dataloader_iter = next(fetcher)
+            if fetcher._dataloader_idx != previous_dl_idx:
+                hub.epoch_end_reached()
+                logged_outputs.append(hub.update_eval_epoch_metrics(results, trainer.sanity_checking))
+            previous_dl_idx = fetcher._dataloader_idx
+            progress.is_last_batch = fetcher.done
+            hook_args = _fetched_hook_args(fetcher, several)
+            progress.increment_ready()
+            hub.on_batch_start(results, fetcher._batch, fetcher._dataloader_idx if several else None)
+            trainer._call_callbacks(batch_start, *hook_args)
+            trainer._call_module(batch_start, *hook_args)
+            progress.increment_started()
+            prev = module._current_fx_name
+            module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
+            try:
+                with trainer._precision.forward_context():
+                    output = step_fn(dataloader_iter)
+            except StopIteration:  # the step asked for a batch past the end
+                break
+            finally:
+                module.__dict__["_current_fx_name"] = prev
+            progress.increment_processed()
+            hook_args = _fetched_hook_args(fetcher, several)  # what the step fetched
+            trainer._call_callbacks(batch_end, output, *hook_args)
+            trainer._call_module(batch_end, output, *hook_args)
+            hub.on_batch_end(results)
+            progress.increment_completed()
+            if not trainer.sanity_checking:
+                self._has_run = True
+                hub.update_eval_step_metrics(results, seen[fetcher._dataloader_idx])
+                seen[fetcher._dataloader_idx] += 1
+        hub.epoch_end_reached()  # the last dataloader's epoch metrics
+        logged_outputs.append(hub.update_eval_epoch_metrics(results, trainer.sanity_checking))
+
 
 def _print_results(outputs: List[Dict[str, Any]], stage: str) -> None:
     rows = sorted({k.split("/dataloader_idx_")[0] for d in outputs for k in d})
@@ -271,6 +386,8 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         # for prediction writers: the indices of the current batch, and dataloaders x batches x samples
         self.current_batch_indices: List[int] = []
         self.epoch_batch_indices: List[List[List[int]]] = []
+        # `predict_step(self, dataloader_iter)`: the fetcher the step fetches through, during a run (else None)
+        self._data_fetcher: Optional[_DataLoaderIterDataFetcher] = None
 
     @property
     def predictions(self) -> Any:
@@ -283,7 +400,12 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer = self.trainer
         grad_ctx = torch.inference_mode() if trainer._cfg.inference_mode else torch.no_grad()
         with grad_ctx:
-            return self._run(trainer)
+            try:
+                return self._run(trainer)
+            finally:
+                if self._data_fetcher is not None:  # the dataloaders' iterators (and workers) go
+                    self._data_fetcher.teardown()
+                    self._data_fetcher = None
 
     def _writer_intervals(self, trainer: Any) -> "tuple[bool, bool]":
         """(a writer writes per batch, a writer writes per epoch)."""
@@ -339,10 +461,9 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         module = trainer._module
         n_loaders = len(loaders)
         step_fn = module.predict_step
-        if n_loaders > 1 and not _accepts(step_fn, "dataloader_idx"):
-            raise RuntimeError(
-                "You provided multiple predict dataloaders, but no `dataloader_idx` argument in `predict_step`."
-            )
+        fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, "predict_step")
+        _check_dataloader_idx(module, ("predict_step",), n_loaders > 1 and fetcher is None, "predict")
+        _check_dataloader_idx(module, ("on_predict_batch_start", "on_predict_batch_end"), n_loaders > 1, "predict")
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:
             step_fn = trainer.strategy.predict_step
@@ -356,7 +477,11 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         keep_predictions = self.return_predictions or on_epoch
         progress = self.batch_progress
         progress.reset_on_run()
-        iterator = iter(loaders[0])
+        profiler, fetch_action = trainer.profiler, "[_PredictionLoop].predict_next"
+        if fetcher is not None:
+            _start_fetcher(fetcher, loaders, max_batches, profiler, fetch_action)
+        else:
+            iterator = _iterate(loaders[0], False, profiler, fetch_action)
         self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
         trainer._call_module("on_predict_model_eval")
         trainer._call_callbacks("on_predict_start")
@@ -365,7 +490,11 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             loaders = _as_loader_list(trainer._request_dataloader("predict"))
             max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
             trainer.num_predict_batches = list(max_batches)
-            iterator, self._predictions = iter(loaders[0]), predictions
+            self._predictions = predictions
+            if fetcher is not None:
+                _start_fetcher(fetcher, loaders, max_batches, profiler, fetch_action)
+            else:
+                iterator = _iterate(loaders[0], False, profiler, fetch_action)
             self.epoch_batch_indices = [[] for _ in loaders]
             recorders = [None] * len(loaders)
             trainer.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
@@ -374,9 +503,11 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         precision = trainer._precision
         warned = False
         cpu = torch.device("cpu")
-        for dl_idx in range(n_loaders):
+        if fetcher is not None:  # the step fetches its batches
+            self._run_step_fetches(fetcher, step_fn, n_loaders > 1, predictions if keep_predictions else None)
+        for dl_idx in range(n_loaders if fetcher is None else 0):  # else: each dataloader's batches, in order
             if dl_idx > 0:
-                iterator = iter(loaders[dl_idx])
+                iterator = _iterate(loaders[dl_idx], False, profiler, fetch_action)
             dl_arg = dl_idx if n_loaders > 1 else None
             recorder = recorders[dl_idx]
             batch_idx = 0
@@ -423,3 +554,40 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._call_module("on_predict_end")
         self._mode.restore(trainer.model)
         return result
+
+    def _run_step_fetches(self, fetcher: _DataLoaderIterDataFetcher, step_fn: Any, several: bool,
+                          predictions: Optional[List[list]]) -> None:
+        """The batches when `predict_step(self, dataloader_iter)` fetches them (see EvaluationLoop._run_step_fetches);
+        each prediction is kept under the dataloader of the batch the step fetched last."""
+        trainer = self.trainer
+        module = trainer._module
+        progress = self.batch_progress
+        cpu = torch.device("cpu")
+        warned = False
+        while not fetcher.done:
+            dataloader_iter = next(fetcher)
+            progress.is_last_batch = fetcher.done
+            progress.increment_ready()
+            hook_args = _fetched_hook_args(fetcher, several)
+            trainer._call_callbacks("on_predict_batch_start", *hook_args)
+            trainer._call_module("on_predict_batch_start", *hook_args)
+            progress.increment_started()
+            prev = module._current_fx_name
+            module.__dict__["_current_fx_name"] = "predict_step"  # plain dict write: nn.Module.__setattr__ is slow
+            try:
+                with trainer._precision.forward_context():
+                    out = step_fn(dataloader_iter)
+            except StopIteration:  # the step asked for a batch past the end
+                break
+            finally:
+                module.__dict__["_current_fx_name"] = prev
+            if out is None and not warned:
+                warned = True
+                rank_zero_warn("predict returned None if it was on purpose, ignore this warning...")
+            progress.increment_processed()
+            hook_args = _fetched_hook_args(fetcher, several)  # what the step fetched
+            trainer._call_callbacks("on_predict_batch_end", out, *hook_args)
+            trainer._call_module("on_predict_batch_end", out, *hook_args)
+            progress.increment_completed()
+            if predictions is not None:
+                predictions[fetcher._dataloader_idx].append(move_data_to_device(out, cpu))

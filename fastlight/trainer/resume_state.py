@@ -116,7 +116,7 @@ def _partial_gradients(trainer: Any) -> Optional[Dict[str, torch.Tensor]]:
     loop = trainer.fit_loop
     if getattr(trainer.state, "fn", None) != "fit" or not getattr(loop, "_automatic", True):
         return None
-    if not getattr(loop, "_accumulating", False) or loop.epoch_batch_idx < 0:  # False: the loop never ran here
+    if not loop._accumulating or loop.epoch_batch_idx < 0:  # e.g. the tuner's save before the first batch
         return None
     module = trainer.lightning_module
     return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}

@@ -12,6 +12,7 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, build_config, resolve_loop_limits
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
@@ -459,7 +460,7 @@ class Trainer:
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
-        from fastlight.callbacks.progress_bar import ProgressBar
+        from fastlight.callbacks.progress import ProgressBar
 
         for c in self.callbacks:
             if isinstance(c, ProgressBar):
@@ -691,6 +692,11 @@ class Trainer:
         fx = module._current_fx_name
         if fx is None:
             raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
+        if batch_size is None and self.training and self.fit_loop._step_fetches:  # no batch to take the size from
+            raise MisconfigurationException(
+                f"`self.log({name!r}, ...)` needs `batch_size=...` when `training_step` takes `dataloader_iter`: the"
+                " loop does not see the batches the step fetches, so it cannot tell their size."
+            )
         # the argument checks depend only on these: resolved once per distinct call site
         try:
             key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx, sync_dist, sync_dist_group,
@@ -1292,6 +1298,14 @@ class Trainer:
                     "No `predict_dataloader()` method defined to run `Trainer.predict`."
                     " Pass `dataloaders=` or a datamodule that defines it."
                 )
+        if any(_takes_dataloader_iter(getattr(model, step, None))
+               for step in ("training_step", "validation_step", "predict_step", "test_step")):
+            rank_zero_warn(
+                "A step takes `dataloader_iter` (the step fetches its own batches; experimental in Lightning). A step"
+                " that fetches more than one batch makes the `batch_idx` the batch hooks and callbacks receive differ"
+                " from the index of the batch it fetched last, and gradient accumulation counts steps, not batches.",
+                category=PossibleUserWarning,
+            )
 
     def _setup_strategy(self, model: LightningModule, fn: str) -> None:
         """Convert (precision), then the strategy moves the module (and wraps it in DDP when fitting), then the
