@@ -184,3 +184,18 @@ def test_optimizer_step_returns_the_closures_loss_like_lightning(tmp_path, fused
         _ = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=0, **extra))
         _.fit(Model())
     assert returned["fastlight"] == returned["pytorch_lightning"] == [True, True]
+
+
+def test_lightning_optimizer_pickles_as_its_wrapped_class():
+    # Lightning's per-instance class cannot be pickled; fastlight's rewraps the pickled optimizer, so a trainer that
+    # holds its optimizers (reached from a pickled callback, e.g. a progress bar) pickles
+    import pickle
+
+    model = torch.nn.Linear(3, 4)
+    wrapped = fl.core.optimizer.LightningOptimizer(torch.optim.SGD(model.parameters(), lr=0.25, momentum=0.5))
+    wrapped._trainer = "the trainer"
+    copy = pickle.loads(pickle.dumps(wrapped))
+    assert type(copy).__name__ == "LightningSGD" and isinstance(copy, torch.optim.SGD)
+    assert isinstance(copy, fl.core.optimizer.LightningOptimizer)
+    assert copy.param_groups[0]["lr"] == 0.25 and copy.param_groups[0]["momentum"] == 0.5
+    assert copy._trainer == "the trainer" and copy.optimizer is not wrapped.optimizer

@@ -14,6 +14,10 @@ def _do_nothing_closure() -> None:
     return None
 
 
+def _rewrap(optimizer: torch.optim.Optimizer) -> "LightningOptimizer":
+    return LightningOptimizer(optimizer)
+
+
 class LightningOptimizer:
     def __init__(self, optimizer: torch.optim.Optimizer):
         self._optimizer = optimizer
@@ -50,6 +54,12 @@ class LightningOptimizer:
         output = self._trainer._precision.optimizer_step(self._optimizer, self._trainer, closure, **kwargs)
         self._on_after_step()
         return output
+
+    def __reduce__(self) -> tuple:
+        # the per-instance class ("LightningSGD") cannot be looked up by name: pickle the wrapped optimizer and rewrap
+        # it (a trainer that holds its optimizers then pickles, e.g. with a callback that keeps it)
+        state = {k: v for k, v in self.__dict__.items() if k != "_optimizer"}
+        return _rewrap, (self._optimizer,), state
 
     def __getattr__(self, item: str) -> Any:
         if item == "_optimizer":  # not set yet (unpickling): no recursion
