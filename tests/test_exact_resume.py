@@ -45,6 +45,7 @@ CPU_CONFIGS = sorted(n for n, c in H.CONFIGS.items() if c.get("accelerator", "cp
 NEEDS_CUDA = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
+@pytest.mark.slow  # subprocess runs killed with SIGKILL and resumed
 @pytest.mark.parametrize("name", CPU_CONFIGS + [pytest.param("cuda_16mixed", marks=NEEDS_CUDA)])
 def test_sigkill_at_random_moments_then_resume_from_last_is_bit_identical(tmp_path, ctx, name):
     expected = reference(ctx, name, tmp_path / "full")

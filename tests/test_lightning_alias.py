@@ -94,6 +94,7 @@ def run(cmd, cwd, timeout=120):
     return proc
 
 
+@pytest.mark.slow  # fresh interpreters that import Lightning
 @pytest.mark.parametrize("style", sorted(STYLES))
 def test_fastlight_run_serves_each_lightning_import_style(tmp_path, style):
     script = tmp_path / "train.py"
@@ -103,6 +104,7 @@ def test_fastlight_run_serves_each_lightning_import_style(tmp_path, style):
     assert "ARGV ['--lr', '0.1', 'x'] __main__" in proc.stdout
 
 
+@pytest.mark.slow  # fresh interpreters that import Lightning
 def test_lightning_fabric_stays_the_installed_package(tmp_path):
     pytest.importorskip("lightning_fabric")
     script = tmp_path / "fabric_names.py"
@@ -138,6 +140,7 @@ def test_fastlight_run_module_form_and_a_missing_name_names_fastlight(tmp_path):
     assert "MODULE-OK __main__ ['--flag']" in proc.stdout
 
 
+@pytest.mark.slow  # fresh interpreters that import Lightning
 def test_alias_in_process_for_notebooks_and_refusal_after_lightning_import(tmp_path):
     script = tmp_path / "nb.py"
     script.write_text(textwrap.dedent("""

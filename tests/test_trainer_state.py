@@ -231,7 +231,10 @@ def _properties(trainer, root):
     return out
 
 
-@pytest.mark.parametrize("case", sorted(FLAG_CASES))
+@pytest.mark.parametrize("case", [
+    # the defaults train max_epochs=1000 epochs under both frameworks (about a minute)
+    pytest.param(c, marks=pytest.mark.slow) if c == "defaults" else c for c in sorted(FLAG_CASES)
+])
 def test_trainer_property_values_match_lightning(case, tmp_path):
     seen = {}
     for name, pl in (("pl", pl_ref), ("fl", fl)):
