@@ -1,3 +1,4 @@
+import gc
 import os
 import sys
 
@@ -58,6 +59,13 @@ def _isolate_global_rank():
 # (`--dist loadgroup`, scripts/test.sh): two of them at once on a 2-core machine oversubscribe it and hit their
 # timeouts. Their ports are free ports picked per run, so they are safe beside the other tests.
 _MULTI_PROCESS_FILES = ("test_ddp_launch.py", "test_ddp_trainer.py", "test_ddp_fsdp.py")
+
+
+def pytest_collection_finish(session):
+    # What collection loaded (torch, Lightning, the logger clients, the test modules: about a million objects) stays
+    # alive for the whole run; freezing it keeps each gc.collect() from walking it again. The batch-size finders call
+    # gc.collect() per trial, as Lightning's does: 0.23 s each here before, a fifth of that after.
+    gc.freeze()
 
 
 def pytest_collection_modifyitems(config, items):
