@@ -100,6 +100,16 @@ class FitValidationLoopView:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._fit_loop.trainer.validate_loop, name)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the loop's own attributes, e.g. `_evaluation_step` replaced to watch the calls, are set on the loop
+        if name == "_fit_loop":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._fit_loop.trainer.validate_loop, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._fit_loop.trainer.validate_loop, name)
+
 
 class _StepLimits:
     """`max_steps` / `min_steps` of `fit_loop` and `fit_loop.epoch_loop`: both read and write the Trainer's config."""
