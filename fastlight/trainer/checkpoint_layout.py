@@ -418,12 +418,21 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
             if entry is not None:
                 checkpoint[resume_state.RESUME_KEY] = entry
     if call_hooks:
-        if not weights_only:
-            for cb in getattr(trainer, "callbacks", None) or []:
-                cb.on_save_checkpoint(trainer, model, checkpoint)
-        hook = getattr(model, "on_save_checkpoint", None)
-        if hook is not None:
-            hook(checkpoint)
+        # the hook being run, for `self.log` (which refuses to log in it) and the profiler
+        tracks_fx = "_current_fx_name" in getattr(model, "__dict__", {})  # a LightningModule
+        prev_fx = model.__dict__["_current_fx_name"] if tracks_fx else None
+        if tracks_fx:
+            model.__dict__["_current_fx_name"] = "on_save_checkpoint"
+        try:
+            if not weights_only:
+                for cb in getattr(trainer, "callbacks", None) or []:
+                    cb.on_save_checkpoint(trainer, model, checkpoint)
+            hook = getattr(model, "on_save_checkpoint", None)
+            if hook is not None:
+                hook(checkpoint)
+        finally:
+            if tracks_fx:
+                model.__dict__["_current_fx_name"] = prev_fx
     return checkpoint
 
 

@@ -674,7 +674,13 @@ class Trainer:
         if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
             hub.reset_fx(results, fx)
         hub.current_fx = fx
-        logger = True if logger is None else logger
+        if logger is None:
+            logger = True
+        elif logger and not self.loggers:  # asked for explicitly (Lightning warns only then)
+            rank_zero_warn(
+                f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured: give the Trainer"
+                " one (`Trainer(logger=...)`) or leave out `logger=True`."
+            )
         if not isinstance(value, (Tensor, float, int)) and is_metric_object(value):
             # a torchmetrics Metric: it syncs its own states across ranks, so sync_dist does not apply
             results.log_metric_object(fx, name, value, prog_bar, logger, on_step, on_epoch, reduce, enable_graph,
@@ -913,6 +919,8 @@ class Trainer:
         # the loop that is running owns the results `self.log` writes to (predict has none)
         self.training = fn == "fit"
         self.validating, self.testing, self.predicting = fn == "validate", fn == "test", fn == "predict"
+        if fn != "fit":  # the stage is known from the start: setup() can read it (Lightning sets it here too)
+            self.state.stage = fn
         self._active_results = {"fit": self._train_results, "validate": self.validate_loop.results,
                                 "test": self.test_loop.results}.get(fn)
         self._merge_model_callbacks(model)
