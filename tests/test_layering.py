@@ -36,7 +36,8 @@ LAYERS = {
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": ({"_warn"}, ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
-    "loops": ({"trainer"}, set()),  # Lightning's `loops` import path: names of the trainer's loops
+    "loops": ({"trainer"}, set()),
+    "overrides": ({"strategies"}, set()),  # Lightning's `overrides` import path: names of fastlight's wrappers  # Lightning's `loops` import path: names of the trainer's loops
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
     "cli": ({"trainer", "core", "callbacks", "loggers", "profilers", "strategies", "utilities"}, ANY),  # LightningCLI
     "demos": ({"core", "utilities"}, ANY),  # BoringModel & co.: user-level modules, no trainer or kernels

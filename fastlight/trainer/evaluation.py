@@ -383,8 +383,7 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         all_logged.update(epoch_end_logged)
         for d in logged_outputs:
             d.update(epoch_end_logged)
-        if not trainer.sanity_checking:
-            hub.log_metrics(all_logged)
+        hub.log_eval_end_metrics(all_logged)
         trainer._call_callbacks(f"on_{self.stage}_end")
         trainer._call_module(f"on_{self.stage}_end")
         hub.reset_results(results)
@@ -450,8 +449,10 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         writers = [cb for cb in trainer.callbacks if isinstance(cb, BasePredictionWriter)]
         return any(w.interval.on_batch for w in writers), any(w.interval.on_epoch for w in writers)
 
-    def _index_recorders(self, loaders: List[Any]) -> "tuple[List[Any], List[Optional[IndexRecordingBatchSampler]]]":
-        """The loaders to iterate, each re-created to record its batch indices where it can be."""
+    def _index_recorders(self, loaders: List[Any],
+                         warn: bool) -> "tuple[List[Any], List[Optional[IndexRecordingBatchSampler]]]":
+        """The loaders to iterate, each re-created to record its batch indices where it can be; `warn`: say which
+        cannot."""
         out, recorders = [], []
         for dl in loaders:
             recorder = None
@@ -461,7 +462,7 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                     recorder = dl.batch_sampler
                 except TypeError:
                     pass
-            if recorder is None:
+            if recorder is None and warn:
                 rank_zero_warn(f"Couldn't infer the batch indices fetched from your dataloader: `{type(dl).__name__}`")
             out.append(dl)
             recorders.append(recorder)
@@ -476,19 +477,14 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             return None
         raw = trainer._request_dataloader("predict")
         on_batch, on_epoch = self._writer_intervals(trainer)
-        loaders = self._flat_loaders(raw)
-        recorders: List[Optional[IndexRecordingBatchSampler]] = [None] * len(loaders)
-        if on_batch or on_epoch:
-            given = loaders
-            loaders, recorders = self._index_recorders(given)
-            if any(a is not b for a, b in zip(given, loaders)):  # trainer.predict_dataloaders shows what runs
-                if isinstance(raw, dict):
-                    raw = dict(zip(raw.keys(), loaders))
-                elif isinstance(raw, (list, tuple)) and len(raw) == len(given) and all(
-                        a is b for a, b in zip(raw, given)):
-                    raw = type(raw)(loaders)
-                else:
-                    raw = loaders[0]
+        given = self._flat_loaders(raw)
+        # every DataLoader runs re-created around a batch sampler that records each batch's sample indices (as in
+        # Lightning; prediction writers read them); a writer is told when a loader cannot be re-created
+        loaders, recorders = self._index_recorders(given, warn=on_batch or on_epoch)
+        if any(a is not b for a, b in zip(given, loaders)):  # trainer.predict_dataloaders shows what runs
+            combined = _combined(raw)
+            combined.flattened = loaders
+            raw = combined if isinstance(raw, CombinedLoader) else combined.iterables
         trainer.predict_dataloaders = raw
         max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
         trainer.num_predict_batches = list(max_batches)

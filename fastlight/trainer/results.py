@@ -457,6 +457,11 @@ class MetricsHub:
             logger.log_metrics(metrics=scalars, step=step)
             logger.save()
 
+    def log_eval_end_metrics(self, metrics: Dict[str, Tensor]) -> None:
+        """The metrics of a whole validation/test run, sent to the loggers before on_{validation,test}_end."""
+        if not self.trainer.sanity_checking:
+            self.log_metrics(metrics)
+
     def update_train_step_metrics(self, results: ResultCollection, should_log: bool) -> None:
         if should_log and self.trainer.loggers:
             self._flush()

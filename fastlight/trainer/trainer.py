@@ -431,6 +431,11 @@ class Trainer:
         return self._active_results
 
     @property
+    def _logger_connector(self) -> MetricsHub:
+        """Lightning's logger connector: fastlight's MetricsHub."""
+        return self._hub
+
+    @property
     def callback_metrics(self) -> Dict[str, Tensor]:
         return self._hub.callback_metrics(self._active_results)
 
