@@ -1,16 +1,13 @@
-"""Lightning's `lightning.pytorch.loops` import path over fastlight's loops: `_EvaluationLoop` / `_PredictionLoop`
-are the classes of trainer.validate_loop / test_loop / predict_loop, and `loops.evaluation_loop` /
-`loops.prediction_loop` are the module that holds them (fastlight/trainer/evaluation.py, the same module object, so
-setting a name on it, e.g. `_RICH_AVAILABLE` for the results table, reaches the loop)."""
-import sys
+"""Lightning's `lightning.pytorch.loops` names for fastlight's loops, which live in fastlight/trainer (fit_loop.py,
+evaluation.py). `_EvaluationLoop` / `_PredictionLoop` are the classes of trainer.validate_loop / test_loop /
+predict_loop; `loops.evaluation_loop` and `loops.prediction_loop` are their module itself (trainer/evaluation.py).
+Nothing here is imported at the top: the trainer's modules import from this package."""
+from typing import Any
 
-from fastlight.trainer import evaluation as _evaluation
 
-_EvaluationLoop = _evaluation.EvaluationLoop
-_PredictionLoop = _evaluation.PredictionLoop
+def __getattr__(name: str) -> Any:
+    if name in ("_EvaluationLoop", "_PredictionLoop"):
+        from fastlight.trainer import evaluation
 
-evaluation_loop = prediction_loop = _evaluation
-sys.modules[__name__ + ".evaluation_loop"] = _evaluation
-sys.modules[__name__ + ".prediction_loop"] = _evaluation
-
-__all__ = ["_EvaluationLoop", "_PredictionLoop"]
+        return getattr(evaluation, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
