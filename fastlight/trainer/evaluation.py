@@ -3,16 +3,20 @@
     [iterator of dataloader 0 created]
     on_{validation,test}_model_eval
     on_{stage}_start, on_{stage}_epoch_start
-    for each dataloader, for each batch:
+    for each batch (EvaluationLoop._evaluation_step):
         on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
         on_{stage}_batch_start, {validation,test}_step, on_{stage}_batch_end
-    on_{stage}_epoch_end, on_{stage}_end
+    on_{stage}_epoch_end (EvaluationLoop._on_evaluation_epoch_end), on_{stage}_end
     on_{stage}_model_train (or the module's train/eval modes restored)
 
+The dataloaders (a list/tuple/dict, any nesting, flattened as CombinedLoader does) run one after the other, each
+batch with its `dataloader_idx` when there are several; a CombinedLoader given in a parallel mode ("min_size",
+"max_size_cycle", "max_size") runs in that mode instead: one batch holds a batch of each dataloader.
+
 Prediction: on_predict_model_eval, on_predict_start, on_predict_epoch_start, per batch
-on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end.
-With a BasePredictionWriter among the callbacks, each predict DataLoader is re-created with a batch sampler that
-records the sample indices of each batch (current_batch_indices, epoch_batch_indices), as Lightning does.
+on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end. Each predict
+DataLoader is re-created with a batch sampler that records the sample indices of each batch (for prediction writers:
+current_batch_indices, epoch_batch_indices), as Lightning does.
 """
 import inspect
 import os
@@ -161,7 +165,7 @@ class _ModuleMode:
 
 class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views (loop_views.py)
     """trainer.validate_loop / trainer.test_loop. `run` opens the dataloaders' iteration, fires the start hooks, calls
-    `_evaluation_step` once per batch and `_on_evaluation_epoch_end` / `_on_evaluation_end` after the last one.
+    `_evaluation_step` once per batch, then `_on_evaluation_epoch_end` and the end hooks (`_on_run_end`).
 
     The dataloaders run one after the other ("sequential", each with its own `dataloader_idx`) unless the user gave
     a CombinedLoader in another mode: then each batch holds one batch of every dataloader and no `dataloader_idx` is
@@ -278,9 +282,9 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         several = self._is_sequential and self.num_dataloaders > 1
         self._dl_arg = several  # the hooks get dataloader_idx only for several dataloaders run one after the other
         step_name = f"{self.stage}_step"
+        self._hook_names = (f"on_{self.stage}_batch_start", step_name, f"on_{self.stage}_batch_end")
         _check_dataloader_idx(module, (step_name,), several, self.prefix)
-        _check_dataloader_idx(module, (f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"), several,
-                              self.prefix)
+        _check_dataloader_idx(module, self._hook_names[::2], several, self.prefix)
         step_fn = getattr(module, step_name)
         self._pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
@@ -336,19 +340,19 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         progress.increment_ready()
         hub.on_batch_start(results, batch, dl_arg)
         hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
-        stage = self.stage
-        trainer._call_callbacks(f"on_{stage}_batch_start", *hook_args)
-        trainer._call_module(f"on_{stage}_batch_start", *hook_args)
+        batch_start, step_name, batch_end = self._hook_names
+        trainer._call_callbacks(batch_start, *hook_args)
+        trainer._call_module(batch_start, *hook_args)
         progress.increment_started()
         step_args = hook_args if self._pass_batch_idx else (batch,) + hook_args[2:]
         prev = module._current_fx_name
-        module.__dict__["_current_fx_name"] = f"{stage}_step"  # plain dict write: nn.Module.__setattr__ is slow
+        module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
         with trainer._precision.forward_context():
             output = self._step_fn(*step_args)
         module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
         progress.increment_processed()
-        trainer._call_callbacks(f"on_{stage}_batch_end", output, *hook_args)
-        trainer._call_module(f"on_{stage}_batch_end", output, *hook_args)
+        trainer._call_callbacks(batch_end, output, *hook_args)
+        trainer._call_module(batch_end, output, *hook_args)
         hub.on_batch_end(results)
         progress.increment_completed()
         if not trainer.sanity_checking:
