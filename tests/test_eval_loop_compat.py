@@ -496,3 +496,12 @@ def test_log_dict_asks_a_metric_collection_for_its_items_once(fw, tmp_path, comp
                          **QUIET)
     trainer.fit(Model())
     assert asked == [(False, not compute_groups)] * 2
+
+
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_prediction_writer_refuses_an_unknown_interval_as_lightning(fw):
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException as PLMisconfiguration
+
+    expected = PLMisconfiguration if fw is pl else fastlight.utilities.exceptions.MisconfigurationException
+    with pytest.raises(expected, match=r"`write_interval` should be one of \['batch"):
+        fw.callbacks.BasePredictionWriter("something")
