@@ -505,3 +505,24 @@ def test_prediction_writer_refuses_an_unknown_interval_as_lightning(fw):
     expected = PLMisconfiguration if fw is pl else fastlight.utilities.exceptions.MisconfigurationException
     with pytest.raises(expected, match=r"`write_interval` should be one of \['batch"):
         fw.callbacks.BasePredictionWriter("something")
+
+
+class _NoLenLoader:
+    """An iterable of batches without a length (as an IterableDataset's DataLoader)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __iter__(self):
+        return iter(self.loader)
+
+
+@pytest.mark.parametrize("fn", ["validate", "test", "predict"])
+@pytest.mark.parametrize("fw", FRAMEWORKS)
+def test_a_fractional_limit_on_a_loader_without_length_is_refused_as_lightning(fw, tmp_path, fn):
+    prefix = {"validate": "val", "test": "test", "predict": "predict"}[fn]
+    trainer = fw.Trainer(default_root_dir=tmp_path, **{f"limit_{prefix}_batches": 0.5}, **QUIET)
+    loader = _NoLenLoader(DataLoader(_dataset(8), batch_size=2))
+    with pytest.raises(Exception, match=r"IterableDataset`.*limit_.*_batches\)`.*`1.0` or an int") as err:
+        getattr(trainer, fn)(_boring(fw)(), loader)
+    assert "MisconfigurationException" in [c.__name__ for c in type(err.value).__mro__]

@@ -420,7 +420,7 @@ def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> fl
         num = int(length * limit)
     elif limit != 1.0:
         raise ConfigError(
-            f"When using an IterableDataset for `{stage}_dataloader`, `Trainer(limit_{stage}_batches)` must be"
+            f"When using an `IterableDataset` for `{stage}_dataloader`, `Trainer(limit_{stage}_batches)` must be"
             f" `1.0` or an int. An int specifies `num_{stage}_batches` to use."
         )
     if num == 0 and limit > 0.0 and isinstance(limit, float) and length != float("inf"):
