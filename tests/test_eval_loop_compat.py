@@ -526,3 +526,29 @@ def test_a_fractional_limit_on_a_loader_without_length_is_refused_as_lightning(f
     with pytest.raises(Exception, match=r"IterableDataset`.*limit_.*_batches\)`.*`1.0` or an int") as err:
         getattr(trainer, fn)(_boring(fw)(), loader)
     assert "MisconfigurationException" in [c.__name__ for c in type(err.value).__mro__]
+
+
+def _iterable_len_warnings(fw, tmp_path):
+    from torch.utils.data import IterableDataset
+
+    class WithLen(IterableDataset):
+        def __iter__(self):
+            return iter(_dataset(8))
+
+        def __len__(self):
+            return 8
+
+    trainer = fw.Trainer(default_root_dir=tmp_path, **QUIET)
+    model = _boring(fw)()
+    out = []
+    for fn in ("validate", "test", "predict"):
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            getattr(trainer, fn)(model, [DataLoader(WithLen(), batch_size=4)])
+        out.append(any("Your `IterableDataset` has `__len__` defined" in str(w.message) for w in record))
+    return out
+
+
+def test_an_iterable_dataset_with_a_length_is_warned_about_like_lightning(tmp_path):
+    expected = _iterable_len_warnings(pl, tmp_path / "pl")
+    assert _iterable_len_warnings(fastlight, tmp_path / "fl") == expected == [True, True, True]

@@ -36,6 +36,7 @@ from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
 from fastlight.utilities.combined_loader import CombinedLoader
+from fastlight.utilities.data import has_iterable_dataset
 from fastlight.utilities.imports import _RICH_AVAILABLE
 from fastlight.utilities.rank_zero import rank_zero_warn
 
@@ -129,6 +130,19 @@ def _combined(loaders: Any) -> CombinedLoader:
     return CombinedLoader(loaders, "sequential")
 
 
+def _num_batches(prefix: str, loader: Any, limit: float) -> float:
+    """The batches to run from `loader` under `limit_{prefix}_batches`; an IterableDataset that claims a length is
+    warned about (its length may be wrong with several workers), as Lightning does."""
+    length = _sized_len(loader)
+    if length != float("inf") and has_iterable_dataset(loader):
+        rank_zero_warn(
+            "Your `IterableDataset` has `__len__` defined. In combination with multi-process data loading (when"
+            " num_workers > 1), `__len__` could be inaccurate if each worker is not configured independently to"
+            " avoid having duplicate data."
+        )
+    return parse_num_batches(prefix, length, limit)
+
+
 def _check_dataloader_idx(module: Any, hooks: Tuple[str, ...], several: bool, prefix: str) -> None:
     """Lightning's rule for `dataloader_idx` in the step and batch hooks: with several dataloaders (run one after the
     other) each hook must take it (by that name, or *args); with one, it may take it only with a default."""
@@ -214,7 +228,7 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         setattr(trainer, f"{self.prefix}_dataloaders", raw)
         self._combined = None if raw is None else _combined(raw)
         self.loaders = [] if raw is None else list(self._combined.flattened)
-        self._max_batches = [parse_num_batches(self.prefix, _sized_len(dl), limit) for dl in self.loaders]
+        self._max_batches = [_num_batches(self.prefix, dl, limit) for dl in self.loaders]
         setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
         if fitting:
             trainer.num_sanity_val_batches = [min(trainer._cfg.num_sanity_val_steps, b) for b in self._max_batches]
@@ -490,7 +504,7 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             combined.flattened = loaders
             raw = combined if isinstance(raw, CombinedLoader) else combined.iterables
         trainer.predict_dataloaders = raw
-        max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
+        max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
         trainer.num_predict_batches = list(max_batches)
         if sum(max_batches) == 0:
             return None
@@ -519,7 +533,7 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._call_module("on_predict_start")
         if self._predictions is not predictions:  # a batch-size search in the start hooks ran predictions itself
             loaders = self._flat_loaders(trainer._request_dataloader("predict"))
-            max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
+            max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
             trainer.num_predict_batches = list(max_batches)
             iterator, self._predictions = iter(loaders[0]), predictions
             self.epoch_batch_indices = [[] for _ in loaders]
