@@ -552,3 +552,28 @@ def _iterable_len_warnings(fw, tmp_path):
 def test_an_iterable_dataset_with_a_length_is_warned_about_like_lightning(tmp_path):
     expected = _iterable_len_warnings(pl, tmp_path / "pl")
     assert _iterable_len_warnings(fastlight, tmp_path / "fl") == expected == [True, True, True]
+
+
+def _validation_steps_run(fw, tmp_path, on_class):
+    ran = []
+
+    class Model(_boring(fw)):
+        def validation_step(self, batch, batch_idx):
+            ran.append(batch_idx)
+
+    if on_class:
+        Model.validation_step = None
+    model = Model()
+    if not on_class:
+        model.validation_step = None
+    trainer = fw.Trainer(default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=2,
+                         **QUIET)
+    trainer.fit(model)
+    return ran, trainer.num_sanity_val_batches
+
+
+@pytest.mark.parametrize("on_class", [True, False], ids=["class", "instance"])
+def test_a_validation_step_set_to_none_turns_validation_off_like_lightning(tmp_path, on_class):
+    expected = _validation_steps_run(pl, tmp_path / "pl", on_class)
+    assert _validation_steps_run(fastlight, tmp_path / "fl", on_class) == expected
+    assert expected[0] == []

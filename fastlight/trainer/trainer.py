@@ -379,7 +379,8 @@ class Trainer:
         source = self._val_source
         if m is None or source is None or self._cfg.limit_val_batches == 0:
             return False
-        if type(m).validation_step is LightningModule.validation_step or m.__dict__.get("validation_step", 0) is None:
+        # not overridden, or set to None (on the instance or the class): no validation (Lightning's is_overridden)
+        if type(m).validation_step is LightningModule.validation_step or getattr(m, "validation_step", None) is None:
             return False
         kind, owner = source
         return kind == "given" or self._has_hook(owner, "val_dataloader")
