@@ -367,25 +367,32 @@ def _drive_bar(bar, trainer, epochs=2, batches=50, val_batches=3):
     bar.on_train_end(trainer, module)
 
 
-def test_tqdm_bar_reads_metrics_only_when_redrawing(tmp_path, capsys):
-    trainer = FakeTrainer(tmp_path, num_training_batches=50, num_val_batches=3)
-    bar = TQDMProgressBar(refresh_rate=10, min_refresh_interval=0)
-    _drive_bar(bar, trainer)
+def test_tqdm_bar_reads_metrics_only_when_redrawing_like_lightning(tmp_path, capsys):
+    reads = []
+    for bar in (TQDMProgressBar(refresh_rate=10, min_refresh_interval=0), plc.TQDMProgressBar(refresh_rate=10)):
+        trainer = FakeTrainer(tmp_path, num_training_batches=50, num_val_batches=3)
+        _drive_bar(bar, trainer)
+        reads.append(trainer.progress_bar_reads)
     out = capsys.readouterr().out
-    # per epoch: 5 redraws (every 10 batches, the 50th is the last), 1 after validation, 1 at epoch end
-    assert trainer.progress_bar_reads == 2 * (5 + 1 + 1)
+    # after the sanity check; per epoch: 5 redraws (every 10 batches, the 50th is the last), validation end, epoch end
+    assert reads == [1 + 2 * (5 + 1 + 1)] * 2
     assert "Epoch 1" in out and "loss=0.020]" in out and "50/50" in out
 
 
 def test_tqdm_bar_time_throttle_and_hidden_bar(tmp_path, capsys):
     trainer = FakeTrainer(tmp_path, num_training_batches=50, num_val_batches=3)
     _drive_bar(TQDMProgressBar(refresh_rate=1, min_refresh_interval=3600), trainer)
-    # with a long interval only the first and last batch of each epoch redraw, plus validation/epoch end
-    assert trainer.progress_bar_reads <= 2 * (2 + 1 + 1) + 1
+    # only drawn lines read the metrics: the sanity check's end; per epoch its first update (a fresh line), its last
+    # batch, validation end and epoch end
+    assert trainer.progress_bar_reads == 1 + 2 * (1 + 1 + 1 + 1)
+    assert "50/50" in capsys.readouterr().out  # the last batch always draws
     capsys.readouterr()
-    trainer = FakeTrainer(tmp_path, num_training_batches=50, num_val_batches=3)
-    _drive_bar(TQDMProgressBar(refresh_rate=0), trainer)
-    assert trainer.progress_bar_reads == 0
+    reads = []
+    for bar in (TQDMProgressBar(refresh_rate=0), plc.TQDMProgressBar(refresh_rate=0)):
+        trainer = FakeTrainer(tmp_path, num_training_batches=50, num_val_batches=3)
+        _drive_bar(bar, trainer)
+        reads.append(trainer.progress_bar_reads)
+    assert reads == [1 + 2] * 2  # a hidden bar still reads them after each validation, as Lightning's does
     assert "Epoch" not in capsys.readouterr().out
 
 
@@ -403,16 +410,27 @@ def test_tqdm_bar_v_num_and_metrics_like_lightning(tmp_path):
 
 
 def test_rich_bar_runs_a_fit_and_test(tmp_path):
-    out = io.StringIO()
-    trainer = FakeTrainer(tmp_path, num_training_batches=20, num_val_batches=3, num_test_batches=[4])
-    bar = RichProgressBar(refresh_rate=5, console_kwargs={"file": out, "force_terminal": False, "width": 120})
-    _drive_bar(bar, trainer, batches=20)
-    assert "Epoch 1" in out.getvalue() and "loss: 0.050" in out.getvalue()
-    assert trainer.progress_bar_reads == 2 * (4 + 1 + 1)
-    trainer.state.fn = "test"
-    bar.on_test_start(trainer, None)
-    for b in range(4):
-        bar.on_test_batch_start(trainer, None, None, b)
-        bar.on_test_batch_end(trainer, None, None, None, b)
-    bar.on_test_end(trainer, None)
-    assert "Testing DataLoader 0" in out.getvalue()
+    import rich
+
+    console = rich.get_console()
+    saved = dict(console.__dict__)  # the bar reconfigures rich's global console (as Lightning's does): put it back
+    try:
+        out = io.StringIO()
+        trainer = FakeTrainer(tmp_path, num_training_batches=20, num_val_batches=3, num_test_batches=[4])
+        bar = RichProgressBar(refresh_rate=5, console_kwargs={"file": out, "force_terminal": False, "width": 120})
+        _drive_bar(bar, trainer, batches=20)
+        bar.teardown(trainer, None, "fit")  # stopping the live display draws it a last time
+        assert "Epoch 1" in out.getvalue() and "loss: 0.050" in out.getvalue()
+        # Lightning's reads every batch (1 + 2 * (20 + 1 + 1)); at 5 draws a second, a fast epoch reads on its first
+        # and last batch only, besides the sanity check's, validation's and the epoch's ends
+        assert trainer.progress_bar_reads == 1 + 2 * (2 + 1 + 1)
+        trainer.state.fn = "test"
+        bar.on_test_start(trainer, None)
+        for b in range(4):
+            bar.on_test_batch_start(trainer, None, None, b)
+            bar.on_test_batch_end(trainer, None, None, None, b)
+        bar.on_test_end(trainer, None)
+        bar.teardown(trainer, None, "test")
+        assert "Testing" in out.getvalue()
+    finally:
+        console.__dict__ = saved

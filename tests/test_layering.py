@@ -27,17 +27,19 @@ LAYERS = {
     "ops": ({"_C", "_build", "_build_info", "_warn"}, {"torch"}),  # THE dispatch point: the native library (_C) or pure-torch references
     "engine": ({"ops", "utilities"}, {"torch"}),  # flat buffers, fused optimizers, loss scaler: never sees a module
     "optim": ({"engine", "ops", "utilities"}, {"torch"}),  # public names of the engine's fused optimizers
-    "strategies": ({"utilities"}, {"torch"}),
+    "strategies": ({"utilities", "accelerators"}, {"torch"}),  # accelerators: the device probes
     "accelerators": ({"utilities"}, ANY),
     "plugins": ({"trainer", "strategies", "utilities"}, ANY),  # Lightning's plugin names over the trainer's classes  # Lightning's accelerator classes: what a device kind can do
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),
+    # Lightning's `loops` import path: the data fetchers (the dataloader_iter step flavour) and, lazily, the names of
+    # the trainer's loops
+    "loops": ({"trainer", "utilities"}, set()),
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": ({"_warn"}, ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
-    "loops": ({"trainer"}, set()),
-    "overrides": ({"strategies"}, set()),  # Lightning's `overrides` import path: names of fastlight's wrappers  # Lightning's `loops` import path: names of the trainer's loops
+    "overrides": ({"strategies"}, set()),  # Lightning's `overrides` import path: names of fastlight's wrappers
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
     "cli": ({"trainer", "core", "callbacks", "loggers", "profilers", "strategies", "utilities"}, ANY),  # LightningCLI
     "demos": ({"core", "utilities"}, ANY),  # BoringModel & co.: user-level modules, no trainer or kernels

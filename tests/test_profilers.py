@@ -65,7 +65,8 @@ def test_report_is_logged_or_written_to_a_file_per_stage(tmp_path, caplog):
     test_report = (tmp_path / "prof" / "test-perf.txt").read_text()
     assert "FIT Profiler Report" in fit_report and "run_training_batch" in fit_report
     assert "TEST Profiler Report" in test_report and "test_step" in test_report
-    assert "run_training_batch" not in test_report  # each stage reports its own actions
+    # the records stay for the profiler's life, as Lightning's: a later stage's report holds the earlier ones too
+    assert "run_training_batch" in test_report
 
 
 def test_user_code_can_profile_its_own_actions_with_or_without_a_profiler(tmp_path):

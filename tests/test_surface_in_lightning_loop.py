@@ -105,17 +105,26 @@ def test_tensorboard_logger_in_a_real_fit(tmp_path):
 
 @pytest.mark.parametrize("bar_cls", [flc.TQDMProgressBar, flc.RichProgressBar])
 def test_progress_bars_through_fit_validate_test_predict(tmp_path, bar_cls, capsys):
+    import rich
+
     kwargs = {"refresh_rate": 1}
     out = io.StringIO()
-    if bar_cls is flc.RichProgressBar:
+    expected = ("Epoch 1", "Validation DataLoader 0", "Testing DataLoader 0", "Predicting DataLoader 0")
+    if bar_cls is flc.RichProgressBar:  # rich's tasks are named without the dataloader, as in Lightning
         kwargs["console_kwargs"] = {"file": out, "force_terminal": False, "width": 140}
-    bar = bar_cls(**kwargs)
-    trainer, model = run(tmp_path, [bar], max_epochs=2, enable_checkpointing=False)
-    train, val = loaders()
-    trainer.validate(model, val)
-    trainer.test(model, val)
-    trainer.predict(model, val)
+        expected = ("Epoch 1", "Validation", "Testing", "Predicting")
+    console = rich.get_console()
+    saved = dict(console.__dict__)  # the rich bar reconfigures rich's global console (as Lightning's): put it back
+    try:
+        bar = bar_cls(**kwargs)
+        trainer, model = run(tmp_path, [bar], max_epochs=2, enable_checkpointing=False)
+        train, val = loaders()
+        trainer.validate(model, val)
+        trainer.test(model, val)
+        trainer.predict(model, val)
+    finally:
+        console.__dict__ = saved
     text = capsys.readouterr().out + out.getvalue()
-    for expected in ("Epoch 1", "Validation DataLoader 0", "Testing DataLoader 0", "Predicting DataLoader 0"):
-        assert expected in text, expected
+    for line in expected:
+        assert line in text, line
     assert "train_loss" in text

@@ -13,6 +13,19 @@ from .accelerator import Accelerator, _device_ids
 _log = logging.getLogger(__name__)
 
 
+def num_cuda_devices() -> int:
+    """The number of CUDA devices this process sees: THE probe behind every CUDA decision in fastlight (accelerator
+    "auto"/"gpu"/"cuda", device ids, `CUDAAccelerator.is_available`), as in Lightning, so that a test patching
+    `fastlight.accelerators.cuda.num_cuda_devices` (`lightning.pytorch.accelerators.cuda.num_cuda_devices` under
+    the alias) sees Trainers configured as on a machine with that many GPUs."""
+    return torch.cuda.device_count()
+
+
+def is_cuda_available() -> bool:
+    """Whether this process sees a CUDA device (`num_cuda_devices() > 0`)."""
+    return num_cuda_devices() > 0
+
+
 def _suggest_matmul_precision(device: torch.device) -> None:
     """On GPUs with Tensor Cores (compute capability 8+), suggest a faster float32 matmul precision when the user left
     torch's default ("highest"), as Lightning does."""
@@ -67,7 +80,7 @@ class CUDAAccelerator(Accelerator):
 
     @staticmethod
     def auto_device_count() -> int:
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return num_cuda_devices()
 
     @staticmethod
     def is_available() -> bool:
@@ -92,7 +105,7 @@ def find_usable_cuda_devices(num_devices: int = -1) -> List[int]:
     `Trainer(accelerator="cuda", devices=find_usable_cuda_devices(2))`."""
     if num_devices == 0:
         return []
-    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    visible = num_cuda_devices()
     if visible == 0:
         raise ValueError(
             f"You requested to find {num_devices} devices but there are no visible CUDA devices on this machine."

@@ -1,4 +1,5 @@
 """MPSAccelerator (`lightning.pytorch.accelerators.MPSAccelerator`): Apple silicon GPUs, one device."""
+import os
 import platform
 from typing import Any, Dict, List, Optional, Union
 
@@ -34,8 +35,10 @@ class MPSAccelerator(Accelerator):
 
     @staticmethod
     def is_available() -> bool:
+        """THE probe for Apple GPUs (Lightning's: DISABLE_MPS=1 turns it off; Apple silicon only)."""
         mps = getattr(torch.backends, "mps", None)
-        return bool(mps is not None and mps.is_available() and platform.processor() in ("arm", "arm64"))
+        return bool(os.getenv("DISABLE_MPS", "0") != "1" and mps is not None and mps.is_available()
+                    and platform.processor() in ("arm", "arm64"))
 
     def get_device_stats(self, device: Union[str, torch.device]) -> Dict[str, Any]:
         return {"mps.current_allocated_memory": torch.mps.current_allocated_memory()}

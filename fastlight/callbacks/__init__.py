@@ -1,4 +1,5 @@
-"""fastlight.callbacks: Lightning-compatible callbacks, one class per file. rich/tqdm load only when a bar is drawn."""
+"""fastlight.callbacks: Lightning-compatible callbacks, one class per file (the progress bars in `progress/`, at
+Lightning's paths). rich loads only when a rich bar or summary is drawn."""
 from .backbone_finetuning import BackboneFinetuning
 from .batch_size_finder import BatchSizeFinder
 from .callback import Callback
@@ -15,15 +16,13 @@ from .model_checkpoint import ModelCheckpoint
 from .model_summary import ModelSummary
 from .on_exception_checkpoint import OnExceptionCheckpoint
 from .prediction_writer import BasePredictionWriter
-from .progress_bar import ProgressBar
+from .progress import ProgressBar, RichProgressBar, TQDMProgressBar
 from .pruning import ModelPruning
 from .rich_model_summary import RichModelSummary
-from .rich_progress import RichProgressBar
 from .spike import SpikeDetection
 from .stochastic_weight_avg import StochasticWeightAveraging
 from .throughput_monitor import ThroughputMonitor
 from .timer import Timer
-from .tqdm_progress import TQDMProgressBar
 from .weight_averaging import WeightAveraging
 
 __all__ = [

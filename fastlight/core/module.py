@@ -242,8 +242,13 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
             )
 
     def print(self, *args: Any, **kwargs: Any) -> None:
+        """print on rank 0 only; through the progress bar while one is showing (so its lines are not broken)."""
         if self._trainer is None or self._trainer.is_global_zero:
-            print(*args, **kwargs)
+            bar = getattr(self._trainer, "progress_bar_callback", None)
+            if bar is not None and getattr(bar, "is_enabled", False):
+                bar.print(*args, **kwargs)
+            else:
+                print(*args, **kwargs)
 
     # ------------------------------------------------------------------ steps (user code)
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -311,22 +316,22 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None: ...
 
     def on_validation_model_zero_grad(self) -> None:
-        self.zero_grad(set_to_none=True)
+        self.zero_grad()  # torch's default: set_to_none=True
 
     def on_validation_model_eval(self) -> None:
-        self.trainer.lightning_module.eval()
+        self.trainer.model.eval()  # the module, or its wrapper (DDP)
 
     def on_validation_model_train(self) -> None:
-        self.trainer.lightning_module.train()
+        self.trainer.model.train()
 
     def on_test_model_eval(self) -> None:
-        self.trainer.lightning_module.eval()
+        self.trainer.model.eval()  # the module, or its wrapper (DDP)
 
     def on_test_model_train(self) -> None:
-        self.trainer.lightning_module.train()
+        self.trainer.model.train()
 
     def on_predict_model_eval(self) -> None:
-        self.trainer.lightning_module.eval()
+        self.trainer.model.eval()  # the module, or its wrapper (DDP)
 
     # ------------------------------------------------------------------ optimization hooks (with defaults)
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
@@ -413,7 +418,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Backward through the precision plugin (loss scaling under 16-mixed), with the backward hooks."""
         self._verify_is_manual_optimization("manual_backward")
-        self.trainer._backward(loss, None, *args, **kwargs)
+        self.trainer.strategy.backward(loss, None, *args, **kwargs)  # DDP arms its gradient all-reduce there
 
     def toggle_optimizer(self, optimizer: Any) -> None:
         """Freeze every parameter that `optimizer` does not own (requires_grad=False), remembering the state."""
@@ -534,15 +539,19 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
             self.train(mode)
 
     # ------------------------------------------------------------------ misc
-    def freeze(self) -> None:
+    def freeze(self) -> "LightningModule":
+        """No parameter requires grad, eval mode; returns the module (as Lightning's does)."""
         for p in self.parameters():
             p.requires_grad = False
         self.eval()
+        return self
 
-    def unfreeze(self) -> None:
+    def unfreeze(self) -> "LightningModule":
+        """Every parameter requires grad, train mode; returns the module."""
         for p in self.parameters():
             p.requires_grad = True
         self.train()
+        return self
 
     def all_gather(self, data: Any, group: Optional[Any] = None, sync_grads: bool = False) -> Any:
         """Gather a tensor (or a dict/list/tuple of tensors and numbers) from every process: each tensor gets a

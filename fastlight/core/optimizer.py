@@ -1,7 +1,8 @@
 """LightningOptimizer: what `self.optimizers()` and `optimizer_step` see; `step(closure)` goes through the trainer.
 
-It shares the wrapped optimizer's attributes (param_groups, state, defaults) and passes `isinstance` checks
-for the wrapped class, as Lightning's does.
+What it does not define itself (param_groups, state, defaults, ...) is read live from the wrapped optimizer, so a
+`load_state_dict` on either one is seen by both; it passes `isinstance` checks for the wrapped class, as
+Lightning's does.
 """
 from contextlib import contextmanager
 from typing import Any, Callable, Generator, Optional
@@ -15,8 +16,6 @@ def _do_nothing_closure() -> None:
 
 class LightningOptimizer:
     def __init__(self, optimizer: torch.optim.Optimizer):
-        # share the optimizer's attribute dict, minus the methods we must intercept
-        self.__dict__ = {k: v for k, v in optimizer.__dict__.items() if k not in ("step", "__del__")}
         self._optimizer = optimizer
         self._trainer = None
         # manual optimization counts steps through these
@@ -51,6 +50,11 @@ class LightningOptimizer:
         output = self._trainer._precision.optimizer_step(self._optimizer, self._trainer, closure, **kwargs)
         self._on_after_step()
         return output
+
+    def __getattr__(self, item: str) -> Any:
+        if item == "_optimizer":  # not set yet (unpickling): no recursion
+            raise AttributeError(item)
+        return getattr(self._optimizer, item)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self._optimizer.zero_grad(set_to_none=set_to_none)

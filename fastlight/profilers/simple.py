@@ -60,8 +60,3 @@ class SimpleProfiler(Profiler):
         out.append(rule)
         return os.linesep.join(out) + os.linesep
 
-    def teardown(self, stage: Optional[str]) -> None:
-        # a new stage (fit, then test) reports its own actions
-        self.current_actions.clear()
-        self.recorded_durations.clear()
-        self.start_time = time.perf_counter()

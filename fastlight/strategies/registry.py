@@ -113,12 +113,14 @@ def _is_interactive() -> bool:
 def _resolve_accelerator(accelerator: Any) -> str:
     if not isinstance(accelerator, str) or accelerator.lower() not in _ACCELERATORS:
         raise ValueError(f"accelerator={accelerator!r} is not supported; use one of {_ACCELERATORS}")
+    from fastlight.accelerators import cuda as cuda_accelerator  # THE CUDA probe (patchable, as Lightning's)
+
     accelerator = accelerator.lower()
     if accelerator == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return "cuda" if cuda_accelerator.is_cuda_available() else "cpu"
     if accelerator == "gpu":
         accelerator = "cuda"
-    if accelerator == "cuda" and not torch.cuda.is_available():
+    if accelerator == "cuda" and not cuda_accelerator.is_cuda_available():
         raise ValueError("accelerator='cuda' (or 'gpu') was requested but no CUDA device is available; use 'cpu'")
     return accelerator
 
@@ -136,7 +138,9 @@ def _parse_cpu_devices(devices: Any) -> List[torch.device]:
 
 
 def _parse_cuda_devices(devices: Any, launched_externally: bool) -> List[torch.device]:
-    available = torch.cuda.device_count()
+    from fastlight.accelerators import cuda as cuda_accelerator
+
+    available = cuda_accelerator.num_cuda_devices()
     if devices == "auto" or devices == -1 or devices == "-1":
         ids = list(range(available))
     elif isinstance(devices, str):

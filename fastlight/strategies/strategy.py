@@ -13,6 +13,11 @@ The Trainer resolves a Strategy once (`resolve_strategy`), then, per run:
       strategy.teardown()
 
 Collectives on a single device return their input, so the loop calls them unconditionally.
+
+Lightning's strategy API around the module is here too: `connect(model)` (the Trainer connects the module at the start
+of each run; `strategy.lightning_module` / `strategy.model` are THE module references, `trainer.lightning_module` reads
+them), `backward(loss, optimizer)` (what `manual_backward` and a strategy that overrides it run),
+`optimizer_step`, `precision_plugin` (set by the Trainer) and `tensor_init_context` (`Trainer.init_module`).
 """
 import contextlib
 import os
@@ -35,6 +40,23 @@ class Strategy:
         self.module: Optional[nn.Module] = None  # the user's module, unwrapped
         self.model: Optional[nn.Module] = None  # what the loop calls: the module or its wrapper
         self.sync_batchnorm = False
+        # the run's precision plugin (fastlight.trainer.precision): the Trainer hands it over when it is created
+        self.precision_plugin: Optional[Any] = None
+        # the optimizers the loop steps and their LightningOptimizer wrappers (`trainer.optimizers` sets both)
+        self.optimizers: list = []
+        self._lightning_optimizers: list = []
+
+    # the module -----------------------------------------------------------------------------------------------
+    def connect(self, model: nn.Module) -> None:
+        """Connect the module this strategy runs (Lightning's `Strategy.connect`): the Trainer calls it at the start of
+        every fit/validate/test/predict, before the setup hooks; `setup_module` moves (and wraps) it later."""
+        self.module = model
+        self.model = model
+
+    @property
+    def lightning_module(self) -> Optional[nn.Module]:
+        """The connected module, without any wrapper (DDP's)."""
+        return self.module
 
     # ranks and devices -------------------------------------------------------------------------------------
     @property
@@ -128,6 +150,58 @@ class Strategy:
 
     def pre_backward(self, loss: torch.Tensor) -> None:
         """Call right before loss.backward() (manual optimization needs it under DDP)."""
+
+    def post_backward(self, loss: torch.Tensor) -> None:
+        """Called right after the backward (and its hooks)."""
+
+    def backward(self, closure_loss: torch.Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Backpropagate `closure_loss` through the precision plugin: pre_backward, then on_before_backward (with the
+        scaled loss under 16-mixed), `LightningModule.backward`, on_after_backward, then post_backward. Returns the
+        loss as backpropagated (scaled under 16-mixed), detached, as Lightning's does. `manual_backward` calls this;
+        the fit loop calls it too when a strategy class outside fastlight overrides backward, pre_backward or
+        post_backward (otherwise the loop calls the precision plugin directly: the same work)."""
+        trainer = self._connected_trainer("backward")
+        self.pre_backward(closure_loss)
+        loss = trainer.precision_plugin.backward(trainer, closure_loss, optimizer, *args, **kwargs)
+        self.post_backward(loss)
+        return loss.detach()
+
+    def optimizer_step(self, optimizer: Any, closure: Any, model: Optional[nn.Module] = None, **kwargs: Any) -> Any:
+        """Step `optimizer` through the precision plugin (closure first, then on_before_optimizer_step, gradient
+        clipping, the step), as `LightningOptimizer.step` does."""
+        trainer = self._connected_trainer("optimizer_step")
+        inner = getattr(optimizer, "_optimizer", optimizer)  # a LightningOptimizer steps its torch optimizer
+        return trainer.precision_plugin.optimizer_step(inner, trainer, closure, **kwargs)
+
+    def _connected_trainer(self, what: str) -> Any:
+        module = self.module
+        trainer = getattr(module, "_trainer", None) if module is not None else None
+        if trainer is None or self.precision_plugin is None:
+            raise RuntimeError(
+                f"`strategy.{what}` needs a module attached to a Trainer that uses this strategy: call it during"
+                " `trainer.fit(...)` (e.g. from `training_step`), or `strategy.connect(model)` with `model.trainer` set."
+            )
+        return trainer
+
+    @contextlib.contextmanager
+    def tensor_init_context(self, empty_init: Optional[bool] = None) -> Iterator[None]:
+        """Tensors created inside go straight to `root_device`, in the dtype of a "-true" precision plugin;
+        `empty_init=True` also skips torch.nn.init's initializations (weights loaded afterwards)."""
+        from fastlight.utilities.init import skip_init
+
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.device(self.root_device))
+            precision_context = getattr(self.precision_plugin, "tensor_init_context", None)
+            if precision_context is not None:
+                stack.enter_context(precision_context())
+            if empty_init:
+                stack.enter_context(skip_init())
+            yield
+
+    @contextlib.contextmanager
+    def model_sharded_context(self) -> Iterator[None]:
+        """Where a sharding strategy creates modules already sharded; nothing to do on one device or under DDP."""
+        yield
 
     # data ----------------------------------------------------------------------------------------------------
     def process_dataloader(
@@ -234,6 +308,18 @@ class SingleDeviceStrategy(Strategy):
 class ParallelStrategy(Strategy):
     """Base of the strategies that run one process per device and talk through collectives (DDPStrategy,
     FSDPStrategy): `isinstance(trainer.strategy, ParallelStrategy)` tells a multi-process run's strategy apart."""
+
+
+def backward_is_customized(strategy: Strategy) -> bool:
+    """Whether `strategy`'s class takes over the backward: it (or a class between it and fastlight's) overrides
+    backward, pre_backward or post_backward outside fastlight (a user's strategy, or a test's mock). fastlight's own
+    strategies add nothing to the backward of automatic optimization, so the loop may call the precision plugin
+    directly for them."""
+    for name in ("backward", "pre_backward", "post_backward"):
+        impl = getattr(type(strategy), name, None)
+        if not (getattr(impl, "__module__", None) or "").startswith("fastlight.strategies."):
+            return True
+    return False
 
 
 def _optimizer_state_to(optimizers: list, device: torch.device) -> None:

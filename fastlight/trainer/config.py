@@ -16,6 +16,10 @@ class ConfigError(MisconfigurationException, ValueError):
     """A Trainer flag has a value fastlight (and Lightning) does not accept."""
 
 
+class ConfigTypeError(ConfigError, TypeError):
+    """A Trainer flag has a value of the wrong type (Lightning raises TypeError there)."""
+
+
 @dataclass
 class TrainerConfig:
     device: torch.device
@@ -94,8 +98,10 @@ def _say_limit(name: str, value: Any) -> None:
 
 def _log_device_info(acc: str) -> None:
     """Lightning's lines about the GPUs/TPUs there are and the ones used, and its hint when a GPU sits idle."""
-    cuda = torch.cuda.is_available()
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    from fastlight.accelerators import MPSAccelerator, cuda as cuda_accelerator
+
+    cuda = cuda_accelerator.is_cuda_available()
+    mps = MPSAccelerator.is_available()
     kind = " (cuda)" if cuda else (" (mps)" if mps else "")
     rank_zero_info(f"GPU available: {cuda or mps}{kind}, used: {acc in ('cuda', 'mps')}")
     rank_zero_info("TPU available: False, using: 0 TPU cores")
@@ -150,14 +156,18 @@ def _pick_device(accelerator: Any, devices: Any) -> tuple:
     acc = accelerator.lower()
     if acc not in _ACCELERATORS:
         raise ConfigError(f"`Trainer(accelerator={accelerator!r})` is not a known accelerator; use one of {_ACCELERATORS}.")
-    cuda_count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    from fastlight.accelerators import MPSAccelerator, cuda as cuda_accelerator
+
+    # the probes Lightning asks (and its tests patch): fastlight.accelerators.cuda.num_cuda_devices, MPSAccelerator
+    cuda_count = cuda_accelerator.num_cuda_devices()
+    mps_available = MPSAccelerator.is_available()
     if acc == "auto":
         acc = "cuda" if cuda_count > 0 else "cpu"
     elif acc == "gpu":
-        acc = "cuda" if cuda_count > 0 or not torch.backends.mps.is_available() else "mps"
+        acc = "cuda" if cuda_count > 0 or not mps_available else "mps"
     if acc == "tpu":
         raise ConfigError("`Trainer(accelerator='tpu')` is not supported by fastlight.")
-    if acc == "mps" and not torch.backends.mps.is_available():
+    if acc == "mps" and not mps_available:
         raise ConfigError("`Trainer(accelerator='mps')` was requested but MPS is not available on this machine.")
     if acc == "cuda" and cuda_count == 0:
         raise ConfigError(
@@ -226,14 +236,15 @@ def build_config(**kw: Any) -> TrainerConfig:
 
     clip_val = kw["gradient_clip_val"]
     if clip_val is not None and (isinstance(clip_val, bool) or not isinstance(clip_val, (int, float))):
-        raise ConfigError(f"`Trainer(gradient_clip_val={clip_val!r})` must be an int or a float.")
+        raise ConfigTypeError(f"`Trainer(gradient_clip_val={clip_val!r})`: `gradient_clip_val` should be an int or a"
+                              f" float. Got {clip_val!r}.")
     clip_algo = kw["gradient_clip_algorithm"]
     if clip_algo is not None:
         clip_algo = str(clip_algo).lower()
         if clip_algo not in ("norm", "value"):
             raise ConfigError(
-                f"`Trainer(gradient_clip_algorithm={kw['gradient_clip_algorithm']!r})` is invalid;"
-                " allowed: 'norm', 'value'."
+                f"`Trainer(gradient_clip_algorithm={kw['gradient_clip_algorithm']!r})`: `gradient_clip_algorithm`"
+                f" {kw['gradient_clip_algorithm']} is invalid. Allowed algorithms: 'norm', 'value'."
             )
 
     vci = kw["val_check_interval"]
@@ -252,7 +263,10 @@ def build_config(**kw: Any) -> TrainerConfig:
     if isinstance(vci, int) and vci < 1:
         raise ConfigError(f"`Trainer(val_check_interval={vci!r})` must be an int >= 1 (or a float).")
     cve = kw["check_val_every_n_epoch"]
-    if cve is not None and (isinstance(cve, bool) or not isinstance(cve, int) or cve < 1):
+    if cve is not None and (isinstance(cve, bool) or not isinstance(cve, int)):
+        raise ConfigError(f"`Trainer(check_val_every_n_epoch={cve!r})`: `check_val_every_n_epoch` should be an"
+                          f" integer, found {cve!r}.")
+    if cve is not None and cve < 1:
         raise ConfigError(f"`Trainer(check_val_every_n_epoch={cve!r})` must be None or an int >= 1.")
     if cve is None and isinstance(kw["val_check_interval"], float):
         raise ConfigError(
@@ -339,6 +353,8 @@ def build_config(**kw: Any) -> TrainerConfig:
 
     root = kw["default_root_dir"]
     root = os.getcwd() if root is None else os.fspath(root)
+    if "://" not in root:  # a local folder: "~/runs" is the user's home's runs (Lightning expands it too)
+        root = os.path.normpath(os.path.expanduser(root))
     return TrainerConfig(
         device=device, accelerator=acc, num_devices=n_devices, strategy=strategy_name, precision=precision,
         max_epochs=max_epochs, min_epochs=kw["min_epochs"], max_steps=max_steps, min_steps=kw["min_steps"],
@@ -413,6 +429,8 @@ def _cuda_graphs(value: Any) -> Any:
 
 def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> float:
     """Lightning's rule: an int limit caps the count, a float takes that fraction (at least one batch)."""
+    if length == 0:  # nothing to limit: an empty loader, or `[]` from a dataloader hook (no batches, no error)
+        return 0
     num = length
     if isinstance(limit, int):
         num = min(length, limit)

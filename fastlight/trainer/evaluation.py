@@ -11,10 +11,17 @@
 
 The dataloaders (a list/tuple/dict, any nesting, flattened as CombinedLoader does) run one after the other, each
 batch with its `dataloader_idx` when there are several; a CombinedLoader given in a parallel mode ("min_size",
-"max_size_cycle", "max_size") runs in that mode instead: one batch holds a batch of each dataloader.
+"max_size_cycle", "max_size") runs in that mode instead: one batch holds a batch of each dataloader. A dataloader
+hook that returns `[]` gives one empty iterable, so no batches run (Lightning's `num_val_batches == [0]`).
+
+A step written `{validation,test}_step(self, dataloader_iter)` fetches its own batches (`_run_step_fetches`) through
+the loop's `_data_fetcher` (a loops.fetchers._DataLoaderIterDataFetcher over the loaders as they run, each up to its
+limit): no device transfer hooks; the batch hooks get the batch fetched last. With a profiler, each fetch of a batch
+is timed (`[_EvaluationLoop].{val,test}_next`, `[_PredictionLoop].predict_next`).
 
 Prediction: on_predict_model_eval, on_predict_start, on_predict_epoch_start, per batch
-on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end. Each predict
+on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end
+(`predict_step(self, dataloader_iter)`: PredictionLoop._run_step_fetches, as the evaluation loop's). Each predict
 DataLoader is re-created with a batch sampler that records the sample indices of each batch (for prediction writers:
 current_batch_indices, epoch_batch_indices), as Lightning does.
 """
@@ -28,10 +35,11 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from fastlight.loops.fetchers import _DataLoaderIterDataFetcher, _dataloader_iter_fetcher
 from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_indices, set_sampler_epoch
 from fastlight.trainer import input_path
 from fastlight.trainer.config import parse_num_batches
-from fastlight.trainer.fit_loop import _sized_len, _takes_batch_idx
+from fastlight.trainer.fit_loop import _ProfiledIterator, _sized_len, _takes_batch_idx
 from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
@@ -166,6 +174,32 @@ def _check_dataloader_idx(module: Any, hooks: Tuple[str, ...], several: bool, pr
             )
 
 
+def _iterate(loader: Any, batched: bool, profiler: Any, action: str) -> Any:
+    """The loader's iterator (batched fetch when it qualifies: input_path.py), each next() timed when a profiler
+    records."""
+    iterator = input_path.iterate(loader, batched)
+    return _ProfiledIterator(iterator, profiler, action) if profiler.profiling else iterator
+
+
+def _start_fetcher(fetcher: _DataLoaderIterDataFetcher, combined: CombinedLoader, max_batches: List[float],
+                   profiler: Any, action: str) -> None:
+    """The fetcher over `combined` (its dataloaders one after the other, or in the user's parallel mode), each up to
+    its limit; iter() creates the first iterator. Each fetch is timed when a profiler records."""
+    combined.limits = list(max_batches)
+    fetcher.setup(combined)
+    if profiler.profiling:
+        fetcher._start_profiler = lambda: profiler.start(action)
+        fetcher._stop_profiler = lambda: profiler.stop(action)
+    iter(fetcher)
+
+
+def _fetched_hook_args(fetcher: _DataLoaderIterDataFetcher, several: bool) -> tuple:
+    """The batch hooks' (batch, batch_idx[, dataloader_idx]) in the dataloader_iter flavour: the last batch fetched."""
+    if several:
+        return fetcher._batch, fetcher._batch_idx, fetcher._dataloader_idx
+    return fetcher._batch, fetcher._batch_idx
+
+
 class _ModuleMode:
     """The train/eval mode of every submodule, captured before evaluation and restored after."""
 
@@ -179,7 +213,8 @@ class _ModuleMode:
 
 class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views (loop_views.py)
     """trainer.validate_loop / trainer.test_loop. `run` opens the dataloaders' iteration, fires the start hooks, calls
-    `_evaluation_step` once per batch, then `_on_evaluation_epoch_end` and the end hooks (`_on_run_end`).
+    `_evaluation_step` once per batch (or, for a step that takes `dataloader_iter`, `_run_step_fetches`), then
+    `_on_evaluation_epoch_end` and the end hooks (`_on_run_end`).
 
     The dataloaders run one after the other ("sequential", each with its own `dataloader_idx`) unless the user gave
     a CombinedLoader in another mode: then each batch holds one batch of every dataloader and no `dataloader_idx` is
@@ -198,6 +233,8 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self._last_reload_epoch = float("-inf")
         self.results = ResultCollection(training=False)
         self._logged_outputs: List[Dict[str, Tensor]] = []
+        # `{stage}_step(self, dataloader_iter)`: the fetcher the step fetches through, during a run (else None)
+        self._data_fetcher: Optional[_DataLoaderIterDataFetcher] = None
 
     def reset_data(self) -> None:
         self.loaders = self._combined = None
@@ -249,7 +286,12 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         fitting = trainer.state.fn == "fit"
         grad_ctx = torch.inference_mode() if (trainer._cfg.inference_mode and not fitting) else torch.no_grad()
         with grad_ctx:
-            return self._run(trainer, fitting)
+            try:
+                return self._run(trainer, fitting)
+            finally:
+                if self._data_fetcher is not None:  # the dataloaders' iterators (and workers) go
+                    self._data_fetcher.teardown()
+                    self._data_fetcher = None
 
     def _run(self, trainer: Any, fitting: bool) -> List[Dict[str, Any]]:
         if fitting:
@@ -265,9 +307,9 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self.setup_data()
         if sum(self.max_batches) == 0:
             return []
+        self._data_fetcher = _dataloader_iter_fetcher(trainer._module, f"{self.stage}_step")
         batches = self._reset(trainer, fitting)  # the first iterator exists before the start hooks (RNG order)
-        module = trainer._module
-        self._mode.capture(module)
+        self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
         trainer._call_module(f"on_{self.stage}_model_eval")
         loaders = self.loaders
         trainer._call_callbacks(f"on_{self.stage}_start")
@@ -276,17 +318,21 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             batches = self._reset(trainer, fitting)
         trainer._call_callbacks(f"on_{self.stage}_epoch_start")
         trainer._call_module(f"on_{self.stage}_epoch_start")
-        previous_dl_idx = 0
-        for batch, batch_idx, dl_idx in batches:
-            if dl_idx != previous_dl_idx:  # the next dataloader starts: keep the finished one's epoch metrics
-                self._store_dataloader_outputs()
-                previous_dl_idx = dl_idx
-            self._evaluation_step(batch, batch_idx, dl_idx)
+        if self._data_fetcher is not None:  # the step fetches its batches
+            self._run_step_fetches(self._data_fetcher)
+        else:
+            previous_dl_idx = 0
+            for batch, batch_idx, dl_idx in batches:
+                if dl_idx != previous_dl_idx:  # the next dataloader starts: keep the finished one's epoch metrics
+                    self._store_dataloader_outputs()
+                    previous_dl_idx = dl_idx
+                self._evaluation_step(batch, batch_idx, dl_idx)
         self._store_dataloader_outputs()
         return self._on_run_end(trainer, fitting)
 
-    def _reset(self, trainer: Any, fitting: bool) -> Iterator[Tuple[Any, int, int]]:
-        """Per-run state read by `_evaluation_step`, the dataloader_idx checks, and the batch iterator."""
+    def _reset(self, trainer: Any, fitting: bool) -> Optional[Iterator[Tuple[Any, int, int]]]:
+        """Per-run state read by `_evaluation_step`, the dataloader_idx checks, and the batch iterator (None when the
+        step fetches its batches from `dataloader_iter`: `_data_fetcher` is then started over the loaders)."""
         # Lightning's batch_progress: the fit's validation counts in its own counters (fit_loop.epoch_loop.val_loop)
         self._run_progress = trainer.loop_progress.fit.val_batch if fitting else self.batch_progress
         self._run_progress.reset_on_run()
@@ -297,7 +343,9 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self._dl_arg = several  # the hooks get dataloader_idx only for several dataloaders run one after the other
         step_name = f"{self.stage}_step"
         self._hook_names = (f"on_{self.stage}_batch_start", step_name, f"on_{self.stage}_batch_end")
-        _check_dataloader_idx(module, (step_name,), several, self.prefix)
+        fetcher = self._data_fetcher
+        # a step that fetches from dataloader_iter takes no dataloader_idx
+        _check_dataloader_idx(module, (step_name,), several and fetcher is None, self.prefix)
         _check_dataloader_idx(module, self._hook_names[::2], several, self.prefix)
         step_fn = getattr(module, step_name)
         self._pass_batch_idx = _takes_batch_idx(step_fn)
@@ -312,20 +360,28 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                 trainer.num_sanity_val_batches = list(max_batches)
             for loader in self.loaders:  # some users shuffle validation data by the training epoch (as Lightning)
                 set_sampler_epoch(loader, trainer.current_epoch)
+        profiler, fetch_action = trainer.profiler, f"[_EvaluationLoop].{self.prefix}_next"
+        if fetcher is not None:
+            _start_fetcher(fetcher, self._combined, max_batches, profiler, fetch_action)
+            return None
         if not self._is_sequential:
             combined = self._combined
             combined.limits = list(max_batches)
-            return self._combined_batches(iter(combined), combined._num_batches())
+            first = iter(combined)
+            if profiler.profiling:
+                first = _ProfiledIterator(first, profiler, fetch_action)
+            return self._combined_batches(first, combined._num_batches())
         batched = trainer._cfg.batched_input  # one index_select per tensor for TensorDataset loaders (input_path)
-        return self._sequential_batches(input_path.iterate(self.loaders[0], batched), max_batches, batched)
+        first = _iterate(self.loaders[0], batched, profiler, fetch_action)
+        return self._sequential_batches(first, max_batches, batched, profiler, fetch_action)
 
-    def _sequential_batches(self, first: Iterator, max_batches: List[float],
-                            batched: bool) -> Iterator[Tuple[Any, int, int]]:
+    def _sequential_batches(self, first: Iterator, max_batches: List[float], batched: bool, profiler: Any,
+                            fetch_action: str) -> Iterator[Tuple[Any, int, int]]:
         """(batch, batch_idx, dataloader_idx): each dataloader up to its limit, one after the other."""
         last = len(self.loaders) - 1
         progress = self._run_progress
         for dl_idx, loader in enumerate(self.loaders):
-            iterator = first if dl_idx == 0 else input_path.iterate(loader, batched)
+            iterator = first if dl_idx == 0 else _iterate(loader, batched, profiler, fetch_action)
             limit = max_batches[dl_idx]
             batch_idx = 0
             while batch_idx < limit:
@@ -337,8 +393,9 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                 yield batch, batch_idx, dl_idx
                 batch_idx += 1
 
-    def _combined_batches(self, combined: CombinedLoader, length: float) -> Iterator[Tuple[Any, int, int]]:
-        """(batch, batch_idx, 0) of a CombinedLoader in a parallel mode: one batch of each dataloader."""
+    def _combined_batches(self, combined: Iterator, length: float) -> Iterator[Tuple[Any, int, int]]:
+        """(batch, batch_idx, 0) of a CombinedLoader in a parallel mode (`combined`: its iterator): one batch of each
+        dataloader."""
         progress = self._run_progress
         for batch, batch_idx, dl_idx in combined:
             progress.is_last_batch = batch_idx + 1 >= length
@@ -375,6 +432,50 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             hub.update_eval_step_metrics(results, seen[dataloader_idx])
             seen[dataloader_idx] += 1
 
+    def _run_step_fetches(self, fetcher: _DataLoaderIterDataFetcher) -> None:
+        """The batches when `{validation,test}_step(self, dataloader_iter)` fetches them: one step per iteration until
+        the fetcher is done or the step raises StopIteration. The batch hooks get the batch fetched last (before the
+        step: the previous one, None at first); a dataloader's epoch metrics are stored when the fetches move on to
+        the next dataloader (the last one's by `run`)."""
+        trainer = self.trainer
+        hub, results, progress = trainer._hub, self.results, self._run_progress
+        module = trainer._module
+        several = self._dl_arg
+        batch_start, step_name, batch_end = self._hook_names
+        seen = self._seen
+        previous_dl_idx = 0
+        while not fetcher.done:
+            dataloader_iter = next(fetcher)
+            if fetcher._dataloader_idx != previous_dl_idx:
+                self._store_dataloader_outputs()
+                previous_dl_idx = fetcher._dataloader_idx
+            progress.is_last_batch = fetcher.done
+            hook_args = _fetched_hook_args(fetcher, several)
+            progress.increment_ready()
+            hub.on_batch_start(results, fetcher._batch, fetcher._dataloader_idx if several else None)
+            trainer._call_callbacks(batch_start, *hook_args)
+            trainer._call_module(batch_start, *hook_args)
+            progress.increment_started()
+            prev = module._current_fx_name
+            module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
+            try:
+                with trainer._precision.forward_context():
+                    output = self._step_fn(dataloader_iter)
+            except StopIteration:  # the step asked for a batch past the end
+                break
+            finally:
+                module.__dict__["_current_fx_name"] = prev
+            progress.increment_processed()
+            hook_args = _fetched_hook_args(fetcher, several)  # what the step fetched
+            trainer._call_callbacks(batch_end, output, *hook_args)
+            trainer._call_module(batch_end, output, *hook_args)
+            hub.on_batch_end(results)
+            progress.increment_completed()
+            if not trainer.sanity_checking:
+                self._has_run = True
+                hub.update_eval_step_metrics(results, seen[fetcher._dataloader_idx])
+                seen[fetcher._dataloader_idx] += 1
+
     def _store_dataloader_outputs(self) -> None:
         """A dataloader is exhausted: its epoch metrics are stored (Lightning does it per dataloader)."""
         hub = self.trainer._hub
@@ -405,12 +506,11 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._call_callbacks(f"on_{self.stage}_end")
         trainer._call_module(f"on_{self.stage}_end")
         hub.reset_results(results)
-        module = trainer._module
         train_hook = f"on_{self.stage}_model_train"
-        if trainer._has_hook(module, train_hook):
+        if trainer._has_hook(trainer._module, train_hook):
             trainer._call_module(train_hook)
         else:
-            self._mode.restore(module)
+            self._mode.restore(trainer.model)
         if self.verbose and not fitting and trainer.is_global_zero:
             self._print_results(logged_outputs, self.fn)
         trainer._last_val_time = time.monotonic()
@@ -431,6 +531,8 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         # for prediction writers: the indices of the current batch, and dataloaders x batches x samples
         self.current_batch_indices: List[int] = []
         self.epoch_batch_indices: List[List[List[int]]] = []
+        # `predict_step(self, dataloader_iter)`: the fetcher the step fetches through, during a run (else None)
+        self._data_fetcher: Optional[_DataLoaderIterDataFetcher] = None
 
     @property
     def predictions(self) -> Any:
@@ -443,7 +545,12 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer = self.trainer
         grad_ctx = torch.inference_mode() if trainer._cfg.inference_mode else torch.no_grad()
         with grad_ctx:
-            return self._run(trainer)
+            try:
+                return self._run(trainer)
+            finally:
+                if self._data_fetcher is not None:  # the dataloaders' iterators (and workers) go
+                    self._data_fetcher.teardown()
+                    self._data_fetcher = None
 
     def _flat_loaders(self, raw: Any) -> List[Any]:
         """The predict dataloaders one after the other (the only mode prediction runs in, as in Lightning)."""
@@ -511,8 +618,10 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         module = trainer._module
         n_loaders = len(loaders)
         step_fn = module.predict_step
-        _check_dataloader_idx(module, ("predict_step", "on_predict_batch_start", "on_predict_batch_end"),
-                              n_loaders > 1, "predict")
+        fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, "predict_step")
+        # a step that fetches from dataloader_iter takes no dataloader_idx
+        _check_dataloader_idx(module, ("predict_step",), n_loaders > 1 and fetcher is None, "predict")
+        _check_dataloader_idx(module, ("on_predict_batch_start", "on_predict_batch_end"), n_loaders > 1, "predict")
         pass_batch_idx = _takes_batch_idx(step_fn)
         if trainer.strategy.is_distributed:
             step_fn = trainer.strategy.predict_step
@@ -526,8 +635,13 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         keep_predictions = self.return_predictions or on_epoch
         progress = self.batch_progress
         progress.reset_on_run()
-        iterator = iter(loaders[0])
-        self._mode.capture(module)
+        profiler, fetch_action = trainer.profiler, "[_PredictionLoop].predict_next"
+        # the first iterator is made before the start hooks, as Lightning does (RNG order)
+        if fetcher is not None:
+            _start_fetcher(fetcher, CombinedLoader(list(loaders), "sequential"), max_batches, profiler, fetch_action)
+        else:
+            iterator = _iterate(loaders[0], False, profiler, fetch_action)
+        self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
         trainer._call_module("on_predict_model_eval")
         trainer._call_callbacks("on_predict_start")
         trainer._call_module("on_predict_start")
@@ -535,7 +649,12 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             loaders = self._flat_loaders(trainer._request_dataloader("predict"))
             max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
             trainer.num_predict_batches = list(max_batches)
-            iterator, self._predictions = iter(loaders[0]), predictions
+            self._predictions = predictions
+            if fetcher is not None:
+                _start_fetcher(fetcher, CombinedLoader(list(loaders), "sequential"), max_batches, profiler,
+                               fetch_action)
+            else:
+                iterator = _iterate(loaders[0], False, profiler, fetch_action)
             self.epoch_batch_indices = [[] for _ in loaders]
             recorders = [None] * len(loaders)
             trainer.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
@@ -544,9 +663,11 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         precision = trainer._precision
         warned = False
         cpu = torch.device("cpu")
-        for dl_idx in range(n_loaders):
+        if fetcher is not None:  # the step fetches its batches
+            self._run_step_fetches(fetcher, step_fn, n_loaders > 1, predictions if keep_predictions else None)
+        for dl_idx in range(n_loaders if fetcher is None else 0):  # else: each dataloader's batches, in order
             if dl_idx > 0:
-                iterator = iter(loaders[dl_idx])
+                iterator = _iterate(loaders[dl_idx], False, profiler, fetch_action)
             dl_arg = dl_idx if n_loaders > 1 else None
             recorder = recorders[dl_idx]
             batch_idx = 0
@@ -591,8 +712,45 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self.epoch_batch_indices = []
         trainer._call_callbacks("on_predict_end")
         trainer._call_module("on_predict_end")
-        self._mode.restore(module)
+        self._mode.restore(trainer.model)
         return result
+
+    def _run_step_fetches(self, fetcher: _DataLoaderIterDataFetcher, step_fn: Any, several: bool,
+                          predictions: Optional[List[list]]) -> None:
+        """The batches when `predict_step(self, dataloader_iter)` fetches them (see EvaluationLoop._run_step_fetches);
+        each prediction is kept under the dataloader of the batch the step fetched last."""
+        trainer = self.trainer
+        module = trainer._module
+        progress = self.batch_progress
+        cpu = torch.device("cpu")
+        warned = False
+        while not fetcher.done:
+            dataloader_iter = next(fetcher)
+            progress.is_last_batch = fetcher.done
+            progress.increment_ready()
+            hook_args = _fetched_hook_args(fetcher, several)
+            trainer._call_callbacks("on_predict_batch_start", *hook_args)
+            trainer._call_module("on_predict_batch_start", *hook_args)
+            progress.increment_started()
+            prev = module._current_fx_name
+            module.__dict__["_current_fx_name"] = "predict_step"  # plain dict write: nn.Module.__setattr__ is slow
+            try:
+                with trainer._precision.forward_context():
+                    out = step_fn(dataloader_iter)
+            except StopIteration:  # the step asked for a batch past the end
+                break
+            finally:
+                module.__dict__["_current_fx_name"] = prev
+            if out is None and not warned:
+                warned = True
+                rank_zero_warn("predict returned None if it was on purpose, ignore this warning...")
+            progress.increment_processed()
+            hook_args = _fetched_hook_args(fetcher, several)  # what the step fetched
+            trainer._call_callbacks("on_predict_batch_end", out, *hook_args)
+            trainer._call_module("on_predict_batch_end", out, *hook_args)
+            progress.increment_completed()
+            if predictions is not None:
+                predictions[fetcher._dataloader_idx].append(move_data_to_device(out, cpu))
 
 
 # Lightning's class names (lightning.pytorch.loops._EvaluationLoop / _PredictionLoop; see fastlight/loops)

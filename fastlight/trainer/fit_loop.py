@@ -10,7 +10,8 @@
         on_train_start
         for each epoch:
             on_train_epoch_start            (the iterator of epochs >= 1 is created after this hook)
-            (training_step(self, dataloader_iter): FitLoop._run_epoch_step_fetches, the step fetches the batches)
+            (training_step(self, dataloader_iter): FitLoop._run_epoch_step_fetches, the step fetches the batches
+             through trainer.fit_loop._data_fetcher, a loops.fetchers._DataLoaderIterDataFetcher)
             for each batch:                 FitLoop._run_batch (batches of a TensorDataset loader fetched by
                                             one index_select per tensor: input_path.py)
                 on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
@@ -42,13 +43,16 @@ callbacks that override them (resolved once per run), no per-step dict rebuildin
 """
 import inspect
 import time
+from contextlib import nullcontext
 from copy import deepcopy
 from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch import Tensor
 
+from fastlight.loops.fetchers import _DataLoaderIterDataFetcher, _dataloader_iter_fetcher
 from fastlight.strategies.data import set_sampler_epoch
+from fastlight.strategies.strategy import backward_is_customized
 from fastlight.trainer import graph_step, input_path, resume_state
 from fastlight.trainer.config import parse_num_batches
 from fastlight.trainer.compiled import batch_channels_last
@@ -137,7 +141,10 @@ class _Closure:
             loop._zero_grad(self.batch_idx, self.optimizer)
         if loss is not None:
             if not loop._skip_backward:
-                loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
+                if loop._strategy_backward is None:
+                    loop.trainer._precision.backward(loop.trainer, loss, self.optimizer)
+                else:  # a strategy that takes over the backward (Lightning's loop always calls strategy.backward)
+                    loop._strategy_backward(loss, self.optimizer)
             # Lightning hands out a detached clone; a detached view holds the same value without the copy
             detached = loss.detach()
             self.result = {"loss": detached, **extra} if extra else {"loss": detached}
@@ -157,6 +164,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self.epoch_batch_idx = -1  # index of the current batch within the epoch
         self.total_batch_idx = -1
         self.is_last_batch = False
+        self._accumulating = False  # the batch being run only accumulates gradients (set per batch; read by saves)
         self._warned_none = False
         # checkpoint counters the loop does not keep live (filled into trainer.loop_progress by `sync_progress`)
         self._zero_grad_calls = 0
@@ -172,6 +180,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self.validation_has_run = False
         # training_step runs without zero_grad and backward (Lightning's flag: SWA's batch-norm statistics epoch)
         self._skip_backward = False
+        self._strategy_backward: Optional[Callable[..., Any]] = None  # set per run: _prepare_step_functions
         # exact resume (resume_state.py): the RNG copies taken around the train iterator's creation, a restored
         # checkpoint's state for this rank until the epoch it lands in starts, stateful-loader states to load
         self._iter_record: Optional[Dict[str, Any]] = None
@@ -184,6 +193,10 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self._prefetch_to_device = False  # set per run by _prepare_step_functions
         self._fused_plain_step = False
         self._graph: Any = None  # graph_step.GraphStep of a run with Trainer(cuda_graphs=True | "auto")
+        # training_step(self, dataloader_iter): the fetcher the step fetches through (None on the default path, which
+        # iterates the input path directly)
+        self._step_fetches = False
+        self._data_fetcher: Optional[_DataLoaderIterDataFetcher] = None
 
     # Lightning's fit-loop knobs that callbacks turn (SWA adds an epoch and a batch for its batch-norm pass)
     @property
@@ -372,9 +385,16 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
     def _prepare_step_functions(self, module: Any) -> None:
         self._pass_batch_idx = _takes_batch_idx(module.training_step)
         # training_step(self, dataloader_iter): the step fetches its own batches (Lightning's dataloader_iter mode)
-        self._step_fetches = _names_param(module.training_step, "dataloader_iter")
+        self._data_fetcher = _dataloader_iter_fetcher(module, "training_step")
+        self._step_fetches = self._data_fetcher is not None
+        if self._data_fetcher is not None and self.trainer.profiler.profiling:  # each fetch of the step is timed
+            profiler, action = self.trainer.profiler, "[_TrainingEpochLoop].train_dataloader_next"
+            self._data_fetcher._start_profiler = lambda: profiler.start(action)
+            self._data_fetcher._stop_profiler = lambda: profiler.stop(action)
         strategy = self.trainer.strategy
         self._distributed = strategy.is_distributed
+        # None: the precision plugin's backward directly (what fastlight's strategies' `backward` does)
+        self._strategy_backward = strategy.backward if backward_is_customized(strategy) else None
         # distributed: the step runs inside the wrapper's forward (DDP prepares its gradient all-reduce there)
         self._training_step_fn = strategy.training_step if self._distributed else module.training_step
         profiler = self.trainer.profiler
@@ -429,7 +449,10 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             if resume is not None and resume.batch_idx and not self._stateful_loaded:
                 self._fast_forward(iterator, resume.batch_idx)
         if self._step_fetches:
-            self._run_epoch_step_fetches(_DataLoaderIter(iterator, num_batches))
+            fetcher = self._data_fetcher
+            start = self.epoch_batch_idx + 1  # batches skipped by a mid-epoch resume count as fetched
+            fetcher._start(_numbered(iterator, start), None if num_batches == float("inf") else int(num_batches), start)
+            self._run_epoch_step_fetches(fetcher)
             return
         # batched fetch: next() without the DataLoader's per-batch profiler range (unless a profiler records); on
         # CUDA, batches gathered into pinned buffers and copied one ahead on a side stream
@@ -473,34 +496,37 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             if trainer.should_stop and self._can_stop_early():
                 break
 
-    def _run_epoch_step_fetches(self, fetcher: "_DataLoaderIter") -> None:
+    def _run_epoch_step_fetches(self, fetcher: _DataLoaderIterDataFetcher) -> None:
         """The epoch when `training_step(self, dataloader_iter)` fetches its batches: one step per iteration until
-        the loader is exhausted (a StopIteration out of the step ends the epoch). The batch hooks get the batch the
-        step fetched last (before the step: the previous one), which stays where the loader put it."""
+        the fetcher is done (a StopIteration out of the step ends the epoch). The batch hooks get the batch the step
+        fetched last (before the step: the previous one, None at first), which stays where the loader put it."""
         trainer = self.trainer
         progress = self._batch_progress
         results = trainer._train_results
+        profiling = trainer.profiler.profiling
         while not fetcher.done:
             if trainer._cfg.max_steps != -1 and trainer._global_step >= trainer._cfg.max_steps:
                 break
+            dataloader_iter = next(fetcher)
             self.epoch_batch_idx += 1
             self.total_batch_idx += 1
             self._accumulating = self._should_accumulate()
             progress.is_last_batch = self.is_last_batch = fetcher.done
             progress.increment_ready()
-            trainer._hub.on_batch_start(results, fetcher.batch)
-            trainer._call_callbacks("on_train_batch_start", fetcher.batch, fetcher.batch_idx)
-            if trainer._call_module("on_train_batch_start", fetcher.batch, fetcher.batch_idx) == -1:
+            trainer._hub.on_batch_start(results, fetcher._batch)
+            trainer._call_callbacks("on_train_batch_start", fetcher._batch, fetcher._batch_idx)
+            if trainer._call_module("on_train_batch_start", fetcher._batch, fetcher._batch_idx) == -1:
                 progress.increment_processed()
                 self.is_last_batch = progress.is_last_batch = True
                 return
             progress.increment_started()
             try:
-                if self._automatic:
-                    output = self._automatic_step((fetcher,), self.epoch_batch_idx)
-                else:
-                    output = self._manual_step((fetcher,))
-            except StopIteration:  # the step asked for a batch past the end
+                with trainer.profiler.profile("run_training_batch") if profiling else nullcontext():
+                    if self._automatic:
+                        output = self._automatic_step((dataloader_iter,), self.epoch_batch_idx)
+                    else:
+                        output = self._manual_step((dataloader_iter,))
+            except StopIteration:  # the step asked for a batch past the end (or raised it to end the epoch)
                 return
             progress.increment_processed()
             self.is_last_batch = progress.is_last_batch = fetcher.done
@@ -508,8 +534,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 self._update_lr_schedulers("step", plateau=False)
                 if self._num_ready_batches_reached():
                     self._update_lr_schedulers("epoch", plateau=False)
-            trainer._call_callbacks("on_train_batch_end", output, fetcher.batch, fetcher.batch_idx)
-            trainer._call_module("on_train_batch_end", output, fetcher.batch, fetcher.batch_idx)
+            trainer._call_callbacks("on_train_batch_end", output, fetcher._batch, fetcher._batch_idx)
+            trainer._call_module("on_train_batch_end", output, fetcher._batch, fetcher._batch_idx)
             trainer._hub.on_batch_end(results)
             progress.increment_completed()
             if trainer.loggers and not (self._automatic and self._accumulating):
@@ -631,7 +657,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if not self._val_this_epoch:
             return False
         infinite = trainer.val_check_batch == float("inf")
-        if self.is_last_batch and infinite:
+        # a dataloader_iter step may fetch several batches: its epoch validates after its last step
+        if self.is_last_batch and (infinite or self._step_fetches):
             return True
         if trainer.should_stop and self._can_stop_early():
             return True
@@ -734,7 +761,10 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if loss is None:
             self._warn_none()
         elif not self._skip_backward:
-            trainer._precision.backward(trainer, loss, optimizer)
+            if self._strategy_backward is None:
+                trainer._precision.backward(trainer, loss, optimizer)
+            else:  # a strategy that takes over the backward (Lightning's loop always calls strategy.backward)
+                self._strategy_backward(loss, optimizer)
         if not self._accumulating:
             if self._engine_step is not None:  # hooks, clipping, one stats pass, the fused step, scale update
                 self._engine_step(trainer, trainer._precision, optimizer, loss)
@@ -866,6 +896,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
 
     def teardown(self) -> None:
         self._iterator = None
+        if self._data_fetcher is not None:
+            self._data_fetcher.teardown()
+            self._data_fetcher = None
 
     # ------------------------------------------------------------------------------------- tuner runs
     _SNAPSHOT_FIELDS = ("epoch_batch_idx", "total_batch_idx", "is_last_batch", "_zero_grad_calls", "_scheduler_steps",
@@ -996,44 +1029,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             next(iterator)
 
 
-def _names_param(fn: Callable, name: str) -> bool:
-    """`fn` has a parameter called `name` (Lightning's explicit check for `dataloader_iter`)."""
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-class _DataLoaderIter:
-    """What `training_step(self, dataloader_iter)` gets: next() is (batch, batch_idx, dataloader_idx) straight from the
-    loader (no device transfer: the step moves what it needs). `batch`/`batch_idx`: the last fetched, for the hooks."""
-
-    def __init__(self, iterator: Any, length: float) -> None:
-        self._iterator = iterator
-        self.length = length
-        self.fetched = 0
-        self.batch: Any = None
-        self.batch_idx = 0
-        self._exhausted = False
-
-    @property
-    def done(self) -> bool:
-        return self._exhausted or self.fetched >= self.length
-
-    def __iter__(self) -> "_DataLoaderIter":
-        return self
-
-    def __next__(self) -> tuple:
-        if self.done:
-            raise StopIteration
-        try:
-            batch = next(self._iterator)
-        except StopIteration:
-            self._exhausted = True
-            raise
-        self.batch, self.batch_idx = batch, self.fetched
-        self.fetched += 1
-        return batch, self.batch_idx, 0
+def _numbered(iterator: Any, start: int) -> Any:
+    """The epoch's batches as the fetchers see a loader's: (batch, batch_idx, dataloader_idx=0)."""
+    return ((batch, batch_idx, 0) for batch_idx, batch in enumerate(iterator, start))
 
 
 class _ProfiledIterator:

@@ -78,6 +78,8 @@ def refusal(trainer: Any, loop: Any, module: Any, need_cuda: bool = True) -> Opt
         return "gradient accumulation is not captured"
     if trainer.strategy.is_distributed:
         return "distributed runs are not captured"
+    if getattr(loop, "_strategy_backward", None) is not None:
+        return f"the strategy {type(trainer.strategy).__name__} takes over the backward"
     if engine.flat_list:
         return "flat gradient buffers (flat_grads=True) are not captured"
     if trainer.profiler.profiling:

@@ -30,6 +30,34 @@ _UNKNOWN = (
 )
 
 
+class NoOptimizer(torch.optim.Optimizer):
+    """Stands in when `configure_optimizers` returns None (Lightning does the same): `step(closure)` runs the closure
+    (training_step and backward), nothing is updated or zeroed, and it saves an empty state."""
+
+    def __init__(self) -> None:
+        super().__init__([torch.zeros(1)], {})
+
+    def add_param_group(self, param_group: Any) -> None:
+        if self.param_groups:  # the one placeholder group of __init__ only
+            return
+        super().add_param_group(param_group)
+
+    def step(self, closure: Any = None) -> Any:
+        return closure() if closure is not None else None
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state_dict: Any) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "No Optimizer"
+
+
 def _is_optimizer(x: Any) -> bool:
     return isinstance(x, torch.optim.Optimizer) or (callable(getattr(x, "step", None)) and hasattr(x, "param_groups"))
 
@@ -39,7 +67,7 @@ def parse_optimizers(conf: Any) -> Tuple[List[Any], List[Any], Optional[str]]:
     monitor = None
     if conf is None:
         rank_zero_warn("`LightningModule.configure_optimizers` returned `None`, this fit will run with no optimizer")
-        return [], [], None
+        return [NoOptimizer()], [], None
     if _is_optimizer(conf):
         return [conf], [], None
     if (

@@ -63,6 +63,10 @@ class Precision:
     def forward_context(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
+    def tensor_init_context(self) -> contextlib.AbstractContextManager:
+        """Where `Trainer.init_module` creates tensors: the default dtype (a "-true" precision sets its own)."""
+        return contextlib.nullcontext()
+
     # -- backward ------------------------------------------------------------------------------------
     def pre_backward(self, loss: Tensor) -> Tensor:
         return loss
@@ -106,7 +110,9 @@ class Precision:
         engine = self._engine
         if engine is not None and engine.manages(optimizer):
             # the closure first, as torch's and fastlight's Adam/AdamW/SGD do inside step(closure)
-            return engine.step(trainer, self, optimizer, closure(), **kwargs)
+            closure_result = closure()
+            out = engine.step(trainer, self, optimizer, closure_result, **kwargs)
+            return closure_result if out is None else out  # what step(closure) returns: the closure's loss
         return optimizer.step(closure=partial(self._wrap_closure, trainer, optimizer, closure), **kwargs)
 
     # -- clipping ------------------------------------------------------------------------------------
@@ -200,28 +206,6 @@ class MixedPrecision(Precision):
 _TRUE_DTYPES = {"16-true": torch.float16, "bf16-true": torch.bfloat16, "64-true": torch.float64}
 
 
-class _SkipInit(torch.overrides.TorchFunctionMode):
-    """torch.nn.init.* leave the tensor as it is (weights about to be loaded need no initialization)."""
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
-        if getattr(func, "__module__", None) == "torch.nn.init":
-            return kwargs["tensor"] if kwargs and "tensor" in kwargs else args[0]
-        return func(*args, **(kwargs or {}))
-
-
-@contextlib.contextmanager
-def init_context(device: torch.device, precision: str, empty_init: bool) -> Any:
-    """Trainer.init_module: tensors created on `device`, in a true precision's dtype, optionally uninitialized."""
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.device(device))
-        dtype = _TRUE_DTYPES.get(precision)
-        if dtype is not None:
-            stack.enter_context(_DefaultDtype(dtype))
-        if empty_init:
-            stack.enter_context(_SkipInit())
-        yield
-
-
 class _DefaultDtype:
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
@@ -249,6 +233,9 @@ class TruePrecision(Precision):
         return _convert_floats(batch, self.dtype)
 
     def forward_context(self) -> contextlib.AbstractContextManager:
+        return _DefaultDtype(self.dtype)
+
+    def tensor_init_context(self) -> contextlib.AbstractContextManager:
         return _DefaultDtype(self.dtype)
 
 

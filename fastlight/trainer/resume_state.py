@@ -116,9 +116,9 @@ def _partial_gradients(trainer: Any) -> Optional[Dict[str, torch.Tensor]]:
     loop = trainer.fit_loop
     if getattr(trainer.state, "fn", None) != "fit" or not getattr(loop, "_automatic", True):
         return None
-    # before the loop has run a batch (a checkpoint saved in on_fit_start, e.g. by the batch-size finder) no window
-    # is open
-    if not getattr(loop, "_accumulating", False) or loop.epoch_batch_idx < 0:
+    # no accumulation window is open before the loop has run a batch (a checkpoint saved in on_fit_start, e.g. by
+    # the batch-size / lr finder)
+    if not loop._accumulating or loop.epoch_batch_idx < 0:
         return None
     module = trainer.lightning_module
     return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}

@@ -2,6 +2,7 @@
 (the whole fit loop, in execution order) and evaluation.py (validate / test / predict)."""
 import math
 import os
+from operator import attrgetter
 from typing import Any, Dict, Iterable, List, Optional, Union
 
 import torch
@@ -11,6 +12,7 @@ from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, build_config, resolve_loop_limits
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
@@ -146,18 +148,15 @@ class Trainer:
         self.sanity_checking = False
         self.training = self.validating = self.testing = self.predicting = False
         self.received_sigterm = False
-        self._module: Optional[LightningModule] = None
         self.datamodule: Optional[LightningDataModule] = None
-        self.optimizers: List[torch.optim.Optimizer] = []
-        self._lightning_optimizers: List[LightningOptimizer] = []
         self.lr_scheduler_configs: list = []
-        self._precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
+        precision = make_precision(cfg.precision, cfg.device.type, fused=cfg.fused, device=cfg.device)
         from fastlight.plugins import CheckpointIO, TorchSyncBatchNorm
 
         checkpoint_io = None
         for plugin in ([plugins] if plugins is not None and not isinstance(plugins, (list, tuple)) else plugins or []):
             if isinstance(plugin, Precision):  # a precision plugin object wins over the `precision` flag
-                self._precision = plugin
+                precision = plugin
             elif isinstance(plugin, CheckpointIO):
                 checkpoint_io = plugin
             elif isinstance(plugin, TorchSyncBatchNorm):
@@ -167,6 +166,9 @@ class Trainer:
                                   " plugins, a CheckpointIO and TorchSyncBatchNorm; pass a cluster environment to"
                                   " DDPStrategy(cluster_environment=...)).")
         self.strategy = _resolve_strategy(strategy, cfg, devices, num_nodes, sync_batchnorm)
+        # the strategy holds the run's precision plugin and module (Lightning's layout): `_precision`, `_module`,
+        # `precision_plugin`, `lightning_module` and `model` below read them there
+        self.strategy.precision_plugin = precision
         self._hub = MetricsHub(self)
         self._train_results = ResultCollection(training=True)
         self._active_results: Optional[ResultCollection] = None
@@ -265,13 +267,18 @@ class Trainer:
     def precision(self) -> str:
         return self._precision.precision  # the `precision` flag's, or that of a precision plugin passed instead
 
+    # THE module and precision plugin of the run are the strategy's (`strategy.connect(model)` at each run's start)
+    _module = property(attrgetter("strategy.module"), doc="The connected LightningModule (the strategy's).")
+    _precision = property(attrgetter("strategy.precision_plugin"), doc="The run's precision plugin (the strategy's).")
+
     @property
     def lightning_module(self) -> Optional[LightningModule]:
-        return self._module
+        return self.strategy.lightning_module
 
     @property
     def model(self) -> Optional[torch.nn.Module]:
-        return self._module
+        """The module the loop calls: the LightningModule, or its wrapper (DDP) while a run has it wrapped."""
+        return self.strategy.model
 
     @property
     def current_epoch(self) -> int:
@@ -312,7 +319,7 @@ class Trainer:
     @property
     def device_ids(self) -> List[int]:
         devices = getattr(self.strategy, "parallel_devices", None) or [self.strategy.root_device]
-        return [d.index or 0 for d in devices]
+        return [d.index or i for i, d in enumerate(devices)]  # CPU processes: 0, 1, ... (Lightning's numbering)
 
     @property
     def root_device(self) -> torch.device:
@@ -323,8 +330,43 @@ class Trainer:
         return self.strategy.distributed_sampler_kwargs
 
     @property
+    def optimizers(self) -> List[torch.optim.Optimizer]:
+        """The run's optimizers (the strategy's, as in Lightning)."""
+        return self.strategy.optimizers
+
+    @optimizers.setter
+    def optimizers(self, optimizers: List[torch.optim.Optimizer]) -> None:
+        optimizers = list(optimizers)
+        self.strategy.optimizers = optimizers
+        self.strategy._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
+
+    _lightning_optimizers = property(attrgetter("strategy._lightning_optimizers"),
+                                     doc="The LightningOptimizer of each optimizer (the strategy's).")
+
+    @property
+    def _checkpoint_connector(self) -> Any:
+        """Lightning's private checkpoint connector, as a view (fastlight/trainer/connector_views.py)."""
+        from fastlight.trainer.connector_views import CheckpointConnector
+
+        return CheckpointConnector(self)
+
+    @property
+    def _data_connector(self) -> Any:
+        """Lightning's private data connector, as a view (fastlight/trainer/connector_views.py)."""
+        from fastlight.trainer.connector_views import DataConnector
+
+        return DataConnector(self)
+
+    @property
+    def _accelerator_connector(self) -> Any:
+        """Lightning's private accelerator connector, as a view (fastlight/trainer/connector_views.py)."""
+        from fastlight.trainer.connector_views import AcceleratorConnector
+
+        return AcceleratorConnector(self)
+
+    @property
     def precision_plugin(self) -> Any:
-        return self._precision
+        return self.strategy.precision_plugin
 
     @property
     def accelerator(self) -> Any:
@@ -413,14 +455,13 @@ class Trainer:
     def init_module(self, empty_init: Optional[bool] = None) -> Any:
         """Context manager: tensors created inside (a model's parameters) go straight to the run's device, in the
         dtype of a "-true" precision; empty_init=True also skips torch.nn.init's initializations (the weights are
-        loaded from a checkpoint afterwards), as Lightning's Trainer.init_module does."""
-        from fastlight.trainer.precision import init_context
-
-        return init_context(self.strategy.root_device, self._cfg.precision, bool(empty_init))
+        loaded from a checkpoint afterwards), as Lightning's Trainer.init_module does: the strategy decides
+        (`strategy.tensor_init_context`)."""
+        return self.strategy.tensor_init_context(empty_init=empty_init)
 
     @property
     def progress_bar_callback(self) -> Optional[Callback]:
-        from fastlight.callbacks.progress_bar import ProgressBar
+        from fastlight.callbacks.progress import ProgressBar
 
         for c in self.callbacks:
             if isinstance(c, ProgressBar):
@@ -575,7 +616,8 @@ class Trainer:
         self._cb_hooks = {k: tuple(v) for k, v in table.items()}
         # epoch-end monitoring callbacks (checkpoint, early stopping) run after the module's on_train_epoch_end
         epoch_end = [cb for cb in self.callbacks
-                     if type(cb).on_train_epoch_end is not Callback.on_train_epoch_end]
+                     if type(cb).on_train_epoch_end is not Callback.on_train_epoch_end
+                     or "on_train_epoch_end" in vars(cb)]  # set on the instance
         timed = (lambda cb: profiler.wrap(f"[Callback]{cb.state_key}.on_train_epoch_end", cb.on_train_epoch_end)) \
             if profiler.profiling else (lambda cb: cb.on_train_epoch_end)
         self._cb_hooks["on_train_epoch_end"] = tuple(timed(cb) for cb in epoch_end if not _is_monitoring_callback(cb))
@@ -585,7 +627,8 @@ class Trainer:
         cls = type(module)
         # configure_gradient_clipping's default does nothing without a clip value: skip it then
         self._clipping_active = bool(self._cfg.gradient_clip_val) or (
-            type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
+            type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping
+            or "configure_gradient_clipping" in vars(module))  # set on the instance (a wrapper that records it)
         self._module_skip = frozenset(
             name for name in _NOOP_MODULE_HOOKS
             if getattr(cls, name, None) is getattr(LightningModule, name) and name not in vars(module)
@@ -603,7 +646,7 @@ class Trainer:
         fns = self._cb_hooks.get(name)
         if not fns:
             return
-        module = self._module
+        module = self.strategy.module  # (not the `_module` property: one attribute read less per hook)
         prev = module._current_fx_name
         module.__dict__["_current_fx_name"] = name.split(":")[0]  # plain dict write: nn.Module.__setattr__ is slow
         for fn in fns:
@@ -613,7 +656,7 @@ class Trainer:
     def _call_module(self, name: str, *args: Any, **kwargs: Any) -> Any:
         if name in self._module_skip:
             return None
-        module = self._module
+        module = self.strategy.module  # (not the `_module` property: one attribute read less per hook)
         prev = module._current_fx_name
         module.__dict__["_current_fx_name"] = name  # plain dict write: nn.Module.__setattr__ is slow
         try:
@@ -655,6 +698,11 @@ class Trainer:
         fx = module._current_fx_name
         if fx is None:
             raise LoggingError("You are trying to `self.log()` but it is not managed by the `Trainer` control flow")
+        if batch_size is None and self.training and self.fit_loop._step_fetches:  # no batch to take the size from
+            raise MisconfigurationException(
+                f"`self.log({name!r}, ...)` needs `batch_size=...` when `training_step` takes `dataloader_iter`: the"
+                " loop does not see the batches the step fetches, so it cannot tell their size."
+            )
         # the argument checks depend only on these: resolved once per distinct call site
         try:
             key = (fx, name, on_step, on_epoch, reduce_fx, add_dataloader_idx, sync_dist, sync_dist_group,
@@ -767,39 +815,41 @@ class Trainer:
     def _resolve_model(self, model: Optional[LightningModule], fn: str) -> LightningModule:
         if model is None:
             if self._module is None:
-                raise MisconfigurationError(
-                    f"`model` must be provided to `trainer.{fn}()` when it hasn't been passed in a previous run"
-                )
+                raise TypeError(f"`Trainer.{fn}()` requires a `LightningModule` when it hasn't been passed in a"
+                                " previous run")
             return self._module
         return model
 
     def _attach(self, model: Any, datamodule: Any, fn: str, **sources: Any) -> None:
         if not isinstance(model, LightningModule):
-            raise TypeError(f"`Trainer.{fn}()` requires a `LightningModule`, got: {type(model).__qualname__}")
+            raise TypeError(f"`Trainer.{fn}(model=...)`: `model` must be a `LightningModule` or"
+                            f" `torch._dynamo.OptimizedModule`, got `{type(model).__qualname__}`")
         if datamodule is not None and not isinstance(datamodule, LightningDataModule):
             raise TypeError(f"`datamodule` must be a `LightningDataModule`, got {type(datamodule).__qualname__}")
         self.state.fn = fn
         self.datamodule = datamodule
         if datamodule is not None:
             datamodule.trainer = self
-        # a dataloader given to this call, else the datamodule's, else the module's hook
-        owner = datamodule if datamodule is not None else model
+        stages = {"fit": ("train", "val"), "validate": ("val",)}.get(fn, (fn,))
+        self._attach_sources(datamodule if datamodule is not None else model, stages, sources)
+
+    def _attach_sources(self, owner: Any, stages: Iterable[str], given: Dict[str, Any]) -> None:
+        """Where each stage's dataloaders come from: a dataloader in `given` (by stage: "train", "val", "test",
+        "predict"), else for `stages` the hooks of `owner` (the datamodule, else the module). The loaders of those
+        stages are requested again when next needed."""
         for stage in ("train", "val", "test", "predict"):
-            given = sources.get(stage)
-            if given is not None:
-                setattr(self, f"_{stage}_source", ("given", given))
-            elif fn == "fit" and stage in ("train", "val") or fn == "validate" and stage == "val" \
-                    or fn == stage:
+            loader = given.get(stage)
+            if loader is not None:
+                setattr(self, f"_{stage}_source", ("given", loader))
+            elif stage in stages:
                 setattr(self, f"_{stage}_source", ("hook", owner))
-        if fn == "fit":
+        if "train" in stages:
             self.train_dataloader = None
-            self.val_dataloaders = None
             self.fit_loop.reset_data()
-            self.validate_loop.reset_data()
-        elif fn == "validate":
+        if "val" in stages:
             self.val_dataloaders = None
             self.validate_loop.reset_data()
-        elif fn == "test":
+        if "test" in stages:
             self.test_dataloaders = None
             self.test_loop.reset_data()
 
@@ -898,7 +948,7 @@ class Trainer:
 
     def _recover_spawned_results(self, model: LightningModule, outcome: Optional[Dict[str, Any]]) -> Any:
         """In the calling process: rank 0's final weights, metrics and progress, as if it had run here."""
-        self._module = model
+        self.strategy.connect(model)
         model._trainer = self
         if outcome is None:
             return None
@@ -918,7 +968,7 @@ class Trainer:
 
             has_timer = self._cfg.max_time is not None or any(isinstance(cb, Timer) for cb in self.callbacks)
             resolve_loop_limits(self._cfg, has_timer)
-        self._module = model
+        self.strategy.connect(model)
         model._trainer = self
         self.state.status = "running"
         self.should_stop = False
@@ -1070,14 +1120,8 @@ class Trainer:
         if ckpt_path is None:
             return
         if before_setup:
-            from fastlight.utilities.checkpoint_io import load_checkpoint
-
             rank_zero_info(f"Restoring states from the checkpoint path at {ckpt_path}")
-            io = self.checkpoint_io
-            if io is not None:
-                checkpoint = io.load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
-            else:
-                checkpoint = load_checkpoint(ckpt_path, map_location="cpu", weights_only=weights_only)
+            checkpoint = self._read_checkpoint(ckpt_path, weights_only)
             self._loaded_checkpoint = checkpoint
             checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(ckpt_path))
             return
@@ -1091,19 +1135,43 @@ class Trainer:
         else:
             rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
 
-    def _select_ckpt_path(self, fn: str, ckpt_path: Optional[Any], model_provided: bool) -> Optional[str]:
-        """`ckpt_path` as a file path: "best" and "last" resolved, and validate/test/predict without a model use the
-        best checkpoint of the previous fit (Lightning's rules and messages)."""
+    def _read_checkpoint(self, path: Any, weights_only: Optional[bool] = None) -> Dict[str, Any]:
+        """The checkpoint file at `path`, onto the CPU, through the trainer's CheckpointIO (TorchCheckpointIO if none)."""
+        from fastlight.utilities.checkpoint_io import load_checkpoint
+
+        io = self.checkpoint_io
+        if io is not None:
+            return io.load_checkpoint(path, map_location="cpu", weights_only=weights_only)
+        return load_checkpoint(path, map_location="cpu", weights_only=weights_only)
+
+    def _select_ckpt_path(self, fn: str, ckpt_path: Optional[Any], model_provided: bool,
+                          model_connected: bool = True) -> Optional[str]:
+        """`ckpt_path` as a file path: "best" and "last" resolved, validate/test/predict without a model use the
+        best checkpoint of the previous fit, and a fit with an OnExceptionCheckpoint continues from the latest of
+        its file and the last checkpoints (Lightning's rules and messages)."""
+        from fastlight.callbacks.on_exception_checkpoint import OnExceptionCheckpoint
+
+        fn = getattr(fn, "value", fn)  # a TrainerFn
         if ckpt_path is not None and not isinstance(ckpt_path, (str, os.PathLike)):
             raise TypeError(f"`.{fn}(ckpt_path=...)` must be a path, 'best', 'last' or None, got {ckpt_path!r}")
+        on_exception = [cb for cb in self.callbacks if isinstance(cb, OnExceptionCheckpoint)]
+        if ckpt_path is None and on_exception and self.state.fn == "fit":
+            ckpt_path = "last"
+            rank_zero_warn(
+                f"`.{fn}(ckpt_path=None)` was called without a model. The last model of the previous `fit` call will"
+                f" be used. You can pass `{fn}(ckpt_path='best')` to use the best model or `{fn}(ckpt_path='last')`"
+                " to use the last model. If you pass a value, this warning will be silenced."
+            )
         if model_provided and ckpt_path is None:
             return None
-        if ckpt_path is None:
+        if model_connected and ckpt_path is None:
             ckpt_path = "best"
+            tip = (" There is also an on-exception checkpoint available, however it is used by default only when"
+                   " fitting.") if on_exception else ""
             rank_zero_warn(
                 f"`.{fn}(ckpt_path=None)` was called without a model. The best model of the previous `fit` call will"
-                f" be used. You can pass `.{fn}(ckpt_path='best')` to use the best model or `.{fn}(ckpt_path='last')`"
-                " to use the last model. If you pass a value, this warning will be silenced."
+                f" be used.{tip} You can pass `.{fn}(ckpt_path='best')` to use the best model or"
+                f" `.{fn}(ckpt_path='last')` to use the last model. If you pass a value, this warning will be silenced."
             )
         if ckpt_path == "best":
             if len(self.checkpoint_callbacks) > 1:
@@ -1126,7 +1194,7 @@ class Trainer:
                 )
             return callback.best_model_path
         if ckpt_path == "last":
-            candidates = set()
+            candidates = {cb.ckpt_path for cb in on_exception}
             for callback in self.checkpoint_callbacks:
                 find = getattr(callback, "_find_last_checkpoints", None)
                 if find is not None:
@@ -1140,6 +1208,9 @@ class Trainer:
                 )
                 return None
             return max(existing, key=existing.get)
+        if not ckpt_path:
+            raise ValueError(f"`.{fn}()` found no path for the best weights: {ckpt_path!r}. Please specify a path for a"
+                             f" checkpoint `.{fn}(ckpt_path=PATH)`")
         return os.fspath(ckpt_path)
 
     # ================================================================= checkpoints
@@ -1161,13 +1232,8 @@ class Trainer:
         module weights, datamodule and callback states, AMP scaler, loop progress, optimizer and scheduler states.
         The loop continues from the restored counters without a resume (Lightning resets `restarting`)."""
         from fastlight.trainer import checkpoint_layout
-        from fastlight.utilities.checkpoint_io import load_checkpoint
 
-        io = self.checkpoint_io
-        if io is not None:
-            checkpoint = io.load_checkpoint(filepath, map_location="cpu")
-        else:
-            checkpoint = load_checkpoint(filepath, map_location="cpu")
+        checkpoint = self._read_checkpoint(filepath)
         checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(filepath))
         checkpoint_layout.restore_training_state(self, checkpoint, stage=self.state.fn)
 
@@ -1246,6 +1312,14 @@ class Trainer:
                     "No `predict_dataloader()` method defined to run `Trainer.predict`."
                     " Pass `dataloaders=` or a datamodule that defines it."
                 )
+        if any(_takes_dataloader_iter(getattr(model, step, None))
+               for step in ("training_step", "validation_step", "predict_step", "test_step")):
+            rank_zero_warn(
+                "A step takes `dataloader_iter` (the step fetches its own batches; experimental in Lightning). A step"
+                " that fetches more than one batch makes the `batch_idx` the batch hooks and callbacks receive differ"
+                " from the index of the batch it fetched last, and gradient accumulation counts steps, not batches.",
+                category=PossibleUserWarning,
+            )
 
     def _setup_strategy(self, model: LightningModule, fn: str) -> None:
         """Convert (precision), then the strategy moves the module (and wraps it in DDP when fitting), then the
@@ -1258,7 +1332,7 @@ class Trainer:
         if fn == "fit":
             self._setup_optimizers(model)
         else:
-            self.optimizers, self._lightning_optimizers, self.lr_scheduler_configs = [], [], []
+            self.optimizers, self.lr_scheduler_configs = [], []
 
     def _setup_optimizers(self, model: LightningModule) -> None:
         conf = self._call_module("configure_optimizers")
@@ -1273,8 +1347,7 @@ class Trainer:
             )
         optimizers = self._select_optimizer_engine(optimizers)
         optimizers = self.strategy.setup_optimizers(optimizers)
-        self.optimizers = optimizers
-        self._lightning_optimizers = [LightningOptimizer._to_lightning_optimizer(o, self) for o in optimizers]
+        self.optimizers = optimizers  # and their LightningOptimizers
         self.lr_scheduler_configs = configs
 
     def _select_optimizer_engine(self, optimizers: List[Any]) -> List[Any]:
@@ -1385,11 +1458,6 @@ class Trainer:
             self.checkpoint_io.teardown()  # e.g. AsyncCheckpointIO: wait for the files still being written
         self.fit_loop.teardown()
         self._hub.teardown()
-
-    # ================================================================= backward (used by manual_backward)
-    def _backward(self, loss: Tensor, optimizer: Optional[Any], *args: Any, **kwargs: Any) -> None:
-        self.strategy.pre_backward(loss)  # DDP with manual optimization arms its all-reduce here
-        self._precision.backward(self, loss, optimizer, *args, **kwargs)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.local_rank == 0:  # once per machine, as in Lightning

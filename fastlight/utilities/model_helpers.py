@@ -51,6 +51,8 @@ def is_overridden(method_name: str, instance: Optional[object] = None, parent: O
     instance_attr = getattr(instance, method_name, None)
     if instance_attr is None:
         return False
+    if hasattr(instance_attr, "__wrapped__"):  # functools.wraps / update_wrapper: what it wraps counts
+        instance_attr = instance_attr.__wrapped__
     if isinstance(instance_attr, Mock):  # a test double: what it wraps counts (a bare Mock overrides nothing)
         instance_attr = instance_attr._mock_wraps
     elif isinstance(instance_attr, partial):
