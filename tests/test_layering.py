@@ -36,6 +36,7 @@ LAYERS = {
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": ({"_warn"}, ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
+    "loops": ({"trainer"}, set()),  # Lightning's loop counters (the real ones) and _Loop; _FitLoop names the trainer's
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
     "cli": ({"trainer", "core", "callbacks", "loggers", "profilers", "strategies", "utilities"}, ANY),  # LightningCLI
     "demos": ({"core", "utilities"}, ANY),  # BoringModel & co.: user-level modules, no trainer or kernels
