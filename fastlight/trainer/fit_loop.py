@@ -332,6 +332,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         cfg = trainer._cfg
         module = trainer._module
         trainer.training = True
+        trainer.validating = False  # the sanity check's stage is over (Lightning: one running stage at a time)
         trainer.state.stage = "train"
         trainer._active_results = trainer._train_results
         self.setup_data()
@@ -937,6 +938,11 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             if self._loader_states_to_load and self.loader is not None:  # loaded early (estimated_stepping_batches)
                 self._iterator = self._new_iterator()  # the stateful loaders' states go in before iter()
         self._resume_pending = True
+        # Lightning's `restarting`: the restored epoch had not finished (or the fit counts steps, not epochs); then the
+        # sanity check is skipped, and the plateau schedulers skip that epoch's end
+        epoch = trainer.loop_progress.fit.epoch.current
+        unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
+        self._restarting = unfinished or trainer._cfg.max_steps != -1
 
     def _apply_resume(self) -> None:
         """Continue where the restored counters say (Lightning 2.6's restart rules, `resume_point`)."""
@@ -945,9 +951,6 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self._resume_pending = False
         trainer = self.trainer
         progress = trainer.loop_progress.fit
-        epoch = progress.epoch.current
-        unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
-        self._restarting = unfinished or trainer._cfg.max_steps != -1
         self._resuming = True
         exact, self._exact = self._exact, None
         # normalizes the counters in place (partial events dropped): current_epoch / global_step follow

@@ -232,8 +232,9 @@ class FitLoopViews(_ProgressOwner, _StepLimits):
 
     @property
     def restarting(self) -> bool:
-        """A checkpoint's counters were restored and the fit has not yet continued from them."""
-        return bool(self._resume_pending or self._restarting)
+        """Restored counters of an unfinished epoch (or of a fit counting steps) the fit continues from; True from
+        the restore to the end of the epoch the fit continues."""
+        return bool(self._restarting)
 
     @restarting.setter
     def restarting(self, value: bool) -> None:

@@ -1359,6 +1359,8 @@ class Trainer:
         loop = self.validate_loop
         if not (self.enable_validation and self._cfg.num_sanity_val_steps > 0):
             return
+        if self.fit_loop.restarting:  # continuing an unfinished epoch from a checkpoint: no sanity check (Lightning)
+            return
         self.sanity_checking = True
         self.state.stage = "sanity_check"
         self._hub.reset_results(loop.results)
