@@ -33,8 +33,8 @@ LAYERS = {
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),
-    # Lightning's `loops` import path: the data fetchers (the dataloader_iter step flavour) and, lazily, the names of
-    # the trainer's loops
+    # Lightning's `loops` import path: the loop counters (the real ones), _Loop, the data fetchers (the dataloader_iter
+    # step flavour) and, lazily, the names of the trainer's loops
     "loops": ({"trainer", "utilities"}, set()),
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": ({"_warn"}, ANY),

@@ -98,10 +98,10 @@ def _phase(trainer: Any) -> str:
     loop = trainer.fit_loop
     if loop._stopping_at_boundary:
         return PHASE_BETWEEN_BATCHES
+    if trainer.validating and not trainer.sanity_checking and trainer.state.fn == "fit":
+        return PHASE_VALIDATION  # the fit's validation (it runs with trainer.training off)
     if not trainer.training:
         return PHASE_OTHER
-    if trainer.validating and not trainer.sanity_checking:
-        return PHASE_VALIDATION
     fx = getattr(trainer.lightning_module, "_current_fx_name", None)
     if fx == "on_train_batch_end":
         return PHASE_TRAIN_BATCH_END
