@@ -218,8 +218,8 @@ def test_resume_point_after_last_batch_moves_to_next_epoch():
         p.batch.is_last_batch = i == 3
         p.batch.increment_ready()
         p.batch.increment_started()
-        p.optimizer.step.increment_ready()
-        p.optimizer.step.increment_completed()
+        p.optim.optimizer.step.increment_ready()
+        p.optim.optimizer.step.increment_completed()
         p.batch.increment_processed()
         if i < 3:
             p.batch.increment_completed()

@@ -250,6 +250,110 @@ def test_every_loop_runs_dataloader_iter_steps_as_lightning(fetches_per_step, li
         assert seen["fl"][1][0] > 0  # and trained (a step asking for more batches than the limit ends its epoch)
 
 
+def _sums(batch):
+    """A batch as the rounded sum of each dataloader's tensor (dicts and lists opened; None for an exhausted one)."""
+    if batch is None:
+        return None
+    if isinstance(batch, dict):
+        return {k: _sums(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)) and not isinstance(batch[0], torch.Tensor):
+        return [_sums(v) for v in batch]
+    return round(float(batch[0].sum()), 4)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "min_size", "max_size_cycle", "max_size"])
+def test_a_dataloader_iter_evaluation_step_fetches_from_the_users_combined_loader_as_lightning(mode, tmp_path):
+    """validate/test given a CombinedLoader: the step fetches in the loader's own mode (a parallel mode gives one
+    batch of each dataloader per fetch, dataloader_idx 0); the same fetches, hook arguments, metrics and progress."""
+    seen = {}
+    for name, framework, _, combined_cls in FRAMEWORKS:
+        record = []
+
+        class Fetching(framework.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = torch.nn.Linear(4, 1)
+
+            def _step(self, dataloader_iter):
+                batch, batch_idx, dl_idx = next(dataloader_iter)
+                record.append(("step", _sums(batch), batch_idx, dl_idx, dataloader_iter.done))
+                out = self.layer(torch.ones(1, 4)).sum() * batch_idx
+                self.log("out", out, batch_size=2)
+                return out
+
+            validation_step = test_step = _step
+
+            def on_validation_batch_start(self, batch, batch_idx, dataloader_idx=0):
+                record.append(("start", _sums(batch), batch_idx, dataloader_idx))
+
+            def on_test_batch_end(self, outputs, batch, batch_idx, dataloader_idx=0):
+                record.append(("end", _sums(batch), batch_idx, dataloader_idx))
+
+        def loaders():
+            return combined_cls({"a": _data(6, seed=1), "b": _data(10, seed=2)}, mode)
+
+        trainer = framework.Trainer(default_root_dir=tmp_path / name, **QUIET)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(0)
+            model = Fetching()
+            validated = trainer.validate(model, loaders(), verbose=False)
+            tested = trainer.test(model, loaders(), verbose=False)
+        seen[name] = (record, validated, tested, trainer.test_loop.batch_progress.state_dict(),
+                      trainer.validate_loop._data_fetcher, trainer.num_test_batches)
+    assert seen["fl"] == seen["pl"]
+    assert any(r[0] == "step" for r in seen["fl"][0])
+
+
+def test_a_dataloader_hook_returning_an_empty_list_runs_no_batches_as_lightning(tmp_path):
+    """`return []` from val/test/predict_dataloader: one empty iterable (`num_val_batches == [0]`), no step runs and
+    nothing fails (no limit to apply to a length of 0)."""
+    seen = {}
+    for name, framework, _, _ in FRAMEWORKS:
+        steps = []
+
+        class NoData(framework.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = torch.nn.Linear(4, 1)
+
+            def training_step(self, batch, batch_idx):
+                return self.layer(batch[0]).sum()
+
+            def validation_step(self, batch, batch_idx):
+                steps.append("val")
+
+            def test_step(self, batch, batch_idx):
+                steps.append("test")
+
+            def predict_step(self, batch, batch_idx):
+                steps.append("predict")
+
+            def train_dataloader(self):
+                return _data()
+
+            def val_dataloader(self):
+                return []
+
+            test_dataloader = predict_dataloader = val_dataloader
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        trainer = framework.Trainer(default_root_dir=tmp_path / name, max_epochs=1, **QUIET)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = NoData()
+            trainer.fit(model)
+            fit_val_batches = trainer.num_val_batches
+            tested = trainer.test(model, verbose=False)
+            test_batches = trainer.num_test_batches
+            trainer.predict(model)
+        seen[name] = (steps, fit_val_batches, tested, test_batches, trainer.global_step)
+    assert seen["fl"] == seen["pl"]
+    assert seen["fl"][0] == [] and seen["fl"][1] == [0]
+
+
 def test_a_step_can_end_the_epoch_with_stop_iteration(tmp_path):
     seen = {}
     for name, framework, _, _ in FRAMEWORKS:

@@ -33,10 +33,13 @@ LAYERS = {
     "core": ({"utilities"}, ANY),  # the user surface: no kernels, no loop
     "callbacks": ({"core", "utilities"}, ANY),
     "loggers": ({"core", "utilities"}, ANY),
-    "loops": ({"utilities"}, set()),  # Lightning's data fetchers (the dataloader_iter step flavour)
+    # Lightning's `loops` import path: the loop counters (the real ones), _Loop, the data fetchers (the dataloader_iter
+    # step flavour) and, lazily, the names of the trainer's loops
+    "loops": ({"trainer", "utilities"}, set()),
     "profilers": (set(), ANY),  # Lightning's profiler interface; the trainer calls it
     "utilities": ({"_warn"}, ANY),
     "trainer": (EVERYTHING, ANY),  # where the surface and the engine meet
+    "overrides": ({"strategies"}, set()),  # Lightning's `overrides` import path: names of fastlight's wrappers
     "tuner": ({"trainer", "core", "callbacks", "utilities"}, ANY),  # Tuner: runs the tuning callbacks in a fit
     "cli": ({"trainer", "core", "callbacks", "loggers", "profilers", "strategies", "utilities"}, ANY),  # LightningCLI
     "demos": ({"core", "utilities"}, ANY),  # BoringModel & co.: user-level modules, no trainer or kernels

@@ -191,6 +191,41 @@ def test_fastlight_mid_epoch_checkpoint_resumes_in_lightning(tmp_path):
     assert [s[:3] for s in m_pl.seen][:3] == [(1, 2, 6), (1, 3, 7), (2, 0, 8)]
 
 
+@pytest.mark.parametrize("source", ["mid_epoch", "epoch_end"])
+def test_sanity_check_is_skipped_only_when_the_restored_epoch_is_unfinished_as_lightning(tmp_path, source):
+    """Lightning 2.6 runs no sanity check when the fit continues an unfinished epoch (`fit_loop.restarting`); a
+    checkpoint saved at an epoch's end (the epoch counted as processed) restarts nothing: the sanity check runs."""
+    root = tmp_path / "ckpts"
+    if source == "mid_epoch":
+        _step_checkpoints(pl, root, epochs=2, with_val=True)
+        path = root / "steps" / "epoch=1-step=6.ckpt"
+    else:
+        ck = pl.callbacks.ModelCheckpoint(dirpath=root / "epochs", save_top_k=-1, save_on_train_epoch_end=True)
+        fit(pl, root, 1, [ck], with_val=True)
+        path = root / "epochs" / "epoch=0-step=4.ckpt"
+    seen = {}
+    for framework in (pl, fastlight):
+        calls = []
+
+        class Watch(framework.Callback):
+            def on_sanity_check_start(self, trainer, pl_module):
+                calls.append("sanity_check")
+
+            def on_train_start(self, trainer, pl_module):
+                calls.append(("train_start", trainer.fit_loop.restarting, trainer.current_epoch,
+                              trainer.global_step))
+
+        (pl if framework is pl else fastlight).seed_everything(0, verbose=False)
+        extra = dict(fused=False) if framework is fastlight else {}
+        trainer = framework.Trainer(max_epochs=3, callbacks=[Watch()], logger=False, enable_progress_bar=False,
+                                    enable_model_summary=False, default_root_dir=str(tmp_path / "run"),
+                                    num_sanity_val_steps=2, **extra)
+        trainer.fit(make_module(framework)(), *loaders(True), ckpt_path=str(path))
+        seen[framework.__name__] = (calls, trainer.current_epoch, trainer.global_step)
+    assert seen["fastlight"] == seen["pytorch_lightning"]
+    assert ("sanity_check" in seen["fastlight"][0]) == (source == "epoch_end")
+
+
 def test_save_checkpoint_hooks_and_weights_only(tmp_path):
     class Recorder(fastlight.Callback):
         def __init__(self):

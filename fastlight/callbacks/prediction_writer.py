@@ -3,6 +3,8 @@ import inspect
 from enum import Enum
 from typing import Any, Optional, Sequence
 
+from fastlight.utilities.exceptions import _MisconfigurationValueError
+
 from .callback import Callback
 
 
@@ -29,7 +31,8 @@ class BasePredictionWriter(Callback):
     def __init__(self, write_interval: str = "batch") -> None:
         allowed = [i.value for i in WriteInterval]
         if write_interval not in allowed:
-            raise ValueError(f"BasePredictionWriter: `write_interval` should be one of {allowed}, got {write_interval!r}.")
+            raise _MisconfigurationValueError(  # Lightning's exception type; a ValueError as before
+                f"BasePredictionWriter: `write_interval` should be one of {allowed}, got {write_interval!r}.")
         self.interval = WriteInterval(write_interval)
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:

@@ -224,13 +224,15 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         batch_size: Optional[int] = None,
         rank_zero_only: bool = False,
     ) -> None:
-        items = dictionary.items()
         if is_metric_collection(dictionary):
-            # a torchmetrics MetricCollection: its metrics under their own names (as Lightning does)
+            # a torchmetrics MetricCollection: its metrics under their own names (as Lightning does); with compute
+            # groups, the metrics as they are (no state copies: items() is asked once)
             kwargs = dict(keep_base=False)
             if getattr(dictionary, "_enable_compute_groups", False):
                 kwargs["copy_state"] = False
             items = dictionary.items(**kwargs)
+        else:
+            items = dictionary.items()
         for k, v in items:
             self.log(
                 name=k, value=v, prog_bar=prog_bar, logger=logger, on_step=on_step, on_epoch=on_epoch,

@@ -17,10 +17,17 @@ Trainer attributes read by `dump_checkpoint` / `restore_*` (Lightning's public n
     torch.amp.GradScaler-compatible object or None).
 """
 from copy import deepcopy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from fastlight.core.saving import load_module_weights
+from fastlight.loops.progress import (
+    _BatchProgress,
+    _OptimizationProgress,
+    _Progress,
+    _ReadyCompletedTracker,
+    _SchedulerProgress,
+)
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 # The Lightning checkpoint format version written under "pytorch-lightning_version". Lightning runs its legacy
@@ -33,129 +40,19 @@ DATAMODULE_HPARAMS_NAME, DATAMODULE_HPARAMS_KEY = "datamodule_hparams_name", "da
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# progress counters (Lightning's semantics: each event bumps ready, then started, processed, completed, in that order;
-# `total` counts over the run, `current` since the last reset)
+# progress counters: Lightning's dataclasses (fastlight/loops/progress.py), grouped the way the checkpoint lays them out
 # ----------------------------------------------------------------------------------------------------------------------
-@dataclass
-class ReadyCompleted:
-    ready: int = 0
-    completed: int = 0
-
-    def reset(self) -> None:
-        for k in vars(self):
-            setattr(self, k, 0)
-
-    def reset_on_restart(self) -> None:
-        """Drop partial events: every counter back to `completed`."""
-        for k in vars(self):
-            setattr(self, k, self.completed)
-
-
-@dataclass
-class Started(ReadyCompleted):
-    started: int = 0
-
-
-@dataclass
-class Processed(Started):
-    processed: int = 0
-
-
-def _tracker_state(t: ReadyCompleted) -> Dict[str, int]:
-    # Lightning's dataclass field order: ready, completed, started, processed
-    return asdict(t)
-
-
-@dataclass
-class Progress:
-    total: ReadyCompleted = field(default_factory=Processed)
-    current: ReadyCompleted = field(default_factory=Processed)
-
-    @classmethod
-    def of(cls, tracker: type) -> "Progress":
-        return cls(total=tracker(), current=tracker())
-
-    def increment_ready(self) -> None:
-        self.total.ready += 1
-        self.current.ready += 1
-
-    def increment_started(self) -> None:
-        self.total.started += 1  # type: ignore[attr-defined]
-        self.current.started += 1  # type: ignore[attr-defined]
-
-    def increment_processed(self) -> None:
-        self.total.processed += 1  # type: ignore[attr-defined]
-        self.current.processed += 1  # type: ignore[attr-defined]
-
-    def increment_completed(self) -> None:
-        self.total.completed += 1
-        self.current.completed += 1
-
-    def reset_on_run(self) -> None:
-        self.current.reset()
-
-    def reset_on_restart(self) -> None:
-        self.current.reset_on_restart()
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {"total": _tracker_state(self.total), "current": _tracker_state(self.current)}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.total.__dict__.update(state["total"])
-        self.current.__dict__.update(state["current"])
-
-
-@dataclass
-class BatchProgress(Progress):
-    is_last_batch: bool = False
-
-    def reset_on_run(self) -> None:
-        super().reset_on_run()
-        self.is_last_batch = False
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {**super().state_dict(), "is_last_batch": self.is_last_batch}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.is_last_batch = state["is_last_batch"]
-
-
-def _scheduler_progress() -> Progress:
-    return Progress.of(ReadyCompleted)
-
-
-@dataclass
-class OptimizerProgress:
-    step: Progress = field(default_factory=lambda: Progress.of(ReadyCompleted))
-    zero_grad: Progress = field(default_factory=lambda: Progress.of(Started))
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {"optimizer": {"step": self.step.state_dict(), "zero_grad": self.zero_grad.state_dict()}}
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        self.step.load_state_dict(state["optimizer"]["step"])
-        self.zero_grad.load_state_dict(state["optimizer"]["zero_grad"])
-
-    def reset_on_run(self) -> None:
-        self.step.reset_on_run()
-        self.zero_grad.reset_on_run()
-
-    def reset_on_restart(self) -> None:
-        self.step.reset_on_restart()
-        self.zero_grad.reset_on_restart()
-
-
 @dataclass
 class FitProgress:
     """Lightning's fit-loop counters. Where Lightning's loop moves them (the fastlight loop does the same):
 
     epoch start:   epoch.increment_ready(); on_train_epoch_start hooks; epoch.increment_started();
-                   batch/scheduler/optimizer .reset_on_run(); val_batch.total.reset()
+                   batch/scheduler/optim .reset_on_run(); val_batch.total.reset()
     each batch:    batch.is_last_batch = <no batch after this one>; batch.increment_ready();
-                   on_train_batch_start hooks; batch.increment_started(); training step (optimizer:
-                   zero_grad.increment_ready/started/completed around zero_grad, step.increment_ready/completed around
-                   optimizer.step; manual optimization: manual_step instead); batch.increment_processed();
+                   on_train_batch_start hooks; batch.increment_started(); training step (optim.optimizer:
+                   zero_grad ready/started around on_before_zero_grad, completed after zero_grad; step ready before
+                   the optimizer_step hook (so before training_step), completed after it; manual optimization:
+                   manual_step ready/completed around each optimizer.step()); batch.increment_processed();
                    "step"-interval schedulers (scheduler.increment_ready/completed around each .step());
                    on_train_batch_end hooks; batch.increment_completed();
                    validation if due (val_batch counts its batches); batches_that_stepped += 1 when the optimizer
@@ -163,15 +60,16 @@ class FitProgress:
     epoch end:     epoch.increment_processed(); on_train_epoch_end hooks; "epoch"-interval schedulers;
                    epoch.increment_completed()
 
-    current_epoch = epoch.current.completed; global_step = optimizer step.total.completed + manual_step.total.completed.
+    These are the only store of the fit's counters: trainer.current_epoch is epoch.current.completed,
+    trainer.global_step is optim's step.total.completed (manual optimization: manual_step.total.completed).
     """
 
-    epoch: Progress = field(default_factory=lambda: Progress.of(Processed))
-    batch: BatchProgress = field(default_factory=lambda: BatchProgress(Processed(), Processed()))
-    scheduler: Progress = field(default_factory=_scheduler_progress)
-    optimizer: OptimizerProgress = field(default_factory=OptimizerProgress)
-    manual_step: Progress = field(default_factory=lambda: Progress.of(ReadyCompleted))
-    val_batch: BatchProgress = field(default_factory=lambda: BatchProgress(Processed(), Processed()))
+    epoch: _Progress = field(default_factory=_Progress)
+    batch: _BatchProgress = field(default_factory=_BatchProgress)
+    scheduler: _SchedulerProgress = field(default_factory=_SchedulerProgress)
+    optim: _OptimizationProgress = field(default_factory=_OptimizationProgress)
+    manual_step: _Progress = field(default_factory=lambda: _Progress.from_defaults(_ReadyCompletedTracker))
+    val_batch: _BatchProgress = field(default_factory=_BatchProgress)
     batches_that_stepped: int = 0
 
     @property
@@ -180,7 +78,8 @@ class FitProgress:
 
     @property
     def global_step(self) -> int:
-        return self.optimizer.step.total.completed + self.manual_step.total.completed
+        """Optimizer steps of either kind (a run uses one; the other keeps what a checkpoint gave it)."""
+        return self.optim.optimizer.step.total.completed + self.manual_step.total.completed
 
     def state_dict(self) -> Dict[str, Any]:
         return {
@@ -189,7 +88,7 @@ class FitProgress:
             "epoch_loop.batch_progress": self.batch.state_dict(),
             "epoch_loop.scheduler_progress": self.scheduler.state_dict(),
             "epoch_loop.automatic_optimization.state_dict": {},
-            "epoch_loop.automatic_optimization.optim_progress": self.optimizer.state_dict(),
+            "epoch_loop.automatic_optimization.optim_progress": self.optim.state_dict(),
             "epoch_loop.manual_optimization.state_dict": {},
             "epoch_loop.manual_optimization.optim_step_progress": self.manual_step.state_dict(),
             "epoch_loop.val_loop.state_dict": {},
@@ -201,7 +100,7 @@ class FitProgress:
         self.batches_that_stepped = state.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", 0)
         self.batch.load_state_dict(state["epoch_loop.batch_progress"])
         self.scheduler.load_state_dict(state["epoch_loop.scheduler_progress"])
-        self.optimizer.load_state_dict(state["epoch_loop.automatic_optimization.optim_progress"])
+        self.optim.load_state_dict(state["epoch_loop.automatic_optimization.optim_progress"])
         self.manual_step.load_state_dict(state["epoch_loop.manual_optimization.optim_step_progress"])
         self.val_batch.load_state_dict(state["epoch_loop.val_loop.batch_progress"])
         self.epoch.load_state_dict(state["epoch_progress"])
@@ -210,18 +109,13 @@ class FitProgress:
     def at_epoch_end(cls, epochs_completed: int, global_step: int, batches_per_epoch: int = 0) -> "FitProgress":
         """Counters of a run stopped cleanly after `epochs_completed` epochs (for trainers without live counters)."""
 
-        def fill(tracker: ReadyCompleted, n: int) -> None:
-            for name in vars(tracker):
-                setattr(tracker, name, n)
-
         p = cls()
-        fill(p.epoch.total, epochs_completed)
-        fill(p.epoch.current, epochs_completed)
-        fill(p.optimizer.step.total, global_step)
-        fill(p.optimizer.zero_grad.total, global_step)
+        p.epoch.increment_by(epochs_completed)
+        p.optim.optimizer.step.total.increment_by(global_step)
+        p.optim.optimizer.zero_grad.total.increment_by(global_step)
         if epochs_completed and batches_per_epoch:
-            fill(p.batch.total, batches_per_epoch * epochs_completed)
-            fill(p.batch.current, batches_per_epoch)
+            p.batch.total.increment_by(batches_per_epoch * epochs_completed)
+            p.batch.current.increment_by(batches_per_epoch)
             p.batch.is_last_batch = True
         p.batches_that_stepped = global_step
         return p
@@ -229,20 +123,18 @@ class FitProgress:
 
 @dataclass
 class EvalProgress:
-    """validate/test/predict loop counters (batch ready/started/processed/completed per batch)."""
+    """validate/test/predict loop counters (batch ready/started/processed/completed per batch; the predict loop's
+    have no is_last_batch, as in Lightning's format)."""
 
-    batch: Progress = field(default_factory=lambda: BatchProgress(Processed(), Processed()))
-    has_is_last_batch: bool = True  # the predict loop's progress has no is_last_batch in Lightning's format
+    batch: _Progress = field(default_factory=_BatchProgress)
 
     def state_dict(self) -> Dict[str, Any]:
-        state = self.batch.state_dict()
-        if not self.has_is_last_batch:
-            state.pop("is_last_batch", None)
-        return {"state_dict": {}, "batch_progress": state}
+        return {"state_dict": {}, "batch_progress": self.batch.state_dict()}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        bp = dict(state["batch_progress"])
-        bp.setdefault("is_last_batch", False)
+        bp = state["batch_progress"]
+        if isinstance(self.batch, _BatchProgress) and "is_last_batch" not in bp:
+            bp = {**bp, "is_last_batch": False}
         self.batch.load_state_dict(bp)
 
 
@@ -253,7 +145,7 @@ class LoopProgress:
     fit: FitProgress = field(default_factory=FitProgress)
     validate: EvalProgress = field(default_factory=EvalProgress)
     test: EvalProgress = field(default_factory=EvalProgress)
-    predict: EvalProgress = field(default_factory=lambda: EvalProgress(Progress.of(Processed), has_is_last_batch=False))
+    predict: EvalProgress = field(default_factory=lambda: EvalProgress(_Progress()))
 
     def state_dict(self) -> Dict[str, Any]:
         return {
@@ -329,7 +221,7 @@ def resume_point(progress: FitProgress, num_training_batches: float, accumulate_
         if on_train_batch_end:
             b.increment_completed()
         b.reset_on_restart()
-        progress.optimizer.reset_on_restart()
+        progress.optim.reset_on_restart()
         progress.scheduler.reset_on_restart()
         progress.batches_that_stepped = batches_that_stepped
         if on_train_batch_end and not replay_tail and (b.is_last_batch or b.current.completed >= num_training_batches):
@@ -337,6 +229,11 @@ def resume_point(progress: FitProgress, num_training_batches: float, accumulate_
             # after it, e.g. in a validation, the epoch still ends with its on_train_epoch_end hooks)
             progress.epoch.increment_processed()
             progress.epoch.increment_completed()
+            # and that epoch's per-epoch counters start over, as at a new epoch
+            b.reset_on_run()
+            progress.scheduler.reset_on_run()
+            progress.optim.reset_on_run()
+            progress.val_batch.total.reset()
             return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
         return ResumePoint(progress.epoch.current.completed, b.current.completed, progress.global_step, batches_that_stepped, False, True)
     # clean state (all counters equal): the next epoch from the start
@@ -418,12 +315,21 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
             if entry is not None:
                 checkpoint[resume_state.RESUME_KEY] = entry
     if call_hooks:
-        if not weights_only:
-            for cb in getattr(trainer, "callbacks", None) or []:
-                cb.on_save_checkpoint(trainer, model, checkpoint)
-        hook = getattr(model, "on_save_checkpoint", None)
-        if hook is not None:
-            hook(checkpoint)
+        # the hook being run, for `self.log` (which refuses to log in it) and the profiler
+        tracks_fx = "_current_fx_name" in getattr(model, "__dict__", {})  # a LightningModule
+        prev_fx = model.__dict__["_current_fx_name"] if tracks_fx else None
+        if tracks_fx:
+            model.__dict__["_current_fx_name"] = "on_save_checkpoint"
+        try:
+            if not weights_only:
+                for cb in getattr(trainer, "callbacks", None) or []:
+                    cb.on_save_checkpoint(trainer, model, checkpoint)
+            hook = getattr(model, "on_save_checkpoint", None)
+            if hook is not None:
+                hook(checkpoint)
+        finally:
+            if tracks_fx:
+                model.__dict__["_current_fx_name"] = prev_fx
     return checkpoint
 
 

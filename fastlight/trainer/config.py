@@ -429,6 +429,8 @@ def _cuda_graphs(value: Any) -> Any:
 
 def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> float:
     """Lightning's rule: an int limit caps the count, a float takes that fraction (at least one batch)."""
+    if length == 0:  # nothing to limit: an empty loader, or `[]` from a dataloader hook (no batches, no error)
+        return 0
     num = length
     if isinstance(limit, int):
         num = min(length, limit)
@@ -436,7 +438,7 @@ def parse_num_batches(stage: str, length: float, limit: Union[int, float]) -> fl
         num = int(length * limit)
     elif limit != 1.0:
         raise ConfigError(
-            f"When using an IterableDataset for `{stage}_dataloader`, `Trainer(limit_{stage}_batches)` must be"
+            f"When using an `IterableDataset` for `{stage}_dataloader`, `Trainer(limit_{stage}_batches)` must be"
             f" `1.0` or an int. An int specifies `num_{stage}_batches` to use."
         )
     if num == 0 and limit > 0.0 and isinstance(limit, float) and length != float("inf"):

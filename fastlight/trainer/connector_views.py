@@ -65,12 +65,10 @@ class CheckpointConnector:
 
     def dump_checkpoint(self, weights_only: Optional[bool] = None) -> Dict[str, Any]:
         """The checkpoint dict of the current state (what `trainer.save_checkpoint` writes)."""
-        self.trainer.fit_loop.sync_progress()
         return checkpoint_layout.dump_checkpoint(self.trainer, bool(weights_only))
 
     def _get_loops_state_dict(self) -> Dict[str, Any]:
-        """The checkpoint's "loops" entry for the current state."""
-        self.trainer.fit_loop.sync_progress()
+        """The checkpoint's "loops" entry for the current state (the progress objects are the live counters)."""
         return self.trainer.loop_progress.state_dict()
 
     @staticmethod

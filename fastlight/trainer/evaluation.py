@@ -3,27 +3,34 @@
     [iterator of dataloader 0 created]
     on_{validation,test}_model_eval
     on_{stage}_start, on_{stage}_epoch_start
-    for each dataloader, for each batch:
+    for each batch (EvaluationLoop._evaluation_step):
         on_before_batch_transfer, transfer_batch_to_device, on_after_batch_transfer
         on_{stage}_batch_start, {validation,test}_step, on_{stage}_batch_end
-    on_{stage}_epoch_end, on_{stage}_end
+    on_{stage}_epoch_end (EvaluationLoop._on_evaluation_epoch_end), on_{stage}_end
     on_{stage}_model_train (or the module's train/eval modes restored)
 
+The dataloaders (a list/tuple/dict, any nesting, flattened as CombinedLoader does) run one after the other, each
+batch with its `dataloader_idx` when there are several; a CombinedLoader given in a parallel mode ("min_size",
+"max_size_cycle", "max_size") runs in that mode instead: one batch holds a batch of each dataloader. A dataloader
+hook that returns `[]` gives one empty iterable, so no batches run (Lightning's `num_val_batches == [0]`).
+
 A step written `{validation,test}_step(self, dataloader_iter)` fetches its own batches (`_run_step_fetches`) through
-the loop's `_data_fetcher` (a loops.fetchers._DataLoaderIterDataFetcher over the dataloaders in sequence, each up to
-its limit): no device transfer hooks; the batch hooks get the batch fetched last.
+the loop's `_data_fetcher` (a loops.fetchers._DataLoaderIterDataFetcher over the loaders as they run, each up to its
+limit): no device transfer hooks; the batch hooks get the batch fetched last. With a profiler, each fetch of a batch
+is timed (`[_EvaluationLoop].{val,test}_next`, `[_PredictionLoop].predict_next`).
 
 Prediction: on_predict_model_eval, on_predict_start, on_predict_epoch_start, per batch
 on_predict_batch_start / predict_step / on_predict_batch_end, on_predict_epoch_end, on_predict_end
-(`predict_step(self, dataloader_iter)`: PredictionLoop._run_step_fetches, as the evaluation loop's).
-With a BasePredictionWriter among the callbacks, each predict DataLoader is re-created with a batch sampler that
-records the sample indices of each batch (current_batch_indices, epoch_batch_indices), as Lightning does.
+(`predict_step(self, dataloader_iter)`: PredictionLoop._run_step_fetches, as the evaluation loop's). Each predict
+DataLoader is re-created with a batch sampler that records the sample indices of each batch (for prediction writers:
+current_batch_indices, epoch_batch_indices), as Lightning does.
 """
 import inspect
 import os
 import shutil
+import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -37,20 +44,111 @@ from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
 from fastlight.utilities.combined_loader import CombinedLoader
+from fastlight.utilities.data import has_iterable_dataset
+from fastlight.utilities.imports import _RICH_AVAILABLE
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 
-def _as_loader_list(loaders: Any) -> List[Any]:
-    if loaders is None or (isinstance(loaders, (list, tuple)) and not loaders):  # `[]`: no dataloaders, as Lightning
-        return []
-    if isinstance(loaders, dict):
-        return list(loaders.values())
-    if isinstance(loaders, (list, tuple)) and loaders and all(hasattr(x, "__iter__") and not isinstance(x, Tensor)
-                                                              for x in loaders):
-        first = loaders[0]
-        if not isinstance(first, (list, tuple, dict)):
-            return list(loaders)
-    return [loaders]
+def _metric_paths(metrics: Dict[str, Any], prefix: Tuple[str, ...] = ()) -> Iterator[Tuple[str, ...]]:
+    """The key path of each value, nested dicts opened: {"a": {"b": 1}} -> ("a", "b")."""
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            yield from _metric_paths(value, prefix + (key,))
+        else:
+            yield prefix + (key,)
+
+
+def _value_at(metrics: Dict[str, Any], path: Tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return metrics
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return " "
+    if isinstance(value, Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()  # host sync: printing the final table
+    return f"{value}"
+
+
+def print_results(results: List[Dict[str, Any]], stage: str) -> None:
+    """The table `trainer.validate/test` prints: one row per metric (nested dicts as `a:b`), one column per
+    dataloader, split into several tables when the dataloaders do not fit the terminal's width; drawn with rich when
+    it is installed, else as plain text (Lightning's layout, so the output reads the same)."""
+    results = [{k.split("/dataloader_idx_")[0]: v for k, v in r.items()} for r in results]
+    paths = {path for r in results for path in _metric_paths(r)}
+    if not paths:
+        return
+    names_and_paths = sorted((":".join(p), p) for p in paths)
+    names = [n for n, _ in names_and_paths]
+    headers = [f"DataLoader {i}" for i in range(len(results))]
+    cells = [[_cell(_value_at(r, p)) for r in results] for _, p in names_and_paths]
+    term = shutil.get_terminal_size(fallback=(120, 30)).columns or 120
+    width = int(min(max(max(map(len, names)), max(map(len, headers)), 25), term / 2))
+    per_table = int((term - width) / width)  # dataloader columns beside the metric column
+    title = f"{stage} metric".capitalize()
+    for start in range(0, len(headers), per_table):
+        columns = [title] + headers[start:start + per_table]
+        rows = [[name] + row[start:start + per_table] for name, row in zip(names, cells)]
+        if _RICH_AVAILABLE:
+            _print_rich_table(columns, rows, width)
+        else:
+            _print_text_table(columns, rows, width, term)
+
+
+def _print_rich_table(columns: List[str], rows: List[List[str]], width: int) -> None:
+    from rich import get_console
+    from rich.table import Column, Table
+
+    table = Table(*[Column(c, justify="center", style="cyan" if i == 0 else "magenta", width=width)
+                    for i, c in enumerate(columns)])
+    for row in rows:
+        table.add_row(*row)
+    get_console().print(table)
+
+
+def _print_text_table(columns: List[str], rows: List[List[str]], width: int, term: int) -> None:
+    line = "".join(f"{{:^{width}}}" for _ in columns).format
+    try:
+        if sys.stdout.encoding is not None:  # a terminal that cannot show the box-drawing bar gets dashes
+            "─".encode(sys.stdout.encoding)
+        bar = "─" * term
+    except UnicodeEncodeError:
+        bar = "-" * term
+    half = int(term / 2)
+    out = [bar, line(*columns).rstrip(), bar]
+    for name, *values in rows:
+        # a metric name longer than half the terminal wraps: its first piece carries the values
+        while len(name) > half:
+            out.append(line(name[:half], *values).rstrip())
+            name, values = name[half:], [" "] * len(values)
+        out.append(line(name, *values).rstrip())
+    out.append(bar)
+    print(os.linesep.join(out))
+
+
+def _combined(loaders: Any) -> CombinedLoader:
+    """The stage's loader(s) as one CombinedLoader: the one the user gave (in its own mode), else "sequential" over the
+    flattened list/tuple/dict (a container of plain numbers is one iterable, as in Lightning)."""
+    if isinstance(loaders, CombinedLoader):
+        return loaders
+    return CombinedLoader(loaders, "sequential")
+
+
+def _num_batches(prefix: str, loader: Any, limit: float) -> float:
+    """The batches to run from `loader` under `limit_{prefix}_batches`; an IterableDataset that claims a length is
+    warned about (its length may be wrong with several workers), as Lightning does."""
+    length = _sized_len(loader)
+    if length != float("inf") and has_iterable_dataset(loader):
+        rank_zero_warn(
+            "Your `IterableDataset` has `__len__` defined. In combination with multi-process data loading (when"
+            " num_workers > 1), `__len__` could be inaccurate if each worker is not configured independently to"
+            " avoid having duplicate data."
+        )
+    return parse_num_batches(prefix, length, limit)
 
 
 def _check_dataloader_idx(module: Any, hooks: Tuple[str, ...], several: bool, prefix: str) -> None:
@@ -76,11 +174,17 @@ def _check_dataloader_idx(module: Any, hooks: Tuple[str, ...], several: bool, pr
             )
 
 
-def _start_fetcher(fetcher: _DataLoaderIterDataFetcher, loaders: List[Any], max_batches: List[float],
+def _iterate(loader: Any, batched: bool, profiler: Any, action: str) -> Any:
+    """The loader's iterator (batched fetch when it qualifies: input_path.py), each next() timed when a profiler
+    records."""
+    iterator = input_path.iterate(loader, batched)
+    return _ProfiledIterator(iterator, profiler, action) if profiler.profiling else iterator
+
+
+def _start_fetcher(fetcher: _DataLoaderIterDataFetcher, combined: CombinedLoader, max_batches: List[float],
                    profiler: Any, action: str) -> None:
-    """The fetcher over the dataloaders one after the other, each up to its limit (Lightning's "sequential" mode);
-    iter() creates the first dataloader's iterator. Each fetch is timed when a profiler records."""
-    combined = CombinedLoader(list(loaders), "sequential")
+    """The fetcher over `combined` (its dataloaders one after the other, or in the user's parallel mode), each up to
+    its limit; iter() creates the first iterator. Each fetch is timed when a profiler records."""
     combined.limits = list(max_batches)
     fetcher.setup(combined)
     if profiler.profiling:
@@ -96,13 +200,6 @@ def _fetched_hook_args(fetcher: _DataLoaderIterDataFetcher, several: bool) -> tu
     return fetcher._batch, fetcher._batch_idx
 
 
-def _iterate(loader: Any, batched: bool, profiler: Any, action: str) -> Any:
-    """The loader's iterator (batched fetch when it qualifies: input_path.py), each next() timed when a profiler
-    records."""
-    iterator = input_path.iterate(loader, batched)
-    return _ProfiledIterator(iterator, profiler, action) if profiler.profiling else iterator
-
-
 class _ModuleMode:
     """The train/eval mode of every submodule, captured before evaluation and restored after."""
 
@@ -115,23 +212,41 @@ class _ModuleMode:
 
 
 class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views (loop_views.py)
+    """trainer.validate_loop / trainer.test_loop. `run` opens the dataloaders' iteration, fires the start hooks, calls
+    `_evaluation_step` once per batch (or, for a step that takes `dataloader_iter`, `_run_step_fetches`), then
+    `_on_evaluation_epoch_end` and the end hooks (`_on_run_end`).
+
+    The dataloaders run one after the other ("sequential", each with its own `dataloader_idx`) unless the user gave
+    a CombinedLoader in another mode: then each batch holds one batch of every dataloader and no `dataloader_idx` is
+    passed."""
+
     def __init__(self, trainer: Any, fn: str) -> None:
         self.trainer = trainer
         self.fn = fn  # "validate" | "test"
         self.stage = "validation" if fn == "validate" else "test"
         self.prefix = "val" if fn == "validate" else "test"
         self.verbose = True
-        self.loaders: Optional[List[Any]] = None
+        self.loaders: Optional[List[Any]] = None  # the flat list of dataloaders
+        self._combined: Optional[CombinedLoader] = None
         self._max_batches: List[float] = []
         self._mode = _ModuleMode()
         self._last_reload_epoch = float("-inf")
         self.results = ResultCollection(training=False)
+        self._logged_outputs: List[Dict[str, Tensor]] = []
         # `{stage}_step(self, dataloader_iter)`: the fetcher the step fetches through, during a run (else None)
         self._data_fetcher: Optional[_DataLoaderIterDataFetcher] = None
 
     def reset_data(self) -> None:
-        self.loaders = None
+        self.loaders = self._combined = None
         self._last_reload_epoch = float("-inf")
+
+    @property
+    def _is_sequential(self) -> bool:
+        return self._combined is None or self._combined._mode == "sequential"
+
+    @property
+    def num_dataloaders(self) -> int:
+        return len(self.loaders or ())
 
     def setup_data(self) -> None:
         trainer = self.trainer
@@ -142,17 +257,21 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             return
         limit = getattr(trainer._cfg, f"limit_{self.prefix}_batches")
         if limit == 0:
-            self.loaders, self._max_batches = [], []
+            self.loaders, self._combined, self._max_batches = [], None, []
             return
         if fitting and (not trainer.sanity_checking or trainer.fit_loop._should_check_val_epoch()):
             self._last_reload_epoch = trainer.current_epoch
         raw = trainer._request_dataloader(self.prefix)
         setattr(trainer, f"{self.prefix}_dataloaders", raw)
-        self.loaders = _as_loader_list(raw)
-        self._max_batches = [parse_num_batches(self.prefix, _sized_len(dl), limit) for dl in self.loaders]
+        self._combined = None if raw is None else _combined(raw)
+        self.loaders = [] if raw is None else list(self._combined.flattened)
+        self._max_batches = [_num_batches(self.prefix, dl, limit) for dl in self.loaders]
         setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
         if fitting:
             trainer.num_sanity_val_batches = [min(trainer._cfg.num_sanity_val_steps, b) for b in self._max_batches]
+        else:  # some users shuffle evaluation data by the training progress (Lightning sets it here outside a fit)
+            for loader in self.loaders:
+                set_sampler_epoch(loader, trainer.fit_loop.epoch_progress.current.processed)
         # the logging step of eval step-metrics counts on across a fit's validation runs (Lightning does this)
         self._seen = [0] * len(self.loaders)
 
@@ -186,144 +305,150 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             trainer.state.stage = self.fn
         trainer._active_results = self.results
         self.setup_data()
-        max_batches = self.max_batches
-        if sum(max_batches) == 0:
+        if sum(self.max_batches) == 0:
             return []
-        if fitting and trainer.sanity_checking:
-            trainer.num_sanity_val_batches = list(max_batches)
-        # Lightning's batch_progress: the fit's validation counts in its own counters (fit_loop.epoch_loop.val_loop)
-        progress = trainer.loop_progress.fit.val_batch if fitting else self.batch_progress
-        progress.reset_on_run()
-        self._has_run = False
-        hub = trainer._hub
-        results = self.results
-        module = trainer._module
-        n_loaders = len(self.loaders)
-        step_fn = getattr(module, f"{self.stage}_step")
-        fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, f"{self.stage}_step")
-        # a step that fetches from dataloader_iter takes no dataloader_idx
-        _check_dataloader_idx(module, (f"{self.stage}_step",), n_loaders > 1 and fetcher is None, self.prefix)
-        _check_dataloader_idx(module, (f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"), n_loaders > 1,
-                              self.prefix)
-        pass_batch_idx = _takes_batch_idx(step_fn)
-        if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
-            step_fn = getattr(trainer.strategy, f"{self.stage}_step")
-        if trainer.profiler.profiling:
-            step_fn = trainer.profiler.wrap(f"[Strategy]{type(trainer.strategy).__name__}.{self.stage}_step", step_fn)
-        if fitting:  # some users shuffle validation data by the training epoch (Lightning sets it too)
-            for loader in self.loaders:
-                set_sampler_epoch(loader, trainer.current_epoch)
-        logged_outputs: List[Dict[str, Tensor]] = []
-        batched = trainer._cfg.batched_input  # one index_select per tensor for TensorDataset loaders (input_path)
-        profiler, fetch_action = trainer.profiler, f"[_EvaluationLoop].{self.prefix}_next"
-        # the first iterator is made before the start hooks, as Lightning does (RNG order)
-        if fetcher is not None:
-            _start_fetcher(fetcher, self.loaders, max_batches, profiler, fetch_action)
-        else:
-            iterator = _iterate(self.loaders[0], batched, profiler, fetch_action)
+        self._data_fetcher = _dataloader_iter_fetcher(trainer._module, f"{self.stage}_step")
+        batches = self._reset(trainer, fitting)  # the first iterator exists before the start hooks (RNG order)
         self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
         trainer._call_module(f"on_{self.stage}_model_eval")
         loaders = self.loaders
         trainer._call_callbacks(f"on_{self.stage}_start")
         trainer._call_module(f"on_{self.stage}_start")
         if self.loaders is not loaders:  # a batch-size search in the start hooks reloaded them: run the new ones
-            max_batches = self.max_batches
-            if fetcher is not None:
-                _start_fetcher(fetcher, self.loaders, max_batches, profiler, fetch_action)
-            else:
-                iterator = iter(self.loaders[0])
+            batches = self._reset(trainer, fitting)
         trainer._call_callbacks(f"on_{self.stage}_epoch_start")
         trainer._call_module(f"on_{self.stage}_epoch_start")
-        seen = self._seen
-        precision = trainer._precision
-        batch_start, batch_end = f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"
+        if self._data_fetcher is not None:  # the step fetches its batches
+            self._run_step_fetches(self._data_fetcher)
+        else:
+            previous_dl_idx = 0
+            for batch, batch_idx, dl_idx in batches:
+                if dl_idx != previous_dl_idx:  # the next dataloader starts: keep the finished one's epoch metrics
+                    self._store_dataloader_outputs()
+                    previous_dl_idx = dl_idx
+                self._evaluation_step(batch, batch_idx, dl_idx)
+        self._store_dataloader_outputs()
+        return self._on_run_end(trainer, fitting)
+
+    def _reset(self, trainer: Any, fitting: bool) -> Optional[Iterator[Tuple[Any, int, int]]]:
+        """Per-run state read by `_evaluation_step`, the dataloader_idx checks, and the batch iterator (None when the
+        step fetches its batches from `dataloader_iter`: `_data_fetcher` is then started over the loaders)."""
+        # Lightning's batch_progress: the fit's validation counts in its own counters (fit_loop.epoch_loop.val_loop)
+        self._run_progress = trainer.loop_progress.fit.val_batch if fitting else self.batch_progress
+        self._run_progress.reset_on_run()
+        self._has_run = False
+        self._logged_outputs = []
+        module = trainer._module
+        several = self._is_sequential and self.num_dataloaders > 1
+        self._dl_arg = several  # the hooks get dataloader_idx only for several dataloaders run one after the other
         step_name = f"{self.stage}_step"
-        if fetcher is not None:  # the step fetches its batches
-            self._run_step_fetches(fetcher, step_fn, progress, logged_outputs)
-        for dl_idx in range(n_loaders if fetcher is None else 0):  # else: each dataloader's batches, in order
-            if dl_idx > 0:
-                iterator = _iterate(self.loaders[dl_idx], batched, profiler, fetch_action)
+        self._hook_names = (f"on_{self.stage}_batch_start", step_name, f"on_{self.stage}_batch_end")
+        fetcher = self._data_fetcher
+        # a step that fetches from dataloader_iter takes no dataloader_idx
+        _check_dataloader_idx(module, (step_name,), several and fetcher is None, self.prefix)
+        _check_dataloader_idx(module, self._hook_names[::2], several, self.prefix)
+        step_fn = getattr(module, step_name)
+        self._pass_batch_idx = _takes_batch_idx(step_fn)
+        if trainer.strategy.is_distributed:  # through the wrapper (DDP syncs buffers, FSDP gathers parameters)
+            step_fn = getattr(trainer.strategy, step_name)
+        if trainer.profiler.profiling:
+            step_fn = trainer.profiler.wrap(f"[Strategy]{type(trainer.strategy).__name__}.{step_name}", step_fn)
+        self._step_fn = step_fn
+        max_batches = self.max_batches
+        if fitting:
+            if trainer.sanity_checking:
+                trainer.num_sanity_val_batches = list(max_batches)
+            for loader in self.loaders:  # some users shuffle validation data by the training epoch (as Lightning)
+                set_sampler_epoch(loader, trainer.current_epoch)
+        profiler, fetch_action = trainer.profiler, f"[_EvaluationLoop].{self.prefix}_next"
+        if fetcher is not None:
+            _start_fetcher(fetcher, self._combined, max_batches, profiler, fetch_action)
+            return None
+        if not self._is_sequential:
+            combined = self._combined
+            combined.limits = list(max_batches)
+            first = iter(combined)
+            if profiler.profiling:
+                first = _ProfiledIterator(first, profiler, fetch_action)
+            return self._combined_batches(first, combined._num_batches())
+        batched = trainer._cfg.batched_input  # one index_select per tensor for TensorDataset loaders (input_path)
+        first = _iterate(self.loaders[0], batched, profiler, fetch_action)
+        return self._sequential_batches(first, max_batches, batched, profiler, fetch_action)
+
+    def _sequential_batches(self, first: Iterator, max_batches: List[float], batched: bool, profiler: Any,
+                            fetch_action: str) -> Iterator[Tuple[Any, int, int]]:
+        """(batch, batch_idx, dataloader_idx): each dataloader up to its limit, one after the other."""
+        last = len(self.loaders) - 1
+        progress = self._run_progress
+        for dl_idx, loader in enumerate(self.loaders):
+            iterator = first if dl_idx == 0 else _iterate(loader, batched, profiler, fetch_action)
             limit = max_batches[dl_idx]
             batch_idx = 0
-            dl_arg = dl_idx if n_loaders > 1 else None
             while batch_idx < limit:
                 try:
                     batch = next(iterator)
                 except StopIteration:
                     break
-                batch = trainer._batch_to_device(batch, dl_idx)
-                progress.is_last_batch = dl_idx == n_loaders - 1 and batch_idx + 1 >= limit
-                progress.increment_ready()
-                hub.on_batch_start(results, batch, dl_arg)
-                hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
-                trainer._call_callbacks(batch_start, *hook_args)
-                trainer._call_module(batch_start, *hook_args)
-                progress.increment_started()
-                step_args = hook_args if pass_batch_idx else (batch,) + hook_args[2:]
-                prev = module._current_fx_name
-                module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
-                with precision.forward_context():
-                    output = step_fn(*step_args)
-                module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
-                progress.increment_processed()
-                trainer._call_callbacks(batch_end, output, *hook_args)
-                trainer._call_module(batch_end, output, *hook_args)
-                hub.on_batch_end(results)
-                progress.increment_completed()
-                if not trainer.sanity_checking:
-                    self._has_run = True
-                    hub.update_eval_step_metrics(results, seen[dl_idx])
-                    seen[dl_idx] += 1
+                progress.is_last_batch = dl_idx == last and batch_idx + 1 >= limit
+                yield batch, batch_idx, dl_idx
                 batch_idx += 1
-            hub.epoch_end_reached()  # Lightning stores each dataloader's epoch metrics when it is exhausted
-            logged_outputs.append(hub.update_eval_epoch_metrics(results, trainer.sanity_checking))
-        # epoch end
-        hub.epoch_end_reached()
-        results.dataloader_idx = None
-        trainer._call_callbacks(f"on_{self.stage}_epoch_end")
-        trainer._call_module(f"on_{self.stage}_epoch_end")
-        hub.on_epoch_end(results)
-        epoch_end_logged = hub.update_eval_epoch_metrics(results, trainer.sanity_checking)
-        all_logged: Dict[str, Tensor] = {}
-        for d in reversed(logged_outputs):
-            all_logged.update(d)
-        all_logged.update(epoch_end_logged)
-        for d in logged_outputs:
-            d.update(epoch_end_logged)
-        if not trainer.sanity_checking:
-            hub.log_metrics(all_logged)
-        trainer._call_callbacks(f"on_{self.stage}_end")
-        trainer._call_module(f"on_{self.stage}_end")
-        hub.reset_results(results)
-        train_hook = f"on_{self.stage}_model_train"
-        if trainer._has_hook(module, train_hook):
-            trainer._call_module(train_hook)
-        else:
-            self._mode.restore(trainer.model)
-        if self.verbose and not fitting and trainer.is_global_zero:
-            _print_results(logged_outputs, self.fn)
-        trainer._last_val_time = time.monotonic()
-        return [to_scalars(d) for d in logged_outputs] if not fitting else logged_outputs
 
-    def _run_step_fetches(self, fetcher: _DataLoaderIterDataFetcher, step_fn: Any, progress: Any,
-                          logged_outputs: List[Dict[str, Tensor]]) -> None:
+    def _combined_batches(self, combined: Iterator, length: float) -> Iterator[Tuple[Any, int, int]]:
+        """(batch, batch_idx, 0) of a CombinedLoader in a parallel mode (`combined`: its iterator): one batch of each
+        dataloader."""
+        progress = self._run_progress
+        for batch, batch_idx, dl_idx in combined:
+            progress.is_last_batch = batch_idx + 1 >= length
+            yield batch, batch_idx, dl_idx
+
+    def _evaluation_step(self, batch: Any, batch_idx: int, dataloader_idx: int) -> None:
+        """One batch: the transfer hooks, on_*_batch_start, the step, on_*_batch_end, and the step metrics."""
+        trainer = self.trainer
+        hub, results, progress = trainer._hub, self.results, self._run_progress
+        module = trainer._module
+        batch = trainer._batch_to_device(batch, dataloader_idx)
+        dl_arg = dataloader_idx if self._dl_arg else None
+        progress.increment_ready()
+        hub.on_batch_start(results, batch, dl_arg)
+        hook_args = (batch, batch_idx) if dl_arg is None else (batch, batch_idx, dl_arg)
+        batch_start, step_name, batch_end = self._hook_names
+        trainer._call_callbacks(batch_start, *hook_args)
+        trainer._call_module(batch_start, *hook_args)
+        progress.increment_started()
+        step_args = hook_args if self._pass_batch_idx else (batch,) + hook_args[2:]
+        prev = module._current_fx_name
+        module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
+        with trainer._precision.forward_context():
+            output = self._step_fn(*step_args)
+        module.__dict__["_current_fx_name"] = prev  # plain dict write: nn.Module.__setattr__ is slow
+        progress.increment_processed()
+        trainer._call_callbacks(batch_end, output, *hook_args)
+        trainer._call_module(batch_end, output, *hook_args)
+        hub.on_batch_end(results)
+        progress.increment_completed()
+        if not trainer.sanity_checking:
+            self._has_run = True
+            seen = self._seen
+            hub.update_eval_step_metrics(results, seen[dataloader_idx])
+            seen[dataloader_idx] += 1
+
+    def _run_step_fetches(self, fetcher: _DataLoaderIterDataFetcher) -> None:
         """The batches when `{validation,test}_step(self, dataloader_iter)` fetches them: one step per iteration until
         the fetcher is done or the step raises StopIteration. The batch hooks get the batch fetched last (before the
         step: the previous one, None at first); a dataloader's epoch metrics are stored when the fetches move on to
-        the next dataloader."""
+        the next dataloader (the last one's by `run`)."""
         trainer = self.trainer
-        hub, results, module = trainer._hub, self.results, trainer._module
-        several = len(self.loaders) > 1
-        batch_start, batch_end = f"on_{self.stage}_batch_start", f"on_{self.stage}_batch_end"
-        step_name = f"{self.stage}_step"
+        hub, results, progress = trainer._hub, self.results, self._run_progress
+        module = trainer._module
+        several = self._dl_arg
+        batch_start, step_name, batch_end = self._hook_names
         seen = self._seen
         previous_dl_idx = 0
         while not fetcher.done:
             dataloader_iter = next(fetcher)
             if fetcher._dataloader_idx != previous_dl_idx:
-                hub.epoch_end_reached()
-                logged_outputs.append(hub.update_eval_epoch_metrics(results, trainer.sanity_checking))
-            previous_dl_idx = fetcher._dataloader_idx
+                self._store_dataloader_outputs()
+                previous_dl_idx = fetcher._dataloader_idx
             progress.is_last_batch = fetcher.done
             hook_args = _fetched_hook_args(fetcher, several)
             progress.increment_ready()
@@ -335,7 +460,7 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             module.__dict__["_current_fx_name"] = step_name  # plain dict write: nn.Module.__setattr__ is slow
             try:
                 with trainer._precision.forward_context():
-                    output = step_fn(dataloader_iter)
+                    output = self._step_fn(dataloader_iter)
             except StopIteration:  # the step asked for a batch past the end
                 break
             finally:
@@ -350,28 +475,48 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                 self._has_run = True
                 hub.update_eval_step_metrics(results, seen[fetcher._dataloader_idx])
                 seen[fetcher._dataloader_idx] += 1
-        hub.epoch_end_reached()  # the last dataloader's epoch metrics
-        logged_outputs.append(hub.update_eval_epoch_metrics(results, trainer.sanity_checking))
 
+    def _store_dataloader_outputs(self) -> None:
+        """A dataloader is exhausted: its epoch metrics are stored (Lightning does it per dataloader)."""
+        hub = self.trainer._hub
+        hub.epoch_end_reached()
+        self._logged_outputs.append(hub.update_eval_epoch_metrics(self.results, self.trainer.sanity_checking))
 
-def _print_results(outputs: List[Dict[str, Any]], stage: str) -> None:
-    rows = sorted({k.split("/dataloader_idx_")[0] for d in outputs for k in d})
-    if not rows:
-        return
-    width = shutil.get_terminal_size(fallback=(120, 30)).columns
-    col = max(25, max(len(r) for r in rows) + 2)
-    header = f"{stage.capitalize()} metric".center(col) + "".join(f"DataLoader {i}".center(col) for i in range(len(outputs)))
-    lines = ["─" * min(width, len(header)), header.rstrip(), "─" * min(width, len(header))]
-    for r in rows:
-        cells = []
-        for i, d in enumerate(outputs):
-            v = d.get(r, d.get(f"{r}/dataloader_idx_{i}"))
-            if isinstance(v, Tensor):
-                v = v.item() if v.numel() == 1 else v.tolist()  # host sync: printing the final table
-            cells.append("" if v is None else f"{v}")
-        lines.append((r.center(col) + "".join(c.center(col) for c in cells)).rstrip())
-    lines.append("─" * min(width, len(header)))
-    print(os.linesep.join(lines))
+    def _on_evaluation_epoch_end(self) -> None:
+        """on_{validation,test}_epoch_end (callbacks, then the module); their logged values are read after."""
+        trainer = self.trainer
+        trainer._call_callbacks(f"on_{self.stage}_epoch_end")
+        trainer._call_module(f"on_{self.stage}_epoch_end")
+        trainer._hub.on_epoch_end(self.results)
+
+    def _on_run_end(self, trainer: Any, fitting: bool) -> List[Dict[str, Any]]:
+        hub, results = trainer._hub, self.results
+        hub.epoch_end_reached()
+        results.dataloader_idx = None
+        self._on_evaluation_epoch_end()
+        logged_outputs, self._logged_outputs = self._logged_outputs, []
+        epoch_end_logged = hub.update_eval_epoch_metrics(results, trainer.sanity_checking)
+        all_logged: Dict[str, Tensor] = {}
+        for d in reversed(logged_outputs):
+            all_logged.update(d)
+        all_logged.update(epoch_end_logged)
+        for d in logged_outputs:
+            d.update(epoch_end_logged)
+        hub.log_eval_end_metrics(all_logged)
+        trainer._call_callbacks(f"on_{self.stage}_end")
+        trainer._call_module(f"on_{self.stage}_end")
+        hub.reset_results(results)
+        train_hook = f"on_{self.stage}_model_train"
+        if trainer._has_hook(trainer._module, train_hook):
+            trainer._call_module(train_hook)
+        else:
+            self._mode.restore(trainer.model)
+        if self.verbose and not fitting and trainer.is_global_zero:
+            self._print_results(logged_outputs, self.fn)
+        trainer._last_val_time = time.monotonic()
+        return [to_scalars(d) for d in logged_outputs] if not fitting else logged_outputs
+
+    _print_results = staticmethod(print_results)
 
 
 class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views (loop_views.py)
@@ -407,6 +552,21 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                     self._data_fetcher.teardown()
                     self._data_fetcher = None
 
+    def _flat_loaders(self, raw: Any) -> List[Any]:
+        """The predict dataloaders one after the other (the only mode prediction runs in, as in Lightning)."""
+        if raw is None:
+            return []
+        combined = _combined(raw)
+        if combined._mode != "sequential":
+            raise ValueError(
+                f'`trainer.predict()` runs the dataloaders one after the other: it only supports'
+                f' `CombinedLoader(mode="sequential")`, got mode={combined._mode!r}.'
+            )
+        loaders = list(combined.flattened)
+        for loader in loaders:  # some users shuffle by the training progress (Lightning sets it outside a fit)
+            set_sampler_epoch(loader, self.trainer.fit_loop.epoch_progress.current.processed)
+        return loaders
+
     def _writer_intervals(self, trainer: Any) -> "tuple[bool, bool]":
         """(a writer writes per batch, a writer writes per epoch)."""
         from fastlight.callbacks.prediction_writer import BasePredictionWriter
@@ -414,8 +574,10 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         writers = [cb for cb in trainer.callbacks if isinstance(cb, BasePredictionWriter)]
         return any(w.interval.on_batch for w in writers), any(w.interval.on_epoch for w in writers)
 
-    def _index_recorders(self, loaders: List[Any]) -> "tuple[List[Any], List[Optional[IndexRecordingBatchSampler]]]":
-        """The loaders to iterate, each re-created to record its batch indices where it can be."""
+    def _index_recorders(self, loaders: List[Any],
+                         warn: bool) -> "tuple[List[Any], List[Optional[IndexRecordingBatchSampler]]]":
+        """The loaders to iterate, each re-created to record its batch indices where it can be; `warn`: say which
+        cannot."""
         out, recorders = [], []
         for dl in loaders:
             recorder = None
@@ -425,7 +587,7 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                     recorder = dl.batch_sampler
                 except TypeError:
                     pass
-            if recorder is None:
+            if recorder is None and warn:
                 rank_zero_warn(f"Couldn't infer the batch indices fetched from your dataloader: `{type(dl).__name__}`")
             out.append(dl)
             recorders.append(recorder)
@@ -440,21 +602,16 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             return None
         raw = trainer._request_dataloader("predict")
         on_batch, on_epoch = self._writer_intervals(trainer)
-        loaders = _as_loader_list(raw)
-        recorders: List[Optional[IndexRecordingBatchSampler]] = [None] * len(loaders)
-        if on_batch or on_epoch:
-            given = loaders
-            loaders, recorders = self._index_recorders(given)
-            if any(a is not b for a, b in zip(given, loaders)):  # trainer.predict_dataloaders shows what runs
-                if isinstance(raw, dict):
-                    raw = dict(zip(raw.keys(), loaders))
-                elif isinstance(raw, (list, tuple)) and len(raw) == len(given) and all(
-                        a is b for a, b in zip(raw, given)):
-                    raw = type(raw)(loaders)
-                else:
-                    raw = loaders[0]
+        given = self._flat_loaders(raw)
+        # every DataLoader runs re-created around a batch sampler that records each batch's sample indices (as in
+        # Lightning; prediction writers read them); a writer is told when a loader cannot be re-created
+        loaders, recorders = self._index_recorders(given, warn=on_batch or on_epoch)
+        if any(a is not b for a, b in zip(given, loaders)):  # trainer.predict_dataloaders shows what runs
+            combined = _combined(raw)
+            combined.flattened = loaders
+            raw = combined if isinstance(raw, CombinedLoader) else combined.iterables
         trainer.predict_dataloaders = raw
-        max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
+        max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
         trainer.num_predict_batches = list(max_batches)
         if sum(max_batches) == 0:
             return None
@@ -462,6 +619,7 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         n_loaders = len(loaders)
         step_fn = module.predict_step
         fetcher = self._data_fetcher = _dataloader_iter_fetcher(module, "predict_step")
+        # a step that fetches from dataloader_iter takes no dataloader_idx
         _check_dataloader_idx(module, ("predict_step",), n_loaders > 1 and fetcher is None, "predict")
         _check_dataloader_idx(module, ("on_predict_batch_start", "on_predict_batch_end"), n_loaders > 1, "predict")
         pass_batch_idx = _takes_batch_idx(step_fn)
@@ -478,8 +636,9 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         progress = self.batch_progress
         progress.reset_on_run()
         profiler, fetch_action = trainer.profiler, "[_PredictionLoop].predict_next"
+        # the first iterator is made before the start hooks, as Lightning does (RNG order)
         if fetcher is not None:
-            _start_fetcher(fetcher, loaders, max_batches, profiler, fetch_action)
+            _start_fetcher(fetcher, CombinedLoader(list(loaders), "sequential"), max_batches, profiler, fetch_action)
         else:
             iterator = _iterate(loaders[0], False, profiler, fetch_action)
         self._mode.capture(trainer.model)  # the wrapper (DDP) too, as the *_model_eval hooks switch it
@@ -487,12 +646,13 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._call_callbacks("on_predict_start")
         trainer._call_module("on_predict_start")
         if self._predictions is not predictions:  # a batch-size search in the start hooks ran predictions itself
-            loaders = _as_loader_list(trainer._request_dataloader("predict"))
-            max_batches = [parse_num_batches("predict", _sized_len(dl), limit) for dl in loaders]
+            loaders = self._flat_loaders(trainer._request_dataloader("predict"))
+            max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
             trainer.num_predict_batches = list(max_batches)
             self._predictions = predictions
             if fetcher is not None:
-                _start_fetcher(fetcher, loaders, max_batches, profiler, fetch_action)
+                _start_fetcher(fetcher, CombinedLoader(list(loaders), "sequential"), max_batches, profiler,
+                               fetch_action)
             else:
                 iterator = _iterate(loaders[0], False, profiler, fetch_action)
             self.epoch_batch_indices = [[] for _ in loaders]
@@ -591,3 +751,8 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             progress.increment_completed()
             if predictions is not None:
                 predictions[fetcher._dataloader_idx].append(move_data_to_device(out, cpu))
+
+
+# Lightning's class names (lightning.pytorch.loops._EvaluationLoop / _PredictionLoop; see fastlight/loops)
+_EvaluationLoop = EvaluationLoop
+_PredictionLoop = PredictionLoop

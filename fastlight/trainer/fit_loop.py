@@ -61,7 +61,7 @@ from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
 from fastlight.utilities.exceptions import MisconfigurationException
-from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from fastlight.utilities.warnings import PossibleUserWarning
 
 _SKIPPED = object()
@@ -166,10 +166,6 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self.is_last_batch = False
         self._accumulating = False  # the batch being run only accumulates gradients (set per batch; read by saves)
         self._warned_none = False
-        # checkpoint counters the loop does not keep live (filled into trainer.loop_progress by `sync_progress`)
-        self._zero_grad_calls = 0
-        self._scheduler_steps = 0
-        self._epoch_start_totals = (0, 0, 0)  # global_step, zero_grad calls, scheduler steps at the epoch's start
         self._resume_pending = False  # a checkpoint's counters were restored: `run` continues from them
         self._resume: Any = None  # the ResumePoint of a mid-epoch restart, for the epoch it lands in
         # the first epoch after a restore: it reuses the iterator `setup_data` made (Lightning's `is_resuming`), and
@@ -302,10 +298,13 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         return self.loader.combined.flattened if isinstance(self.loader, _CombinedBatches) else [self.loader]
 
     # ------------------------------------------------------------------------------------- stopping
+    @property
     def _can_stop_early(self) -> bool:
-        cfg = self.trainer._cfg
-        met_epochs = self._epochs_processed >= cfg.min_epochs if cfg.min_epochs else True
-        met_steps = self.trainer._global_step >= cfg.min_steps if cfg.min_steps else True
+        """min_epochs (epochs processed) and min_steps (optimizer steps) allow a requested stop."""
+        trainer = self.trainer
+        cfg = trainer._cfg
+        met_epochs = trainer.loop_progress.fit.epoch.current.processed >= cfg.min_epochs if cfg.min_epochs else True
+        met_steps = trainer.global_step >= cfg.min_steps if cfg.min_steps else True
         return met_epochs and met_steps
 
     def _done(self) -> bool:
@@ -314,19 +313,26 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if trainer.num_training_batches == 0:
             rank_zero_info("`Trainer.fit` stopped: No training batches.")
             return True
-        if cfg.max_steps != -1 and trainer._global_step >= cfg.max_steps:
+        if cfg.max_steps != -1 and trainer.global_step >= cfg.max_steps:
             rank_zero_info(f"`Trainer.fit` stopped: `max_steps={cfg.max_steps!r}` reached.")
             return True
-        if cfg.max_epochs != -1 and self._epochs_processed >= cfg.max_epochs:
+        epochs = trainer.loop_progress.fit.epoch.current
+        # `processed` moves before on_train_epoch_end (where checkpoints are saved), `completed` after
+        if cfg.max_epochs != -1 and epochs.processed >= cfg.max_epochs:
+            epochs.completed = epochs.processed  # a restored epoch-end save: current_epoch as after that epoch
             rank_zero_info(f"`Trainer.fit` stopped: `max_epochs={cfg.max_epochs!r}` reached.")
             return True
         if trainer.should_stop:
-            if self._can_stop_early():
+            if self._can_stop_early:
+                rank_zero_debug("`Trainer.fit` stopped: `trainer.should_stop` was set.")
                 return True
-            cfg = trainer._cfg
-            trainer._info_once(f"Trainer was signaled to stop but the required `min_epochs={cfg.min_epochs!r}` or"
-                               f" `min_steps={cfg.min_steps!r}` has not been met. Training will continue...")
+            self._info_min_not_met()
         return False
+
+    def _info_min_not_met(self) -> None:
+        cfg = self.trainer._cfg
+        self.trainer._info_once(f"Trainer was signaled to stop but the required `min_epochs={cfg.min_epochs!r}` or"
+                                f" `min_steps={cfg.min_steps!r}` has not been met. Training will continue...")
 
     def _should_check_val_epoch(self) -> bool:
         trainer = self.trainer
@@ -338,8 +344,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         trainer = self.trainer
         cfg = trainer._cfg
         module = trainer._module
-        self._epochs_processed = trainer.current_epoch
         trainer.training = True
+        trainer.validating = False  # the sanity check's stage is over (Lightning: one running stage at a time)
         trainer.state.stage = "train"
         trainer._active_results = trainer._train_results
         self.setup_data()
@@ -365,7 +371,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         while not self._done():
             self.setup_data()
             for dl in self._train_loaders():  # DistributedSampler: a new shuffle per epoch
-                set_sampler_epoch(dl, self._epochs_processed)
+                set_sampler_epoch(dl, trainer.current_epoch)
             resume, self._resume = self._resume, None
             if resume is None:  # a mid-epoch restart continues its epoch: no new epoch start
                 progress.epoch.increment_ready()
@@ -474,7 +480,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         while True:
             if self.is_last_batch or (sized and self.epoch_batch_idx + 1 >= num_batches):
                 break
-            if trainer._cfg.max_steps != -1 and trainer._global_step >= trainer._cfg.max_steps:
+            if trainer._cfg.max_steps != -1 and trainer.global_step >= trainer._cfg.max_steps:
                 break
             if sized:
                 try:
@@ -493,7 +499,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             stop = self._poll_signals()  # SIGTERM / Ctrl-C seen (on any rank): stop here, on every rank
             if stop:
                 trainer._signals.stop_at_batch_boundary(trainer, stop)
-            if trainer.should_stop and self._can_stop_early():
+            if trainer.should_stop and self._can_stop_early:
                 break
 
     def _run_epoch_step_fetches(self, fetcher: _DataLoaderIterDataFetcher) -> None:
@@ -505,7 +511,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         results = trainer._train_results
         profiling = trainer.profiler.profiling
         while not fetcher.done:
-            if trainer._cfg.max_steps != -1 and trainer._global_step >= trainer._cfg.max_steps:
+            if trainer._cfg.max_steps != -1 and trainer.global_step >= trainer._cfg.max_steps:
                 break
             dataloader_iter = next(fetcher)
             self.epoch_batch_idx += 1
@@ -541,7 +547,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             if trainer.loggers and not (self._automatic and self._accumulating):
                 self._log_train_step()
             self._after_batch()
-            if trainer.should_stop and self._can_stop_early():
+            if trainer.should_stop and self._can_stop_early:
                 return
 
     def _should_accumulate(self) -> bool:
@@ -630,7 +636,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             first_loop_iter = hub.first_loop_iter
             if not self._accumulating:
                 trainer._call_module("on_validation_model_zero_grad")
-            trainer.validate_loop.run()
+            self.epoch_loop.val_loop.run()  # trainer.validate_loop's run, reached as Lightning's users patch it
             self._count_validation_run()
             trainer.training = True
             trainer.validating = False
@@ -660,7 +666,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         # a dataloader_iter step may fetch several batches: its epoch validates after its last step
         if self.is_last_batch and (infinite or self._step_fetches):
             return True
-        if trainer.should_stop and self._can_stop_early():
+        if trainer.should_stop and self._can_stop_early:
             return True
         seconds = trainer._cfg.val_check_time_interval
         if seconds is not None:  # time-based val_check_interval: since the last validation (or the start)
@@ -678,7 +684,6 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         hub = trainer._hub
         results = trainer._train_results
         hub.epoch_end_reached()
-        self._epochs_processed += 1
         progress = trainer.loop_progress.fit
         progress.epoch.increment_processed()
         trainer._call_callbacks("on_train_epoch_end")
@@ -691,8 +696,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         trainer._batches_that_stepped -= 1  # epoch metrics are logged at the last step's index
         hub.update_train_epoch_metrics(results)
         trainer._batches_that_stepped += 1
-        trainer._current_epoch += 1
-        progress.epoch.increment_completed()
+        progress.epoch.increment_completed()  # trainer.current_epoch moves on
         if trainer._cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True
 
@@ -738,9 +742,10 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             else:
                 closure()
         else:
+            self._step_progress.increment_ready()
             trainer._call_module("optimizer_step", trainer.current_epoch, batch_idx,
                                  trainer._lightning_optimizers[0] if trainer._lightning_optimizers else None, closure)
-            trainer._global_step += 1
+            self._step_progress.increment_completed()  # trainer.global_step moves on
         result = closure.result
         if result is _SKIPPED:
             raise RuntimeError(
@@ -755,6 +760,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         (see `_can_step_directly`), without the closure/partial/wrapper layers. The fused engine plugs in here."""
         trainer = self.trainer
         optimizer = trainer.optimizers[0]  # the torch optimizer, as Lightning passes to these hooks
+        if not self._accumulating:  # counted as in Lightning, where training_step runs inside the optimizer step
+            self._step_progress.increment_ready()
         loss, extra = self._training_step(batch_args)
         if batch_idx % trainer._cfg.accumulate_grad_batches == 0 and not self._skip_backward:
             self._zero_grad(batch_idx, optimizer)
@@ -774,7 +781,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                     trainer._precision._after_closure(trainer, optimizer)
                 if not (self._fused_plain_step and optimizer.step_unobserved()):
                     optimizer.step()
-            trainer._global_step += 1
+            self._step_progress.increment_completed()  # trainer.global_step moves on
         if loss is None:
             return {}
         detached = loss.detach()
@@ -821,16 +828,19 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         return loss, extra
 
     def _zero_grad(self, batch_idx: int, optimizer: Any) -> None:
-        self._zero_grad_calls += 1
         trainer = self.trainer
+        progress = self._zero_grad_progress
+        progress.increment_ready()
         active = trainer._active_hooks
         if "on_before_zero_grad" in active:
             trainer._call_callbacks("on_before_zero_grad", optimizer)
             trainer._call_module("on_before_zero_grad", optimizer)
+        progress.increment_started()
         if "optimizer_zero_grad" in active:
             trainer._call_module("optimizer_zero_grad", trainer.current_epoch, batch_idx, optimizer)
         else:
             optimizer.zero_grad()  # LightningModule.optimizer_zero_grad's body
+        progress.increment_completed()
 
     def _warn_none(self) -> None:
         if not self._warned_none:
@@ -860,10 +870,10 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         return extra
 
     def _manual_on_before_step(self) -> None:
-        pass
+        self.trainer.loop_progress.fit.manual_step.increment_ready()
 
     def _manual_on_after_step(self) -> None:
-        self.trainer._global_step += 1
+        self.trainer.loop_progress.fit.manual_step.increment_completed()  # trainer.global_step moves on
 
     def _update_lr_schedulers(self, interval: str, plateau: bool) -> None:
         trainer = self.trainer
@@ -878,7 +888,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 continue
             metric = None
             if config.reduce_on_plateau:
-                metric = trainer.callback_metrics.get(config.monitor)
+                metric = self.epoch_loop._get_monitor_value(config.monitor)
                 if metric is None:
                     if config.strict:
                         raise KeyError(
@@ -891,8 +901,10 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                         " is set to `False`. Skipping learning rate update.", category=RuntimeWarning,
                     )
                     continue
+            progress = trainer.loop_progress.fit.scheduler
+            progress.increment_ready()
             trainer._call_module("lr_scheduler_step", config.scheduler, metric)
-            self._scheduler_steps += 1
+            progress.increment_completed()
 
     def teardown(self) -> None:
         self._iterator = None
@@ -901,67 +913,56 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             self._data_fetcher = None
 
     # ------------------------------------------------------------------------------------- tuner runs
-    _SNAPSHOT_FIELDS = ("epoch_batch_idx", "total_batch_idx", "is_last_batch", "_zero_grad_calls", "_scheduler_steps",
-                        "_epoch_start_totals", "_resume_pending", "_resume", "_resuming", "_restarting",
-                        "validation_has_run")
+    _SNAPSHOT_FIELDS = ("epoch_batch_idx", "total_batch_idx", "is_last_batch", "_resume_pending", "_resume",
+                        "_resuming", "_restarting", "validation_has_run")
 
     def snapshot(self) -> Dict[str, Any]:
-        """Every counter a run moves (the loop's, the trainer's, the checkpoint progress): the tuners run the loop
-        for a few steps, then put this back (Lightning's `fit_loop.state_dict()` / `load_state_dict`)."""
-        trainer = self.trainer
-        self.sync_progress()
+        """Every counter a run moves (the loop's and the fit progress, which holds current_epoch / global_step): the
+        tuners run the loop for a few steps, then put this back (Lightning's `fit_loop.state_dict()` /
+        `load_state_dict`)."""
         return {
             "loop": {name: getattr(self, name) for name in self._SNAPSHOT_FIELDS},
-            "trainer": (trainer._current_epoch, trainer._global_step, trainer._batches_that_stepped),
-            "progress": deepcopy(trainer.loop_progress.fit.state_dict()),
+            "progress": deepcopy(self.trainer.loop_progress.fit.state_dict()),
         }
 
     def load_snapshot(self, snapshot: Dict[str, Any]) -> None:
         trainer = self.trainer
         for name, value in snapshot["loop"].items():
             setattr(self, name, value)
-        trainer._current_epoch, trainer._global_step, trainer._batches_that_stepped = snapshot["trainer"]
         trainer.loop_progress.fit.load_state_dict(deepcopy(snapshot["progress"]))
         trainer.should_stop = False
 
     # ------------------------------------------------------------------------------------- checkpoint counters
+    # trainer.loop_progress.fit holds the fit's counters (fastlight/loops/progress.py); the loop moves them
     @property
     def _batch_progress(self) -> Any:
         return self.trainer.loop_progress.fit.batch
 
+    @property
+    def _step_progress(self) -> Any:
+        return self.trainer.loop_progress.fit.optim.optimizer.step
+
+    @property
+    def _zero_grad_progress(self) -> Any:
+        return self.trainer.loop_progress.fit.optim.optimizer.zero_grad
+
     def _reset_epoch_progress(self) -> None:
-        """Lightning's epoch-loop reset at a new epoch: per-epoch ("current") counters start over."""
+        """Lightning's epoch-loop reset at a new epoch: per-epoch ("current") counters start over (the manual
+        optimizer steps' do not, as in Lightning); the fit's validation counts its batches per epoch."""
         progress = self.trainer.loop_progress.fit
         progress.batch.reset_on_run()
+        progress.scheduler.reset_on_run()
+        progress.optim.reset_on_run()
         progress.val_batch.total.reset()
-        self._epoch_start_totals = (self.trainer._global_step, self._zero_grad_calls, self._scheduler_steps)
 
     def _count_validation_run(self) -> None:
         """The validation that just ran counted its batches (Lightning's epoch_loop.val_loop.batch_progress)."""
         self.validation_has_run = self.trainer.validate_loop._has_run
 
-    def sync_progress(self) -> None:
-        """Fill the counters the loop keeps as plain integers into trainer.loop_progress (before a checkpoint is
-        written): optimizer steps, zero_grad calls, scheduler steps, manual steps, batches that stepped."""
-        trainer = self.trainer
-        progress = trainer.loop_progress.fit
-        module = trainer._module
-        step0, zero0, sched0 = self._epoch_start_totals
-        steps_this_epoch = trainer._global_step - step0
-        # global_step = automatic + manual optimizer steps; a run uses one kind, the other keeps its restored count
-        if module is not None and not module.automatic_optimization:
-            manual = trainer._global_step - progress.optimizer.step.total.completed
-            _set_counts(progress.manual_step, manual, steps_this_epoch)
-        else:
-            automatic = trainer._global_step - progress.manual_step.total.completed
-            _set_counts(progress.optimizer.step, automatic, steps_this_epoch)
-            _set_counts(progress.optimizer.zero_grad, self._zero_grad_calls, self._zero_grad_calls - zero0)
-        _set_counts(progress.scheduler, self._scheduler_steps, self._scheduler_steps - sched0)
-        progress.batches_that_stepped = trainer._batches_that_stepped
-
     def on_restored(self, checkpoint: Optional[Dict[str, Any]] = None, source: str = "the checkpoint") -> None:
-        """trainer.loop_progress was loaded from a checkpoint: take its counters; `run` works out where to go on
-        (with the checkpoint's random and loader state for this rank when it has one: resume_state.py)."""
+        """trainer.loop_progress was loaded from a checkpoint (current_epoch and global_step with it); `run` works out
+        where to go on (with the checkpoint's random and loader state for this rank when it has one:
+        resume_state.py)."""
         trainer = self.trainer
         if checkpoint is not None:
             self._exact = resume_state.state_for_this_rank(trainer, checkpoint, source)
@@ -969,13 +970,12 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             self._loader_states_to_load = list(fit_state.get("combined_loader", []))
             if self._loader_states_to_load and self.loader is not None:  # loaded early (estimated_stepping_batches)
                 self._iterator = self._new_iterator()  # the stateful loaders' states go in before iter()
-        progress = trainer.loop_progress.fit
-        trainer._current_epoch = progress.current_epoch
-        trainer._global_step = progress.global_step
-        trainer._batches_that_stepped = progress.batches_that_stepped
-        self._zero_grad_calls = progress.optimizer.zero_grad.total.completed
-        self._scheduler_steps = progress.scheduler.total.completed
         self._resume_pending = True
+        # Lightning's `restarting`: the restored epoch had not finished (or the fit counts steps, not epochs); then the
+        # sanity check is skipped, and the plateau schedulers skip that epoch's end
+        epoch = trainer.loop_progress.fit.epoch.current
+        unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
+        self._restarting = unfinished or trainer._cfg.max_steps != -1
 
     def _apply_resume(self) -> None:
         """Continue where the restored counters say (Lightning 2.6's restart rules, `resume_point`)."""
@@ -984,26 +984,14 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         self._resume_pending = False
         trainer = self.trainer
         progress = trainer.loop_progress.fit
-        epoch = progress.epoch.current
-        unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
-        self._restarting = unfinished or trainer._cfg.max_steps != -1
         self._resuming = True
         exact, self._exact = self._exact, None
+        # normalizes the counters in place (partial events dropped): current_epoch / global_step follow
         point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches,
                              replay_tail=exact is not None and exact["phase"] == resume_state.PHASE_TRAIN_BATCH_END)
-        trainer._current_epoch = point.epoch
-        trainer._global_step = point.global_step
-        trainer._batches_that_stepped = point.batches_that_stepped
-        self._epochs_processed = point.epoch
         if point.mid_epoch:
             self._resume = point
             self.total_batch_idx = progress.batch.total.completed - 1
-            self._epoch_start_totals = (
-                point.global_step - progress.optimizer.step.current.completed
-                - progress.manual_step.current.completed,
-                self._zero_grad_calls - progress.optimizer.zero_grad.current.completed,
-                self._scheduler_steps - progress.scheduler.current.completed,
-            )
         if exact is not None:
             resume_state.on_resume(self, exact, point)
 
@@ -1046,10 +1034,3 @@ class _ProfiledIterator:
     def __next__(self) -> Any:
         with self._profiler.profile(self._action):
             return next(self._it)
-
-
-def _set_counts(progress: Any, total: int, current: int) -> None:
-    """Every counter of a Progress (ready, started, processed, completed) to `total` / `current`."""
-    for tracker, value in ((progress.total, total), (progress.current, current)):
-        for name in vars(tracker):
-            setattr(tracker, name, value)

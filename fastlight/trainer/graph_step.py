@@ -319,18 +319,18 @@ class GraphStep:
     def _save(self) -> tuple:
         with torch.no_grad():
             return ([p.detach().clone() for p in self._params()], [t.clone() for t in self._state_tensors()],
-                    self.backend.rng_state(), self.trainer._global_step, self.loop._zero_grad_calls)
+                    self.backend.rng_state(), self.trainer.loop_progress.fit.optim.state_dict())
 
     def _restore(self, saved: tuple) -> None:
         """In place: the graph holds these tensors' addresses."""
-        params, states, rng, global_step, zero_grads = saved
+        params, states, rng, optim_progress = saved
         with torch.no_grad():
             for p, v in zip(self._params(), params):
                 p.copy_(v)
             for t, v in zip(self._state_tensors(), states):
                 t.copy_(v)
         self.backend.set_rng_state(rng)
-        self.trainer._global_step, self.loop._zero_grad_calls = global_step, zero_grads
+        self.trainer.loop_progress.fit.optim.load_state_dict(optim_progress)  # global_step with it
 
     def _step_fn(self) -> Any:
         """The captured region: training_step, backward, the fused optimizer side."""
@@ -433,8 +433,9 @@ class GraphStep:
         """After a replay: the step's counters, the logged values, the outputs (clones: the next replay rewrites
         the static ones)."""
         loop, trainer = self.loop, self.trainer
-        loop._zero_grad_calls += 1
-        trainer._global_step += 1
+        optimizer_progress = trainer.loop_progress.fit.optim.optimizer
+        optimizer_progress.zero_grad.increment_by(1)
+        optimizer_progress.step.increment_by(1)  # trainer.global_step moves on
         module = trainer._module
         d = module.__dict__
         prev = d["_current_fx_name"]

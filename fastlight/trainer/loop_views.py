@@ -4,18 +4,21 @@ fastlight runs one fit loop (fit_loop.py) and one evaluation loop per entry poin
 loop objects (`fit_loop.epoch_loop.automatic_optimization.optim_progress ...`). The names below read and write the
 one place each concept lives:
 
-    loop counters (progress)        trainer.loop_progress (checkpoint_layout.LoopProgress): the fit loop and the
-                                    evaluation loops move them; the step / zero_grad / scheduler counters the fit
-                                    loop keeps as plain integers are filled in (`FitLoop.sync_progress`) when read
-    epoch / step / batch indices    trainer._current_epoch, trainer._global_step, trainer._batches_that_stepped,
-                                    FitLoop.epoch_batch_idx / total_batch_idx
+    loop counters (progress)        trainer.loop_progress (checkpoint_layout.LoopProgress): Lightning's own counter
+                                    dataclasses (fastlight/loops/progress.py), moved by the fit loop and the
+                                    evaluation loops; trainer.current_epoch / global_step / _batches_that_stepped
+                                    are read from them
+    batch indices                   FitLoop.epoch_batch_idx / total_batch_idx
     limits                          trainer._cfg (max_epochs, min_epochs, max_steps, min_steps)
+    restart state                   FitLoop: restored counters not yet continued from (`restarting`)
 
     trainer.fit_loop                    FitLoop (+ FitLoopViews): epoch_progress, epoch_loop, min_epochs, max_steps,
-                                        min_steps, done, skip, batch_idx, restarting, state_dict/load_state_dict
+                                        min_steps, done, skip, _can_stop_early, batch_idx, restarting, reset,
+                                        state_dict/load_state_dict
     trainer.fit_loop.epoch_loop         TrainingEpochLoopView: batch_progress, scheduler_progress,
                                         automatic_optimization.optim_progress, manual_optimization.optim_step_progress,
-                                        val_loop, _batches_that_stepped, batch_idx, total_batch_idx, global_step, done
+                                        val_loop, _batches_that_stepped, batch_idx, total_batch_idx, global_step, done,
+                                        restarting, reset, _get_monitor_value (the plateau schedulers' metric lookup)
     fit_loop.epoch_loop.val_loop        FitValidationLoopView: trainer.validate_loop as the fit runs it, with the fit's
                                         validation counters (batch_progress) and `_has_run`
     trainer.{validate,test}_loop        EvaluationLoop (+ EvaluationLoopViews): batch_progress, _has_run, state_dict
@@ -37,44 +40,37 @@ class _ProgressOwner:
         self._progress().load_state_dict(state_dict)
 
 
-# ---------------------------------------------------------------------------------------------------------------- fit
-class OptimizationProgressView:
-    """Lightning's `_OptimizationProgress`: `.optimizer.step` / `.optimizer.zero_grad` counters, `optimizer_steps`."""
+class _RestartingOfFitLoop:
+    """`restarting` of a part of the fit loop: the fit loop's one flag (Lightning sets it on every child loop)."""
 
+    _fit_loop: Any
+
+    @property
+    def restarting(self) -> bool:
+        return self._fit_loop.restarting
+
+    @restarting.setter
+    def restarting(self, value: bool) -> None:
+        self._fit_loop.restarting = value
+
+
+# ---------------------------------------------------------------------------------------------------------------- fit
+class _AutomaticOptimizationView(_RestartingOfFitLoop):
     def __init__(self, fit_loop: Any) -> None:
         self._fit_loop = fit_loop
 
     @property
-    def optimizer(self) -> Any:
-        self._fit_loop.sync_progress()
-        return self._fit_loop.trainer.loop_progress.fit.optimizer
-
-    @property
-    def optimizer_steps(self) -> int:
-        return self.optimizer.step.total.completed
-
-    def state_dict(self) -> Dict[str, Any]:
-        return self.optimizer.state_dict()
-
-    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        self.optimizer.load_state_dict(state_dict)
-
-    def reset(self) -> None:
-        self.optimizer.reset_on_run()
+    def optim_progress(self) -> Any:
+        """The `_OptimizationProgress` of the fit (optimizer.step and optimizer.zero_grad counters)."""
+        return self._fit_loop.trainer.loop_progress.fit.optim
 
 
-class _AutomaticOptimizationView:
-    def __init__(self, fit_loop: Any) -> None:
-        self.optim_progress = OptimizationProgressView(fit_loop)
-
-
-class _ManualOptimizationView:
+class _ManualOptimizationView(_RestartingOfFitLoop):
     def __init__(self, fit_loop: Any) -> None:
         self._fit_loop = fit_loop
 
     @property
     def optim_step_progress(self) -> Any:
-        self._fit_loop.sync_progress()
         return self._fit_loop.trainer.loop_progress.fit.manual_step
 
 
@@ -98,7 +94,19 @@ class FitValidationLoopView:
         return {"state_dict": {}, "batch_progress": self.batch_progress.state_dict()}
 
     def __getattr__(self, name: str) -> Any:
+        if name == "_fit_loop":  # not set yet (pickle builds the object before its state): nothing to forward to
+            raise AttributeError(name)
         return getattr(self._fit_loop.trainer.validate_loop, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the loop's own attributes, e.g. `_evaluation_step` replaced to watch the calls, are set on the loop
+        if name == "_fit_loop":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._fit_loop.trainer.validate_loop, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._fit_loop.trainer.validate_loop, name)
 
 
 class _StepLimits:
@@ -121,7 +129,7 @@ class _StepLimits:
         self.trainer._cfg.min_steps = value
 
 
-class TrainingEpochLoopView(_StepLimits):
+class TrainingEpochLoopView(_StepLimits, _RestartingOfFitLoop):
     """`trainer.fit_loop.epoch_loop`: the counters and limits of the running training epoch."""
 
     def __init__(self, fit_loop: Any) -> None:
@@ -140,7 +148,6 @@ class TrainingEpochLoopView(_StepLimits):
 
     @property
     def scheduler_progress(self) -> Any:
-        self._fit_loop.sync_progress()
         return self.trainer.loop_progress.fit.scheduler
 
     @property
@@ -167,6 +174,10 @@ class TrainingEpochLoopView(_StepLimits):
     def _results(self) -> Any:
         return self.trainer._train_results
 
+    def _get_monitor_value(self, key: str) -> Any:
+        """The metric a ReduceLROnPlateau scheduler monitors (the fit loop asks here, so it can be wrapped)."""
+        return self.trainer.callback_metrics.get(key)
+
     @property
     def _is_training_done(self) -> bool:
         max_steps = self.max_steps
@@ -180,13 +191,26 @@ class TrainingEpochLoopView(_StepLimits):
         """The epoch ends here: its batches (or max_steps) are done, or a stop was asked and min_* allow it."""
         if self._is_training_done:
             return True
-        return bool(self.trainer.should_stop) and self._fit_loop._can_stop_early()
+        if not self.trainer.should_stop:
+            return False
+        if self._fit_loop._can_stop_early:
+            return True
+        self._fit_loop._info_min_not_met()
+        return False
 
     def _should_accumulate(self) -> bool:
         return self._fit_loop._should_accumulate()
 
+    def reset(self) -> None:
+        """Lightning's epoch-loop reset: restored counters are made ready to continue from (see
+        FitLoopViews.reset); otherwise a new epoch starts its per-epoch counters over."""
+        fit_loop = self._fit_loop
+        if fit_loop._resume_pending:
+            fit_loop._apply_resume()
+        elif fit_loop._resume is None and not fit_loop._restarting:
+            fit_loop._reset_epoch_progress()
+
     def state_dict(self) -> Dict[str, Any]:
-        self._fit_loop.sync_progress()
         state = self.trainer.loop_progress.fit.state_dict()
         prefix = "epoch_loop."
         return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
@@ -194,8 +218,6 @@ class TrainingEpochLoopView(_StepLimits):
 
 class FitLoopViews(_ProgressOwner, _StepLimits):
     """Lightning's `_FitLoop` attributes on fastlight's FitLoop (mixed into it; see the module docstring)."""
-
-    _epochs_processed = 0  # the fit loop's own count, set when it runs
 
     @property
     def epoch_loop(self) -> TrainingEpochLoopView:
@@ -222,14 +244,27 @@ class FitLoopViews(_ProgressOwner, _StepLimits):
 
     @property
     def restarting(self) -> bool:
-        """A checkpoint's counters were restored and the fit has not yet continued from them."""
-        return bool(self._resume_pending or self._restarting)
+        """Restored counters of an unfinished epoch (or of a fit counting steps) the fit continues from; True from
+        the restore to the end of the epoch the fit continues."""
+        return bool(self._restarting)
+
+    @restarting.setter
+    def restarting(self, value: bool) -> None:
+        # False: the restored counters are taken as they are, without the restart rules (Lightning's flag)
+        self._restarting = bool(value)
+        if not value:
+            self._resume_pending = False
+
+    def reset(self) -> None:
+        """Lightning's fit-loop reset: restored counters are made ready to continue from (partial events dropped, a
+        checkpoint saved at an epoch's end counted as that epoch done: `checkpoint_layout.resume_point`). `run`
+        does this itself; nothing to do when no checkpoint was restored."""
+        if self._resume_pending:
+            self._apply_resume()
 
     @property
     def done(self) -> bool:
         """No more epochs to run: max_epochs / max_steps reached, no training batches, or a stop was asked."""
-        if "_epochs_processed" not in self.__dict__:
-            self._epochs_processed = self.trainer.current_epoch
         return self._done()
 
     @property
@@ -241,7 +276,6 @@ class FitLoopViews(_ProgressOwner, _StepLimits):
         return self.trainer._train_results
 
     def _progress(self) -> Any:
-        self.sync_progress()
         return self.trainer.loop_progress.fit
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:

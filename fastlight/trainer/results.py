@@ -257,7 +257,8 @@ class _MetricObjectResult:
 
 
 class ResultCollection(dict):
-    """The values logged during one loop (training, validation or test), keyed by hook and name."""
+    """The values logged during one loop (training, validation or test), keyed as Lightning does: "hook.name", or
+    "hook.name.dataloader_idx" when logged per dataloader."""
 
     def __init__(self, training: bool) -> None:
         super().__init__()
@@ -271,7 +272,8 @@ class ResultCollection(dict):
         """The result logged under (hook, name, dataloader): `cls(meta, arg)` at the first call. A later call with
         other arguments, or a tensor where a Metric was logged (or the reverse), is refused as Lightning does."""
         dl_idx = self.dataloader_idx
-        key = (fx, name, dl_idx if add_dataloader_idx else None)
+        # Lightning's key: "hook.name", ".dataloader_idx" appended when logged per dataloader
+        key = f"{fx}.{name}" if dl_idx is None or not add_dataloader_idx else f"{fx}.{name}.{dl_idx}"
         result = self.get(key)
         if result is None:
             result = self[key] = cls(_Meta(fx, name, prog_bar, logger, on_step, on_epoch, reduce, enable_graph,
@@ -454,6 +456,11 @@ class MetricsHub:
         for logger in loggers:
             logger.log_metrics(metrics=scalars, step=step)
             logger.save()
+
+    def log_eval_end_metrics(self, metrics: Dict[str, Tensor]) -> None:
+        """The metrics of a whole validation/test run, sent to the loggers before on_{validation,test}_end."""
+        if not self.trainer.sanity_checking:
+            self.log_metrics(metrics)
 
     def update_train_step_metrics(self, results: ResultCollection, should_log: bool) -> None:
         if should_log and self.trainer.loggers:

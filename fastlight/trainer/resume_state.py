@@ -98,10 +98,10 @@ def _phase(trainer: Any) -> str:
     loop = trainer.fit_loop
     if loop._stopping_at_boundary:
         return PHASE_BETWEEN_BATCHES
+    if trainer.validating and not trainer.sanity_checking and trainer.state.fn == "fit":
+        return PHASE_VALIDATION  # the fit's validation (it runs with trainer.training off)
     if not trainer.training:
         return PHASE_OTHER
-    if trainer.validating and not trainer.sanity_checking:
-        return PHASE_VALIDATION
     fx = getattr(trainer.lightning_module, "_current_fx_name", None)
     if fx == "on_train_batch_end":
         return PHASE_TRAIN_BATCH_END
@@ -116,7 +116,9 @@ def _partial_gradients(trainer: Any) -> Optional[Dict[str, torch.Tensor]]:
     loop = trainer.fit_loop
     if getattr(trainer.state, "fn", None) != "fit" or not getattr(loop, "_automatic", True):
         return None
-    if not loop._accumulating or loop.epoch_batch_idx < 0:  # e.g. the tuner's save before the first batch
+    # no accumulation window is open before the loop has run a batch (a checkpoint saved in on_fit_start, e.g. by
+    # the batch-size / lr finder)
+    if not loop._accumulating or loop.epoch_batch_idx < 0:
         return None
     module = trainer.lightning_module
     return {name: p.grad.detach().clone() for name, p in module.named_parameters() if p.grad is not None}

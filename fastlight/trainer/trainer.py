@@ -174,17 +174,13 @@ class Trainer:
         self._active_results: Optional[ResultCollection] = None
         from fastlight.trainer.checkpoint_layout import LoopProgress
 
-        # Lightning's loop counters, as written under a checkpoint's "loops" (the fit loop moves the per-epoch and
-        # per-batch ones; the rest is filled in when a checkpoint is written)
+        # Lightning's loop counters, as written under a checkpoint's "loops": the loops move them, and current_epoch,
+        # global_step and _batches_that_stepped are read from them (one store)
         self.loop_progress = LoopProgress()
         self.checkpoint_io: Any = checkpoint_io  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
         self._ckpt_path: Optional[str] = None
         self._loaded_checkpoint: Optional[Dict[str, Any]] = None
 
-        # progress counters (Lightning's loop progress, flattened)
-        self._current_epoch = 0
-        self._global_step = 0
-        self._batches_that_stepped = 0
         self.num_training_batches: float = float("inf")
         self.num_sanity_val_batches: List[float] = []
         self.num_val_batches: List[float] = []
@@ -282,11 +278,26 @@ class Trainer:
 
     @property
     def current_epoch(self) -> int:
-        return self._current_epoch
+        return self.loop_progress.fit.epoch.current.completed
 
     @property
     def global_step(self) -> int:
-        return self._global_step
+        """Optimizer steps taken: automatic optimization's `optimizer.step` calls, or the manual ones."""
+        fit = self.loop_progress.fit
+        module = self._module
+        if module is None or module.automatic_optimization:
+            return fit.optim.optimizer.step.total.completed
+        return fit.manual_step.total.completed
+
+    @property
+    def _batches_that_stepped(self) -> int:
+        """Batches after which the optimizer stepped (the step loggers are given; Lightning's
+        `fit_loop.epoch_loop._batches_that_stepped`)."""
+        return self.loop_progress.fit.batches_that_stepped
+
+    @_batches_that_stepped.setter
+    def _batches_that_stepped(self, value: int) -> None:
+        self.loop_progress.fit.batches_that_stepped = value
 
     @property
     def is_global_zero(self) -> bool:
@@ -421,7 +432,8 @@ class Trainer:
         source = self._val_source
         if m is None or source is None or self._cfg.limit_val_batches == 0:
             return False
-        if type(m).validation_step is LightningModule.validation_step or m.__dict__.get("validation_step", 0) is None:
+        # not overridden, or set to None (on the instance or the class): no validation (Lightning's is_overridden)
+        if type(m).validation_step is LightningModule.validation_step or getattr(m, "validation_step", None) is None:
             return False
         kind, owner = source
         return kind == "given" or self._has_hook(owner, "val_dataloader")
@@ -470,6 +482,11 @@ class Trainer:
     @property
     def _results(self) -> Optional[ResultCollection]:
         return self._active_results
+
+    @property
+    def _logger_connector(self) -> MetricsHub:
+        """Lightning's logger connector: fastlight's MetricsHub."""
+        return self._hub
 
     @property
     def callback_metrics(self) -> Dict[str, Tensor]:
@@ -722,7 +739,13 @@ class Trainer:
         if hub.current_fx != fx and hub.first_loop_iter is not False:  # hub.should_reset_tensors(fx), inlined
             hub.reset_fx(results, fx)
         hub.current_fx = fx
-        logger = True if logger is None else logger
+        if logger is None:
+            logger = True
+        elif logger and not self.loggers:  # asked for explicitly (Lightning warns only then)
+            rank_zero_warn(
+                f"You called `self.log({name!r}, ..., logger=True)` but have no logger configured: give the Trainer"
+                " one (`Trainer(logger=...)`) or leave out `logger=True`."
+            )
         if not isinstance(value, (Tensor, float, int)) and is_metric_object(value):
             # a torchmetrics Metric: it syncs its own states across ranks, so sync_dist does not apply
             results.log_metric_object(fx, name, value, prog_bar, logger, on_step, on_epoch, reduce, enable_graph,
@@ -929,8 +952,7 @@ class Trainer:
             "callback_metrics": dict(self.callback_metrics),
             "logged_metrics": dict(self.logged_metrics),
             "status": self.state.status,
-            "global_step": self._global_step,
-            "current_epoch": self._current_epoch,
+            "fit_progress": self.loop_progress.fit.state_dict(),
             "best_model_path": getattr(ckpt, "best_model_path", None),
         }
 
@@ -943,7 +965,7 @@ class Trainer:
         model.load_state_dict(outcome["state_dict"])
         self._hub.restore(outcome["callback_metrics"], outcome["logged_metrics"])
         self.state.status = outcome["status"]
-        self._global_step, self._current_epoch = outcome["global_step"], outcome["current_epoch"]
+        self.loop_progress.fit.load_state_dict(outcome["fit_progress"])  # current_epoch, global_step
         ckpt = self.checkpoint_callback
         if ckpt is not None and outcome["best_model_path"] is not None and hasattr(ckpt, "best_model_path"):
             ckpt.best_model_path = outcome["best_model_path"]
@@ -963,6 +985,8 @@ class Trainer:
         # the loop that is running owns the results `self.log` writes to (predict has none)
         self.training = fn == "fit"
         self.validating, self.testing, self.predicting = fn == "validate", fn == "test", fn == "predict"
+        if fn != "fit":  # the stage is known from the start: setup() can read it (Lightning sets it here too)
+            self.state.stage = fn
         self._active_results = {"fit": self._train_results, "validate": self.validate_loop.results,
                                 "test": self.test_loop.results}.get(fn)
         self._merge_model_callbacks(model)
@@ -1209,7 +1233,6 @@ class Trainer:
                 "Saving a checkpoint is only possible if a model is attached to the Trainer. Did you call"
                 " `Trainer.save_checkpoint()` before calling `Trainer.{fit,validate,test,predict}`?"
             )
-        self.fit_loop.sync_progress()
         with self.profiler.profile("save_checkpoint"):
             checkpoint_layout.save_checkpoint(self, filepath, weights_only, storage_options)
 
@@ -1422,6 +1445,8 @@ class Trainer:
     def _run_sanity_check(self) -> None:
         loop = self.validate_loop
         if not (self.enable_validation and self._cfg.num_sanity_val_steps > 0):
+            return
+        if self.fit_loop.restarting:  # continuing an unfinished epoch from a checkpoint: no sanity check (Lightning)
             return
         self.sanity_checking = True
         self.state.stage = "sanity_check"
