@@ -28,7 +28,7 @@ if [ $# -ge 1 ]; then
   WHEEL=$(realpath "$1")
 else
   say "building sdist and wheel (log: $TMP/build.log)"
-  "$PY" -c "import build" 2>/dev/null || "$PY" -m pip install -q build
+  "$PY" -c "import build.__main__" 2>/dev/null || "$PY" -m pip install -q build
   MAX_JOBS=${MAX_JOBS:-2} "$PY" -m build --no-isolation -o "$TMP/dist" . > "$TMP/build.log" 2>&1 \
     || { tail -n 40 "$TMP/build.log"; fail "python -m build"; }
   WHEEL=$(ls "$TMP"/dist/fastlight-*.whl)
