@@ -78,6 +78,26 @@ for field in ("License-Expression", "Author", "Requires-Python"):
 print(f"  kernels: {ops.backend_reason('cpu')}; built against torch {info.TORCH_VERSION}, CUDA kernels: "
       f"{info.WITH_CUDA} {info.CUDA_ARCH_LIST or ''}")
 print(f"  run-time requirements: {runtime}; License: {meta['License-Expression']}; Python {meta['Requires-Python']}")
+# a short fit with the default Trainer: every module it imports must come with the wheel's requirements
+import tempfile
+from torch.utils.data import DataLoader, TensorDataset
+class Tiny(fastlight.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+    def training_step(self, batch, batch_idx):
+        loss = torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+        self.log("loss", loss)
+        return loss
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=0.01)
+data = DataLoader(TensorDataset(torch.randn(32, 4), torch.randn(32, 1)), batch_size=8)
+with tempfile.TemporaryDirectory() as root, warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    trainer = fastlight.Trainer(max_epochs=1, default_root_dir=root, enable_progress_bar=False)
+    trainer.fit(Tiny(), data)
+    assert trainer.global_step == 4 and os.path.isdir(os.path.join(root, "lightning_logs")), trainer.global_step
+print(f"  a default-Trainer fit: {trainer.global_step} steps, logger {type(trainer.logger).__name__}")
 EOF
 
 PKG=$("$VPY" -c "import os, fastlight; print(os.path.dirname(fastlight.__file__))")

@@ -130,3 +130,32 @@ def test_build_info_records_the_torch_and_archs():
     exec(_build.build_info_source("2.14.1+cu130", "13.0", True, "8.0;12.0+PTX", "3.11"), ns)
     assert (ns["TORCH_VERSION"], ns["TORCH_CUDA"], ns["WITH_CUDA"], ns["CUDA_ARCH_LIST"], ns["PYTHON"]) == (
         "2.14.1+cu130", "13.0", True, "8.0;12.0+PTX", "3.11")
+
+
+def test_import_needs_only_the_declared_run_time_requirements():
+    """Every third-party module `import fastlight` loads (beyond what torch itself loads) belongs to a distribution
+    listed in pyproject's `dependencies`: a wheel installed next to torch alone must import. (`packaging` was once
+    imported without being declared; scripts/check_wheel.sh found it in a fresh venv.)"""
+    import json
+    import re
+    import subprocess
+    import sys
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    from importlib.metadata import packages_distributions
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        declared = {re.split(r"[ <>=!~;\[]", r, maxsplit=1)[0].lower().replace("_", "-")
+                    for r in tomllib.load(f)["project"]["dependencies"]}
+    # used only where installed; hidden here (sys.modules[name] = None), so the import must also work without them
+    optional = ["lightning_utilities"]
+    code = (f"import json, sys, torch; sys.modules.update(dict.fromkeys({optional!r})); "
+            "before = {m.split('.')[0] for m in sys.modules}; import fastlight; "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} - before)))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                                       check=True).stdout.splitlines()[-1])
+    dists = packages_distributions()
+    third_party = [m for m in loaded if m != "fastlight" and not m.startswith("_") and m not in sys.stdlib_module_names]
+    undeclared = {m: dists.get(m) for m in third_party
+                  if not {d.lower().replace("_", "-") for d in dists.get(m, [m])} & declared}
+    assert not undeclared, f"`import fastlight` loads modules of undeclared distributions: {undeclared}"
