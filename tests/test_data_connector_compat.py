@@ -1,8 +1,9 @@
 """Where the loops get their data, side by side with pytorch_lightning: the loops' `setup_data` (the prediction loop's
 too), limits set on the trainer after it is built, the zero-length warnings, the module-level `_request_dataloader`
 the loops call, `DataConnector.prepare_data` on the ranks that run it, the datamodule hooks under the profiler, the
-loaders a batch-size search leaves behind, unpicklable hyperparameters dropped at a run's start, checkpoints read
-from an http URL, and (fastlight only, where pytorch_lightning 2.6.6 lacks them) `Tuner.lr_find(weights_only=...)`
+loaders a batch-size search leaves behind (and the `is_oom_error` of its module it calls), overfit_batches swapping
+out-of-order samplers, unpicklable hyperparameters dropped at a run's start, checkpoints read from an http URL and by
+`cloud_io._load`, and (fastlight only, where pytorch_lightning 2.6.6 lacks them) `Tuner.lr_find(weights_only=...)`
 and `Trainer(suggest_integrations=...)`."""
 import functools
 import os
@@ -292,3 +293,73 @@ def test_a_checkpoint_loads_from_an_http_url(pl, tmp_path, http_folder, monkeypa
     assert os.path.isfile(tmp_path / "torch_home" / "hub" / "checkpoints" / "model.ckpt")  # torch.hub's cache
     with pytest.raises(Exception, match="404"):
         boring.BoringModel.load_from_checkpoint(f"{url}/missing.ckpt")
+
+
+@pytest.mark.parametrize("pl", FRAMEWORKS)
+def test_overfit_batches_swaps_any_out_of_order_sampler_for_a_sequential_one(pl, tmp_path):
+    boring = _boring(pl)
+
+    class InOrderButNotSequential(torch.utils.data.Sampler):
+        def __init__(self, data):
+            self.data = data
+
+        def __iter__(self):
+            return iter(range(len(self.data)))
+
+        def __len__(self):
+            return len(self.data)
+
+    class Model(boring.BoringModel):
+        def train_dataloader(self):
+            data = boring.RandomDataset(32, 64)
+            return DataLoader(data, sampler=InOrderButNotSequential(data))
+
+        def val_dataloader(self):
+            data = boring.RandomDataset(32, 64)
+            return DataLoader(data, sampler=InOrderButNotSequential(data))
+
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=1, overfit_batches=2))
+    with pytest.warns(UserWarning, match="requested to overfit but enabled train dataloader shuffling"):
+        trainer.fit(Model())
+    assert isinstance(trainer.train_dataloader.sampler, SequentialSampler)
+    assert isinstance(trainer.val_dataloaders.sampler, SequentialSampler)
+    assert trainer.num_training_batches == 2 and trainer.num_val_batches == [2]
+
+
+@pytest.mark.parametrize("pl", FRAMEWORKS)
+def test_the_batch_size_search_calls_is_oom_error_of_its_module(pl, tmp_path):
+    boring = _boring(pl)
+
+    class Model(boring.BoringModel):
+        def __init__(self):
+            super().__init__()
+            self.batch_size = 16
+
+        def training_step(self, batch, batch_idx):
+            if self.batch_size > 100:
+                raise RuntimeError("too big")  # an out-of-memory error, as the patched check says
+            return super().training_step(batch, batch_idx)
+
+        def train_dataloader(self):
+            return DataLoader(boring.RandomDataset(32, 1000), batch_size=self.batch_size)
+
+    model = Model()
+    model.validation_step = None
+    trainer = pl.Trainer(**trainer_kwargs(tmp_path, max_epochs=2))
+    with mock.patch(f"{pl.__name__}.tuner.batch_size_scaling.is_oom_error", return_value=True):
+        found = pl.tuner.Tuner(trainer).scale_batch_size(model, max_trials=10, steps_per_trial=1, init_val=500)
+    assert found == model.batch_size == trainer.train_dataloader.batch_size == 62
+
+
+def test_cloud_io_load_reads_what_lightnings_reads(tmp_path):
+    from lightning_fabric.utilities.cloud_io import _load as lightning_load
+
+    from fastlight.utilities.cloud_io import _load
+
+    trainer = fl.Trainer(**trainer_kwargs(tmp_path, fast_dev_run=1))
+    trainer.fit(_boring(fl).BoringModel())
+    path = str(tmp_path / "model.ckpt")
+    trainer.save_checkpoint(path)
+    ours, theirs = _load(path), lightning_load(path)
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours["state_dict"][k], v) for k, v in theirs["state_dict"].items())

@@ -40,7 +40,7 @@ from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_i
 from fastlight.trainer import input_path
 from fastlight.trainer.connector_views import _DataLoaderSource, _request_dataloader
 from fastlight.trainer.config import parse_num_batches
-from fastlight.trainer.fit_loop import _ProfiledIterator, _loader_len, _takes_batch_idx
+from fastlight.trainer.fit_loop import _ProfiledIterator, _loader_len, _overfit_loaders, _takes_batch_idx
 from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
@@ -263,9 +263,14 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         if fitting and (not trainer.sanity_checking or trainer.fit_loop._should_check_val_epoch()):
             self._last_reload_epoch = trainer.current_epoch
         raw = _request_dataloader(_DataLoaderSource(trainer, self.prefix))
-        setattr(trainer, f"{self.prefix}_dataloaders", raw)
         self._combined = None if raw is None else _combined(raw)
         self.loaders = [] if raw is None else list(self._combined.flattened)
+        if fitting and trainer._cfg.overfit_batches > 0 and self.loaders:  # the fit's validation draws in order
+            overfit = _overfit_loaders(self.loaders, self.prefix)
+            if any(a is not b for a, b in zip(overfit, self.loaders)):  # trainer.val_dataloaders shows what runs
+                self._combined.flattened = self.loaders = overfit
+                raw = self._combined if isinstance(raw, CombinedLoader) else self._combined.iterables
+        setattr(trainer, f"{self.prefix}_dataloaders", raw)
         self._max_batches = [_num_batches(self.prefix, dl, limit) for dl in self.loaders]
         setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
         if fitting:

@@ -45,13 +45,13 @@ import inspect
 import time
 from contextlib import nullcontext
 from copy import deepcopy
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
 
 from fastlight.loops.fetchers import _DataLoaderIterDataFetcher, _dataloader_iter_fetcher
-from fastlight.strategies.data import set_sampler_epoch
+from fastlight.strategies.data import replace_sampler, set_sampler_epoch
 from fastlight.strategies.strategy import backward_is_customized
 from fastlight.trainer import graph_step, input_path, resume_state
 from fastlight.trainer.config import parse_num_batches
@@ -116,18 +116,21 @@ def _check_train_mode(combined: CombinedLoader) -> None:
         )
 
 
-def _overfit_loader(loader: Any) -> Any:
-    """overfit_batches: the same loader without shuffling (Lightning swaps in a SequentialSampler)."""
-    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+def _overfit_loaders(loaders: List[Any], prefix: str) -> List[Any]:
+    """overfit_batches: the loaders re-created to draw in order (a SequentialSampler), unless all of them already do;
+    warned about once, as Lightning does. Loaders over an IterableDataset (no sampler to swap) stay as they are, and so
+    do those with a DistributedSampler: the one the strategy injected already draws in order under overfit_batches."""
+    from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, SequentialSampler
 
-    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
-        rank_zero_warn("You requested to overfit but enabled training dataloader shuffling. We are turning off the"
-                       " training dataloader shuffling for you.")
-        return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=SequentialSampler(loader.dataset),
-                          num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                          pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-                          worker_init_fn=loader.worker_init_fn)
-    return loader
+    def swappable(dl: Any) -> bool:
+        return (isinstance(dl, DataLoader) and not isinstance(dl.dataset, IterableDataset)
+                and not isinstance(dl.sampler, DistributedSampler))
+
+    if all(isinstance(dl.sampler, SequentialSampler) for dl in loaders if swappable(dl)):
+        return loaders
+    rank_zero_warn(f"You requested to overfit but enabled {prefix} dataloader shuffling. We are turning off the"
+                   f" {prefix} dataloader shuffling for you.")
+    return [replace_sampler(dl, SequentialSampler(dl.dataset)) if swappable(dl) else dl for dl in loaders]
 
 
 class _Closure:
@@ -251,7 +254,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             # several loaders: iterated together, each batch in the loaders' structure (Lightning's default mode)
             combined = loader if isinstance(loader, CombinedLoader) else CombinedLoader(loader, "max_size_cycle")
             if cfg.overfit_batches > 0:
-                combined.flattened = [_overfit_loader(dl) for dl in combined.flattened]
+                combined.flattened = _overfit_loaders(combined.flattened, "train")
             for dl in combined.flattened:
                 _check_iterable(dl)
             combined.limits = [parse_num_batches("train", _loader_len(dl), cfg.limit_train_batches)
@@ -264,7 +267,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             num = _sized_len(loader)
         else:
             if cfg.overfit_batches > 0:
-                loader = _overfit_loader(loader)
+                loader = _overfit_loaders([loader], "train")[0]
             _check_iterable(loader)
             trainer.train_dataloader = loader
             num = parse_num_batches("train", _loader_len(loader), cfg.limit_train_batches)
