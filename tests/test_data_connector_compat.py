@@ -291,6 +291,9 @@ def test_a_checkpoint_loads_from_an_http_url(pl, tmp_path, http_folder, monkeypa
     loaded = boring.BoringModel.load_from_checkpoint(f"{url}/model.ckpt")
     assert torch.equal(loaded.layer.weight, model.layer.weight)
     assert os.path.isfile(tmp_path / "torch_home" / "hub" / "checkpoints" / "model.ckpt")  # torch.hub's cache
+    other = boring.BoringModel()
+    pl.Trainer(**trainer_kwargs(tmp_path, limit_val_batches=1)).validate(other, ckpt_path=f"{url}/model.ckpt")
+    assert torch.equal(other.layer.weight, model.layer.weight)
     with pytest.raises(Exception, match="404"):
         boring.BoringModel.load_from_checkpoint(f"{url}/missing.ckpt")
 
