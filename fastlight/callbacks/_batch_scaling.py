@@ -61,8 +61,10 @@ def _reset_dataloaders(trainer: Any) -> None:
         return
     trainer.fit_loop.reset_data()
     trainer.fit_loop.setup_data()
+    # the validation loaders at the new size too (trainer.val_dataloaders shows them, as in Lightning)
     trainer.validate_loop.reset_data()
     trainer.val_dataloaders = None
+    trainer.validate_loop.setup_data()
 
 
 def _adjust_batch_size(trainer: Any, name: str, factor: float = 1.0, value: Optional[int] = None,

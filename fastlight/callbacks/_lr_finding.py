@@ -221,8 +221,9 @@ class _LossRecorder(Callback):
 
 def lr_find(trainer: Any, model: Any, min_lr: float = 1e-8, max_lr: float = 1.0, num_training: int = 100,
             mode: str = "exponential", early_stop_threshold: Optional[float] = 4.0, update_attr: bool = False,
-            attr_name: str = "") -> Optional[_LRFinder]:
-    """Run the range test in the fit that is starting, put the run back as it was, return the results."""
+            attr_name: str = "", weights_only: Optional[bool] = None) -> Optional[_LRFinder]:
+    """Run the range test in the fit that is starting, put the run back as it was (from a temporary checkpoint, read
+    with `weights_only`: False for a module whose hyperparameters hold arbitrary objects), return the results."""
     if trainer.fast_dev_run:
         rank_zero_warn("Skipping learning rate finder since `fast_dev_run` is enabled.")
         return None
@@ -266,7 +267,7 @@ def lr_find(trainer: Any, model: Any, min_lr: float = 1e-8, max_lr: float = 1.0,
         cfg.limit_val_batches = saved["limit_val_batches"]
         trainer._resolve_hooks()
         # weights, optimizer state (its lr too), scheduler and callback states as they were
-        trainer._restore_tuning_checkpoint(ckpt_path)
+        trainer._restore_tuning_checkpoint(ckpt_path, weights_only)
         trainer.strategy.remove_checkpoint(ckpt_path)
         fit_loop.load_snapshot(saved["loop"])
         trainer.validate_loop.reset_data()

@@ -18,7 +18,7 @@ class LearningRateFinder(Callback):
 
     def __init__(self, min_lr: float = 1e-8, max_lr: float = 1, num_training_steps: int = 100,
                  mode: str = "exponential", early_stop_threshold: Optional[float] = 4.0, update_attr: bool = True,
-                 attr_name: str = "") -> None:
+                 attr_name: str = "", weights_only: Optional[bool] = None) -> None:
         mode = mode.lower()
         if mode not in self.SUPPORTED_MODES:
             raise ValueError(f"`mode` should be either of {self.SUPPORTED_MODES}")
@@ -29,6 +29,7 @@ class LearningRateFinder(Callback):
         self._early_stop_threshold = early_stop_threshold
         self._update_attr = update_attr
         self._attr_name = attr_name
+        self._weights_only = weights_only  # how the temporary checkpoint is read back (see lr_find)
         self._early_exit = False  # set by Tuner: the fit ends after the search
         self.optimal_lr: Optional[_LRFinder] = None
 
@@ -37,7 +38,7 @@ class LearningRateFinder(Callback):
             self.optimal_lr = lr_find(
                 trainer, pl_module, min_lr=self._min_lr, max_lr=self._max_lr, num_training=self._num_training_steps,
                 mode=self._mode, early_stop_threshold=self._early_stop_threshold, update_attr=self._update_attr,
-                attr_name=self._attr_name,
+                attr_name=self._attr_name, weights_only=self._weights_only,
             )
         if self._early_exit:
             raise _TunerExitException()

@@ -8,6 +8,12 @@ from typing import Any
 import torch
 
 from fastlight.utilities.apply_func import move_data_to_device
+from fastlight.utilities.exceptions import MisconfigurationException
+
+
+class DataloaderHookMissing(MisconfigurationException, NotImplementedError):
+    """A `*_dataloader` hook called without an implementation (Lightning raises MisconfigurationException; a
+    NotImplementedError too, as a hook without a body is one)."""
 
 
 class DataHooks:
@@ -21,16 +27,16 @@ class DataHooks:
         pass
 
     def train_dataloader(self) -> Any:
-        raise NotImplementedError("`train_dataloader` must be implemented to be used with the Lightning Trainer")
+        raise DataloaderHookMissing("`train_dataloader` must be implemented to be used with the Lightning Trainer")
 
     def val_dataloader(self) -> Any:
-        raise NotImplementedError("`val_dataloader` must be implemented to be used with the Lightning Trainer")
+        raise DataloaderHookMissing("`val_dataloader` must be implemented to be used with the Lightning Trainer")
 
     def test_dataloader(self) -> Any:
-        raise NotImplementedError("`test_dataloader` must be implemented to be used with the Lightning Trainer")
+        raise DataloaderHookMissing("`test_dataloader` must be implemented to be used with the Lightning Trainer")
 
     def predict_dataloader(self) -> Any:
-        raise NotImplementedError("`predict_dataloader` must be implemented to be used with the Lightning Trainer")
+        raise DataloaderHookMissing("`predict_dataloader` must be implemented to be used with the Lightning Trainer")
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return move_data_to_device(batch, device)

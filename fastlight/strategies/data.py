@@ -158,7 +158,9 @@ def record_batch_indices(dataloader: DataLoader) -> DataLoader:
         raise TypeError(f"{type(dataloader).__name__} has no batch sampler over indices to record")
     if isinstance(dataloader.batch_sampler, IndexRecordingBatchSampler):
         return dataloader
-    return replace_sampler(dataloader, dataloader.sampler, predicting=True, wrap_batch_sampler=IndexRecordingBatchSampler)
+    # the batches' own sampler: a loader rebuilt around a distributed sampler keeps it only in its batch sampler
+    sampler = getattr(dataloader.batch_sampler, "sampler", dataloader.sampler)
+    return replace_sampler(dataloader, sampler, predicting=True, wrap_batch_sampler=IndexRecordingBatchSampler)
 
 
 def _sampler_init_kwargs(dataloader: DataLoader, sampler: Sampler, predicting: bool,

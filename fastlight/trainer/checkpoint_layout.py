@@ -299,7 +299,7 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
                 checkpoint[name_key] = obj._hparams_name
             checkpoint[hp_key] = hparams
     if datamodule is not None and hasattr(datamodule, "state_dict"):
-        dm_state = datamodule.state_dict()
+        dm_state = trainer._call_datamodule("state_dict")
         if dm_state:
             checkpoint[type(datamodule).__qualname__] = dm_state
     checkpoint["fastlight_version"] = _fastlight_version()
@@ -344,7 +344,7 @@ def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], stri
     if datamodule is not None:
         key = type(datamodule).__qualname__
         if key in checkpoint and hasattr(datamodule, "load_state_dict"):
-            datamodule.load_state_dict(checkpoint[key])
+            trainer._call_datamodule("load_state_dict", checkpoint[key])
 
     callbacks = getattr(trainer, "callbacks", None) or []
     states = checkpoint.get("callbacks")

@@ -83,6 +83,24 @@ class CheckpointConnector:
         return os.path.join(folderpath, f"hpc_ckpt_{max(numbers) + 1}.ckpt")
 
 
+class _DataLoaderSource:
+    """Where one stage's dataloaders come from ("train", "val", "test", "predict"), as the loops hand it to
+    `_request_dataloader`: the loaders given to the entry point, else the datamodule's or module's hook."""
+
+    def __init__(self, trainer: Any, stage: str) -> None:
+        self.trainer = trainer
+        self.stage = stage
+
+    def dataloader(self) -> Any:
+        return self.trainer._request_dataloader(self.stage)
+
+
+def _request_dataloader(source: _DataLoaderSource) -> Any:
+    """The dataloaders of `source`, requested now (a hook is called). The loops call it by this module-level name,
+    as Lightning's do, so a test can wrap it to count the requests."""
+    return source.dataloader()
+
+
 class DataConnector:
     """Lightning's `_DataConnector` attach methods over `Trainer._attach_sources`: where each stage's dataloaders come
     from (given loaders, else the datamodule's hooks, else the module's)."""
@@ -105,12 +123,19 @@ class DataConnector:
         given = dict(zip(self._STAGES, (train_dataloaders, val_dataloaders, test_dataloaders, predict_dataloaders)))
         self.trainer._attach_sources(model, self._STAGES, given)
 
+    def prepare_data(self) -> None:
+        """The datamodule's and the module's prepare_data, on the ranks that run it (Trainer._prepare_data)."""
+        self.trainer._prepare_data()
+
     def attach_datamodule(self, model: Any, datamodule: Any = None) -> None:
         if datamodule is None:
             return
         self.trainer._attach_sources(datamodule, self._STAGES, {})
         self.trainer.datamodule = datamodule
         datamodule.trainer = self.trainer
+
+
+_DataConnector = DataConnector  # Lightning's class name (lightning.pytorch.trainer.connectors.data_connector)
 
 
 class AcceleratorConnector:

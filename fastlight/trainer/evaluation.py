@@ -38,8 +38,9 @@ from torch import Tensor
 from fastlight.loops.fetchers import _DataLoaderIterDataFetcher, _dataloader_iter_fetcher
 from fastlight.strategies.data import IndexRecordingBatchSampler, record_batch_indices, set_sampler_epoch
 from fastlight.trainer import input_path
+from fastlight.trainer.connector_views import _DataLoaderSource, _request_dataloader
 from fastlight.trainer.config import parse_num_batches
-from fastlight.trainer.fit_loop import _ProfiledIterator, _sized_len, _takes_batch_idx
+from fastlight.trainer.fit_loop import _ProfiledIterator, _loader_len, _overfit_loaders, _takes_batch_idx
 from fastlight.trainer.loop_views import EvaluationLoopViews
 from fastlight.trainer.results import ResultCollection, to_scalars
 from fastlight.utilities.apply_func import move_data_to_device
@@ -141,7 +142,7 @@ def _combined(loaders: Any) -> CombinedLoader:
 def _num_batches(prefix: str, loader: Any, limit: float) -> float:
     """The batches to run from `loader` under `limit_{prefix}_batches`; an IterableDataset that claims a length is
     warned about (its length may be wrong with several workers), as Lightning does."""
-    length = _sized_len(loader)
+    length = _loader_len(loader)
     if length != float("inf") and has_iterable_dataset(loader):
         rank_zero_warn(
             "Your `IterableDataset` has `__len__` defined. In combination with multi-process data loading (when"
@@ -261,10 +262,15 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             return
         if fitting and (not trainer.sanity_checking or trainer.fit_loop._should_check_val_epoch()):
             self._last_reload_epoch = trainer.current_epoch
-        raw = trainer._request_dataloader(self.prefix)
-        setattr(trainer, f"{self.prefix}_dataloaders", raw)
+        raw = _request_dataloader(_DataLoaderSource(trainer, self.prefix))
         self._combined = None if raw is None else _combined(raw)
         self.loaders = [] if raw is None else list(self._combined.flattened)
+        if fitting and trainer._cfg.overfit_batches > 0 and self.loaders:  # the fit's validation draws in order
+            overfit = _overfit_loaders(self.loaders, self.prefix)
+            if any(a is not b for a, b in zip(overfit, self.loaders)):  # trainer.val_dataloaders shows what runs
+                self._combined.flattened = self.loaders = overfit
+                raw = self._combined if isinstance(raw, CombinedLoader) else self._combined.iterables
+        setattr(trainer, f"{self.prefix}_dataloaders", raw)
         self._max_batches = [_num_batches(self.prefix, dl, limit) for dl in self.loaders]
         setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
         if fitting:
@@ -528,11 +534,19 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self._mode = _ModuleMode()
         self._predictions: List[list] = []  # dataloaders x batches
         self._num_dataloaders = 0
+        # the run's dataloaders (setup_data): flattened, each one's index recorder (or None), and batch limits
+        self._loaders: List[Any] = []
+        self._recorders: List[Optional[IndexRecordingBatchSampler]] = []
+        self._max_batches: List[float] = []
         # for prediction writers: the indices of the current batch, and dataloaders x batches x samples
         self.current_batch_indices: List[int] = []
         self.epoch_batch_indices: List[List[List[int]]] = []
         # `predict_step(self, dataloader_iter)`: the fetcher the step fetches through, during a run (else None)
         self._data_fetcher: Optional[_DataLoaderIterDataFetcher] = None
+
+    @property
+    def max_batches(self) -> List[float]:
+        return self._max_batches
 
     @property
     def predictions(self) -> Any:
@@ -593,14 +607,16 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             recorders.append(recorder)
         return out, recorders
 
-    def _run(self, trainer: Any) -> Optional[list]:
-        trainer.predicting = True
-        trainer.state.stage = "predict"
-        trainer._active_results = None
+    def setup_data(self) -> None:
+        """The run's dataloaders, requested from their source: `_loaders` (flattened, one after the other),
+        `_recorders` (each one's IndexRecordingBatchSampler, or None) and `_max_batches`; trainer.predict_dataloaders
+        and num_predict_batches show them. With limit_predict_batches=0 nothing is requested."""
+        trainer = self.trainer
+        self._loaders, self._recorders, self._max_batches = [], [], []
         limit = trainer._cfg.limit_predict_batches
         if limit == 0:
-            return None
-        raw = trainer._request_dataloader("predict")
+            return
+        raw = _request_dataloader(_DataLoaderSource(trainer, "predict"))
         on_batch, on_epoch = self._writer_intervals(trainer)
         given = self._flat_loaders(raw)
         # every DataLoader runs re-created around a batch sampler that records each batch's sample indices (as in
@@ -611,10 +627,19 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             combined.flattened = loaders
             raw = combined if isinstance(raw, CombinedLoader) else combined.iterables
         trainer.predict_dataloaders = raw
-        max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
-        trainer.num_predict_batches = list(max_batches)
+        self._loaders, self._recorders = loaders, recorders
+        self._max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
+        trainer.num_predict_batches = list(self._max_batches)
+
+    def _run(self, trainer: Any) -> Optional[list]:
+        trainer.predicting = True
+        trainer.state.stage = "predict"
+        trainer._active_results = None
+        self.setup_data()
+        loaders, recorders, max_batches = self._loaders, self._recorders, self._max_batches
         if sum(max_batches) == 0:
             return None
+        on_batch, on_epoch = self._writer_intervals(trainer)
         module = trainer._module
         n_loaders = len(loaders)
         step_fn = module.predict_step
@@ -646,9 +671,8 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         trainer._call_callbacks("on_predict_start")
         trainer._call_module("on_predict_start")
         if self._predictions is not predictions:  # a batch-size search in the start hooks ran predictions itself
-            loaders = self._flat_loaders(trainer._request_dataloader("predict"))
-            max_batches = [_num_batches("predict", dl, limit) for dl in loaders]
-            trainer.num_predict_batches = list(max_batches)
+            self.setup_data()  # the loaders of the size found
+            loaders, recorders, max_batches = self._loaders, self._recorders, self._max_batches
             self._predictions = predictions
             if fetcher is not None:
                 _start_fetcher(fetcher, CombinedLoader(list(loaders), "sequential"), max_batches, profiler,
@@ -656,8 +680,6 @@ class PredictionLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
             else:
                 iterator = _iterate(loaders[0], False, profiler, fetch_action)
             self.epoch_batch_indices = [[] for _ in loaders]
-            recorders = [None] * len(loaders)
-            trainer.predict_dataloaders = loaders[0] if len(loaders) == 1 else loaders
         trainer._call_callbacks("on_predict_epoch_start")
         trainer._call_module("on_predict_epoch_start")
         precision = trainer._precision

@@ -45,16 +45,17 @@ import inspect
 import time
 from contextlib import nullcontext
 from copy import deepcopy
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
 
 from fastlight.loops.fetchers import _DataLoaderIterDataFetcher, _dataloader_iter_fetcher
-from fastlight.strategies.data import set_sampler_epoch
+from fastlight.strategies.data import replace_sampler, set_sampler_epoch
 from fastlight.strategies.strategy import backward_is_customized
 from fastlight.trainer import graph_step, input_path, resume_state
 from fastlight.trainer.config import parse_num_batches
+from fastlight.trainer.connector_views import _DataLoaderSource, _request_dataloader
 from fastlight.trainer.compiled import batch_channels_last
 from fastlight.trainer.loop_views import FitLoopViews
 from fastlight.trainer.precision import MixedPrecision, Precision
@@ -86,6 +87,20 @@ def _takes_batch_idx(fn: Callable) -> bool:
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
 
 
+def _warn_if_empty(name: str, length: float) -> None:
+    """Lightning's warning for a loader without batches (it reduces the length over the ranks first; the local one
+    stands for it here: a DistributedSampler gives every rank the same length)."""
+    if length == 0:
+        rank_zero_warn(f"Total length of `{name}` across ranks is zero. Please make sure this was your intention.")
+
+
+def _loader_len(loader: Any) -> float:
+    """The loader's length (inf when it has none), warned about when it is zero."""
+    length = _sized_len(loader)
+    _warn_if_empty(type(loader).__name__, length)
+    return length
+
+
 def _check_iterable(loader: Any) -> None:
     if not hasattr(loader, "__iter__"):
         raise TypeError(
@@ -101,18 +116,21 @@ def _check_train_mode(combined: CombinedLoader) -> None:
         )
 
 
-def _overfit_loader(loader: Any) -> Any:
-    """overfit_batches: the same loader without shuffling (Lightning swaps in a SequentialSampler)."""
-    from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+def _overfit_loaders(loaders: List[Any], prefix: str) -> List[Any]:
+    """overfit_batches: the loaders re-created to draw in order (a SequentialSampler), unless all of them already do;
+    warned about once, as Lightning does. Loaders over an IterableDataset (no sampler to swap) stay as they are, and so
+    do those with a DistributedSampler: the one the strategy injected already draws in order under overfit_batches."""
+    from torch.utils.data import DataLoader, DistributedSampler, IterableDataset, SequentialSampler
 
-    if isinstance(loader, DataLoader) and isinstance(loader.sampler, RandomSampler):
-        rank_zero_warn("You requested to overfit but enabled training dataloader shuffling. We are turning off the"
-                       " training dataloader shuffling for you.")
-        return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=SequentialSampler(loader.dataset),
-                          num_workers=loader.num_workers, collate_fn=loader.collate_fn,
-                          pin_memory=loader.pin_memory, drop_last=loader.drop_last,
-                          worker_init_fn=loader.worker_init_fn)
-    return loader
+    def swappable(dl: Any) -> bool:
+        return (isinstance(dl, DataLoader) and not isinstance(dl.dataset, IterableDataset)
+                and not isinstance(dl.sampler, DistributedSampler))
+
+    if all(isinstance(dl.sampler, SequentialSampler) for dl in loaders if swappable(dl)):
+        return loaders
+    rank_zero_warn(f"You requested to overfit but enabled {prefix} dataloader shuffling. We are turning off the"
+                   f" {prefix} dataloader shuffling for you.")
+    return [replace_sampler(dl, SequentialSampler(dl.dataset)) if swappable(dl) else dl for dl in loaders]
 
 
 class _Closure:
@@ -226,7 +244,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             return
         if cfg.limit_train_batches == 0:
             return
-        loader = trainer._request_dataloader("train")
+        loader = _request_dataloader(_DataLoaderSource(trainer, "train"))
         if loader is None:
             raise ValueError(
                 "No training data: `train_dataloader()` returned None. Return a DataLoader (or an iterable of"
@@ -235,22 +253,25 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if isinstance(loader, (list, tuple, dict, CombinedLoader)):
             # several loaders: iterated together, each batch in the loaders' structure (Lightning's default mode)
             combined = loader if isinstance(loader, CombinedLoader) else CombinedLoader(loader, "max_size_cycle")
-            _check_train_mode(combined)
             if cfg.overfit_batches > 0:
-                combined.flattened = [_overfit_loader(dl) for dl in combined.flattened]
+                combined.flattened = _overfit_loaders(combined.flattened, "train")
             for dl in combined.flattened:
                 _check_iterable(dl)
-            combined.limits = [parse_num_batches("train", _sized_len(dl), cfg.limit_train_batches)
+            combined.limits = [parse_num_batches("train", _loader_len(dl), cfg.limit_train_batches)
                                for dl in combined.flattened]
             trainer.train_dataloader = combined.iterables
+            if combined._mode == "sequential":  # counted before the mode is refused, as Lightning does
+                trainer.num_training_batches = combined._num_batches()
+            _check_train_mode(combined)
             loader = _CombinedBatches(combined)
             num = _sized_len(loader)
         else:
             if cfg.overfit_batches > 0:
-                loader = _overfit_loader(loader)
+                loader = _overfit_loaders([loader], "train")[0]
             _check_iterable(loader)
             trainer.train_dataloader = loader
-            num = parse_num_batches("train", _sized_len(loader), cfg.limit_train_batches)
+            num = parse_num_batches("train", _loader_len(loader), cfg.limit_train_batches)
+        _warn_if_empty("CombinedLoader", num)  # the train loaders together (Lightning's name for them)
         self.loader = loader
         trainer.num_training_batches = self._loader_batches = num
         self._iterator = self._new_iterator()  # epoch 0's iterator: created here, as Lightning does (RNG order)
@@ -355,7 +376,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             return
         torch.set_grad_enabled(True)
         if self._should_check_val_epoch() and trainer.val_dataloaders is None:
+            trainer.state.stage = "validate"  # requested as a validation's loaders (Lightning's stage there)
             trainer.validate_loop.setup_data()
+            trainer.state.stage = "train"
         eval_modules = [n for n, m in module.named_modules() if not m.training]
         if eval_modules:
             rank_zero_warn(f"Found {len(eval_modules)} module(s) in eval mode at the start of training."

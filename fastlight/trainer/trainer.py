@@ -14,7 +14,7 @@ from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
-from fastlight.trainer.config import ConfigError, build_config, resolve_loop_limits
+from fastlight.trainer.config import ConfigError, _limit, build_config, resolve_loop_limits
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.states import TrainerState
@@ -22,6 +22,7 @@ from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection
 from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
 from fastlight.utilities.data import _worker_check
 from fastlight.utilities.metric_objects import is_metric_object
+from fastlight.utilities.parsing import clean_namespace
 from fastlight.utilities.exceptions import MisconfigurationException, _TunerExitException
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fastlight.utilities.seed import isolate_rng
@@ -90,13 +91,16 @@ class Trainer:
         reload_dataloaders_every_n_epochs: int = 0,
         default_root_dir: Optional[Any] = None,
         enable_autolog_hparams: bool = True,
+        suggest_integrations: bool = True,
         fused: bool = True,
         flat_grads: Union[bool, str] = "auto",
         batched_input: bool = True,
         cuda_graphs: Union[bool, str] = False,
         channels_last: bool = False,
     ) -> None:
-        """Lightning's Trainer arguments, plus fastlight's:
+        """Lightning's Trainer arguments, plus fastlight's. `suggest_integrations` is accepted and kept as
+        `trainer.suggest_integrations`; Lightning prints tips for its cloud services with it, fastlight has none to
+        suggest, so nothing is printed either way.
 
         fused: use the fused engine (default True): torch.optim.Adam/AdamW/SGD from `configure_optimizers`
             step with fastlight's fused kernels (the same objects, reporting and saving as torch's:
@@ -139,6 +143,7 @@ class Trainer:
         )
         self._cfg = cfg
         self.enable_autolog_hparams = enable_autolog_hparams
+        self.suggest_integrations = bool(suggest_integrations)
         self.profiler = _resolve_profiler(profiler)
         self.plugins = plugins
         self._apply_determinism(cfg)
@@ -258,6 +263,21 @@ class Trainer:
     @property
     def max_steps(self) -> int:
         return self._cfg.max_steps
+
+    def _batch_limit(name: str) -> property:  # noqa: N805 (builds a class attribute)
+        """`trainer.limit_{stage}_batches`: read and written on the config the loops read (setup_data reads it
+        live, so a limit changed between runs applies to the next one, as in Lightning)."""
+
+        def set_limit(self: "Trainer", value: Union[int, float]) -> None:
+            setattr(self._cfg, name, _limit(name, value))
+
+        return property(attrgetter(f"_cfg.{name}"), set_limit, doc=f"The `{name}` flag (settable).")
+
+    limit_train_batches = _batch_limit("limit_train_batches")
+    limit_val_batches = _batch_limit("limit_val_batches")
+    limit_test_batches = _batch_limit("limit_test_batches")
+    limit_predict_batches = _batch_limit("limit_predict_batches")
+    del _batch_limit
 
     @property
     def precision(self) -> str:
@@ -683,10 +703,12 @@ class Trainer:
             return Trainer._call_module(self, name, *args, **kwargs)
 
     def _call_datamodule(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """A hook of the attached datamodule, timed by the profiler as `[LightningDataModule]<Class>.<hook>`."""
         dm = self.datamodule
         if dm is None:
             return None
-        return getattr(dm, name)(*args, **kwargs)
+        with self.profiler.profile(f"[LightningDataModule]{type(dm).__name__}.{name}"):
+            return getattr(dm, name)(*args, **kwargs)
 
     # ================================================================= self.log
     def _log(self, module: LightningModule, name: str, value: Any, prog_bar: bool, logger: Optional[bool],
@@ -978,6 +1000,8 @@ class Trainer:
 
             has_timer = self._cfg.max_time is not None or any(isinstance(cb, Timer) for cb in self.callbacks)
             resolve_loop_limits(self._cfg, has_timer)
+        if hasattr(model, "hparams"):  # what a checkpoint cannot pickle is dropped, with a warning (as Lightning)
+            clean_namespace(model.hparams)
         self.strategy.connect(model)
         model._trainer = self
         self.state.status = "running"
@@ -1013,14 +1037,14 @@ class Trainer:
             self.profiler._lightning_module = model  # PyTorchProfiler labels the module's forward calls
             self.profiler.setup(stage=fn, local_rank=self.local_rank if self.world_size > 1 else None,
                                 log_dir=self.log_dir)
-            self._prepare_data(model, dm)
+            self._prepare_data()
             # setup: the module's device is faked so `setup` can use it; loggers create their experiment
             model._device = device
             for logger in self.loggers:
                 if hasattr(logger, "experiment"):
                     _ = logger.experiment
             if dm is not None:
-                dm.setup(stage=self.state.fn)
+                self._call_datamodule("setup", stage=self.state.fn)
             self._call_callbacks("setup", stage=self.state.fn)
             self._call_module("setup", stage=self.state.fn)
             self._call_module("configure_model")
@@ -1040,7 +1064,7 @@ class Trainer:
                 self._call_callbacks("on_fit_end")
                 self._call_module("on_fit_end")
             if dm is not None:
-                dm.teardown(stage=self.state.fn)
+                self._call_datamodule("teardown", stage=self.state.fn)
             self._call_callbacks("teardown", stage=self.state.fn)
             self._call_module("teardown", stage=self.state.fn)
             self.profiler.describe()  # the stage's report (a PassThroughProfiler has none)
@@ -1052,7 +1076,7 @@ class Trainer:
         except _TunerExitException:
             # a tuner run through `Tuner` is done: end the call as Lightning does (teardown hooks, no fit/stage end)
             if dm is not None:
-                dm.teardown(stage=self.state.fn)
+                self._call_datamodule("teardown", stage=self.state.fn)
             self._call_callbacks("teardown", stage=self.state.fn)
             self._call_module("teardown", stage=self.state.fn)
             for logger in self.loggers:
@@ -1101,23 +1125,22 @@ class Trainer:
             self.training = self.validating = self.testing = self.predicting = self.sanity_checking = False
             self._active_results = None
 
-    def _prepare_data(self, model: LightningModule, dm: Optional[LightningDataModule]) -> None:
-        """prepare_data, datamodule first: once per node (or once in all with prepare_data_per_node=False), the
-        other ranks waiting, as in Lightning."""
+    def _prepare_data(self) -> None:
+        """prepare_data of the datamodule, then of the module: once per node (local rank 0), or once in all (global
+        rank 0) for an owner with prepare_data_per_node=False, the other ranks waiting, as in Lightning."""
+        local_zero = self.local_rank == 0
+        global_zero = local_zero and self.node_rank == 0
         strategy = self.strategy
-        if not strategy.is_distributed:
-            if dm is not None:
-                dm.prepare_data()
-            self._call_module("prepare_data")
-            return
-        local_zero = strategy.local_rank == 0
-        global_zero = local_zero and strategy.node_rank == 0
-        for owner in (dm, model):
+        for owner in (self.datamodule, self.lightning_module):
             if owner is None or not self._has_hook(owner, "prepare_data"):
                 continue
             if local_zero if getattr(owner, "prepare_data_per_node", True) else global_zero:
-                owner.prepare_data() if owner is dm else self._call_module("prepare_data")
-            strategy.barrier("prepare_data")
+                if owner is self.datamodule:
+                    self._call_datamodule("prepare_data")
+                else:
+                    self._call_module("prepare_data")
+            if strategy.is_distributed:
+                strategy.barrier("prepare_data")
 
     def _restore_checkpoint(self, ckpt_path: Optional[str], before_setup: bool,
                             weights_only: Optional[bool] = None) -> None:
@@ -1236,13 +1259,13 @@ class Trainer:
         with self.profiler.profile("save_checkpoint"):
             checkpoint_layout.save_checkpoint(self, filepath, weights_only, storage_options)
 
-    def _restore_tuning_checkpoint(self, filepath: str) -> None:
+    def _restore_tuning_checkpoint(self, filepath: str, weights_only: Optional[bool] = None) -> None:
         """Put back everything `save_checkpoint(filepath)` wrote during this run (the tuners' temporary checkpoint):
         module weights, datamodule and callback states, AMP scaler, loop progress, optimizer and scheduler states.
         The loop continues from the restored counters without a resume (Lightning resets `restarting`)."""
         from fastlight.trainer import checkpoint_layout
 
-        checkpoint = self._read_checkpoint(filepath)
+        checkpoint = self._read_checkpoint(filepath, weights_only)
         checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(filepath))
         checkpoint_layout.restore_training_state(self, checkpoint, stage=self.state.fn)
 

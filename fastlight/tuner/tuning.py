@@ -77,9 +77,11 @@ class Tuner:
     def lr_find(self, model: Any, train_dataloaders: Any = None, val_dataloaders: Any = None,
                 dataloaders: Any = None, datamodule: Any = None, method: str = "fit", min_lr: float = 1e-8,
                 max_lr: float = 1, num_training: int = 100, mode: str = "exponential",
-                early_stop_threshold: Optional[float] = 4.0, update_attr: bool = True, attr_name: str = "") -> Any:
+                early_stop_threshold: Optional[float] = 4.0, update_attr: bool = True, attr_name: str = "",
+                weights_only: Optional[bool] = None) -> Any:
         """The learning-rate range test (see LearningRateFinder); returns the results object (`.results`,
-        `.suggestion()`, `.plot()`), or None with fast_dev_run."""
+        `.suggestion()`, `.plot()`), or None with fast_dev_run. `weights_only`: how the temporary checkpoint is read
+        back (False when the module's hyperparameters hold objects a safe load refuses, e.g. an nn.Module)."""
         if method != "fit":
             raise MisconfigurationException("method='fit' is the only valid configuration to run lr finder.")
         _check_method(method, train_dataloaders, val_dataloaders, dataloaders)
@@ -89,6 +91,6 @@ class Tuner:
                              " if you want to use the Tuner.")
         finder = LearningRateFinder(min_lr=min_lr, max_lr=max_lr, num_training_steps=num_training, mode=mode,
                                     early_stop_threshold=early_stop_threshold, update_attr=update_attr,
-                                    attr_name=attr_name)
+                                    attr_name=attr_name, weights_only=weights_only)
         self._fit_with(finder, model, train_dataloaders, val_dataloaders, datamodule)
         return finder.optimal_lr

@@ -314,6 +314,8 @@ def load_checkpoint(
     you trust. torch's TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 turns an unspecified weights_only into False, and
     TORCH_FORCE_WEIGHTS_ONLY_LOAD=1 forces the safe load, as they do for torch.load.
     """
+    if isinstance(path, str) and path.startswith(("http://", "https://")):
+        path = _download(path)
     name = _describe(path)
     if isinstance(path, (str, os.PathLike)):
         if not os.path.exists(path):
@@ -356,6 +358,24 @@ def load_checkpoint(
             " `Trainer.fit(..., weights_only=False)`, `Model.load_from_checkpoint(path, weights_only=False)`), which"
             " unpickles everything."
         ) from first_error
+
+
+def _download(url: str) -> str:
+    """The local copy of a checkpoint at an http(s) URL: downloaded once into torch.hub's cache folder
+    (`$TORCH_HOME/hub/checkpoints/<file name>`, where Lightning's URL loading puts it too), then read as a file."""
+    from urllib.parse import urlparse
+
+    import torch.hub
+
+    filename = os.path.basename(urlparse(url).path)
+    if not filename:
+        raise ValueError(f"Checkpoint URL {url!r} names no file (its path ends in '/').")
+    folder = os.path.join(torch.hub.get_dir(), "checkpoints")
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, filename)
+    if not os.path.exists(target):
+        torch.hub.download_url_to_file(url, target, progress=False)
+    return target
 
 
 def _check_zip_records(path: str, name: str) -> None:
