@@ -266,7 +266,6 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
         self._combined = None if raw is None else _combined(raw)
         self.loaders = [] if raw is None else list(self._combined.flattened)
         self._max_batches = [_num_batches(self.prefix, dl, limit) for dl in self.loaders]
-        setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
         if fitting:
             trainer.num_sanity_val_batches = [min(trainer._cfg.num_sanity_val_steps, b) for b in self._max_batches]
         else:  # some users shuffle evaluation data by the training progress (Lightning sets it here outside a fit)
