@@ -73,11 +73,16 @@ class RemoteFS:
 
 def filesystem(path: _PATH) -> Union[LocalFS, RemoteFS]:
     """LocalFS for a local path, else fsspec's file system for the URL (a clear error without fsspec)."""
-    if is_local_path(path):
-        return LocalFS()
+    return LocalFS() if is_local_path(path) else RemoteFS(remote_filesystem(path))
+
+
+def remote_filesystem(path: _PATH) -> Any:
+    """fsspec's file system for a URL path (a clear error without fsspec)."""
     try:
         import fsspec
     except ImportError as err:
-        raise ModuleNotFoundError(f"The path {str(path)!r} is a URL: using it needs fsspec (pip install fsspec)") from err
+        raise ModuleNotFoundError(
+            f"The path {str(path)!r} is a URL: using it needs fsspec (pip install fsspec)"
+        ) from err
     fs, _ = fsspec.core.url_to_fs(str(path))
-    return RemoteFS(fs)
+    return fs
