@@ -9,7 +9,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from fastlight.utilities.rank_zero import rank_zero_warn
+from fastlight.utilities.exceptions import _MisconfigurationValueError
+from fastlight.utilities.rank_zero import rank_prefixed_message, rank_zero_warn
 
 from . import _trainer_access as access
 from .callback import Callback
@@ -59,7 +60,9 @@ class EarlyStopping(Callback):
         log_rank_zero_only: bool = False,
     ) -> None:
         if mode not in self.mode_dict:
-            raise ValueError(f"EarlyStopping(mode={mode!r}): `mode` can be {', '.join(self.mode_dict)}")
+            raise _MisconfigurationValueError(
+                f"EarlyStopping: `mode` can be {', '.join(self.mode_dict)}, got {mode}"
+            )
         if not isinstance(monitor, str) or not monitor:
             raise ValueError(f"EarlyStopping(monitor={monitor!r}) needs the name of a logged metric")
         self.monitor = monitor
@@ -158,7 +161,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = trainer.current_epoch
             self.stopping_reason_message = reason
         if reason and self.verbose:
-            self._log_info(trainer, reason)
+            self._log_info(trainer, reason, self.log_rank_zero_only)
 
     def _evaluate_stopping_criteria(self, current: Tensor) -> Tuple[bool, Optional[str]]:
         # each branch turns a 0-dim tensor comparison into a python bool: one host sync per check, by design
@@ -210,10 +213,10 @@ class EarlyStopping(Callback):
             )
         return f"Metric {self.monitor} improved. New best score: {current:.3f}"
 
-    def _log_info(self, trainer: Any, message: str) -> None:
-        world_size = getattr(trainer, "world_size", 1)
-        rank = getattr(trainer, "global_rank", 0) if world_size > 1 else None
-        if rank is not None:
-            message = f"[rank: {rank}] {message}"
-        if rank is None or not self.log_rank_zero_only or rank == 0:
+    @staticmethod
+    def _log_info(trainer: Any, message: str, log_rank_zero_only: bool) -> None:
+        """Log `message`, prefixed by the rank when several processes run; only rank 0's when log_rank_zero_only."""
+        rank = trainer.global_rank if trainer is not None and trainer.world_size > 1 else None
+        message = rank_prefixed_message(message, rank)
+        if rank is None or not log_rank_zero_only or rank == 0:
             log.info(message)

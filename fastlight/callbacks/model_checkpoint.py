@@ -19,6 +19,8 @@ import torch
 from torch import Tensor
 
 from fastlight.utilities.checkpoint_io import atomic_symlink
+from fastlight.utilities._fs import is_local_path
+from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 from . import _trainer_access as access
@@ -98,12 +100,14 @@ class ModelCheckpoint(Checkpoint):
         self._defer_save_until_validation = False
 
         if mode not in ("min", "max"):
-            raise ValueError(f"ModelCheckpoint(mode={mode!r}): `mode` can be min, max")
+            raise _MisconfigurationValueError(f"ModelCheckpoint: `mode` can be min, max but got {mode}")
         self.mode = mode
         self.kth_value: Tensor = torch.tensor(float("inf") if mode == "min" else float("-inf"))
 
         if dirpath is not None:
-            dirpath = os.path.realpath(os.path.expanduser(os.fspath(dirpath)))
+            dirpath = os.fspath(dirpath)
+            if dirpath and is_local_path(dirpath):  # "" stays "": names without a folder
+                dirpath = os.path.realpath(os.path.expanduser(dirpath))
         self.dirpath: Optional[str] = dirpath
         self.filename = filename
 
@@ -119,20 +123,22 @@ class ModelCheckpoint(Checkpoint):
 
     def _validate(self) -> None:
         if not isinstance(self.save_top_k, int) or self.save_top_k < -1:
-            raise ValueError(f"Invalid value for save_top_k={self.save_top_k}. Must be >= -1")
+            raise _MisconfigurationValueError(f"Invalid value for save_top_k={self.save_top_k}. Must be >= -1")
         if self._every_n_train_steps < 0:
-            raise ValueError(f"Invalid value for every_n_train_steps={self._every_n_train_steps}. Must be >= 0")
+            raise _MisconfigurationValueError(
+                f"Invalid value for every_n_train_steps={self._every_n_train_steps}. Must be >= 0"
+            )
         if self._every_n_epochs < 0:
-            raise ValueError(f"Invalid value for every_n_epochs={self._every_n_epochs}. Must be >= 0")
+            raise _MisconfigurationValueError(f"Invalid value for every_n_epochs={self._every_n_epochs}. Must be >= 0")
         triggers = (self._every_n_train_steps >= 1) + (self._every_n_epochs >= 1) + (self._train_time_interval is not None)
         if triggers > 1:
-            raise ValueError(
+            raise _MisconfigurationValueError(
                 f"Combination of parameters every_n_train_steps={self._every_n_train_steps}, "
                 f"every_n_epochs={self._every_n_epochs} and train_time_interval={self._train_time_interval} "
                 "should be mutually exclusive."
             )
         if self.monitor is None and self.save_top_k not in (-1, 0, 1):
-            raise ValueError(
+            raise _MisconfigurationValueError(
                 f"ModelCheckpoint(save_top_k={self.save_top_k}, monitor=None) is not a valid"
                 " configuration. No quantity for top_k to track."
             )
@@ -158,6 +164,10 @@ class ModelCheckpoint(Checkpoint):
         if trainer.is_global_zero and stage == "fit" and self.save_top_k != 0:
             if os.path.isdir(dirpath) and os.listdir(dirpath):
                 rank_zero_warn(f"Checkpoint directory {dirpath} exists and is not empty.")
+        if self.save_last == "link" and not is_local_path(dirpath):
+            raise ValueError(  # a symlink needs a local file system
+                f"`ModelCheckpoint(save_last='link')` is only supported for local file paths, got `dirpath={dirpath}`."
+            )
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         self._last_time_checked = time.monotonic()

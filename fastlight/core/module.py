@@ -16,6 +16,7 @@ from fastlight.core.hooks import DataHooks
 from fastlight.core.hparams import HyperparametersMixin
 from fastlight.utilities.model_helpers import _restricted_classmethod
 from fastlight.core.optimizer import LightningOptimizer
+from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.metric_objects import is_metric_collection, is_metric_object
 from fastlight.utilities.rank_zero import rank_zero_deprecation, rank_zero_warn
 
@@ -205,8 +206,9 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
             hint = (f" You can fix this by calling `self.log({name}, ..., metric_attribute=name)` where `name` is one"
                     f" of {list(found.values())}") if found else (
                 " You can fix this by setting an attribute for the metric in your `LightningModule`.")
-            raise ValueError("Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged."
-                             + hint)
+            raise _MisconfigurationValueError(
+                "Could not find the `LightningModule` attribute for the `torchmetrics.Metric` logged." + hint
+            )
         return found[id(metric)]
 
     def log_dict(

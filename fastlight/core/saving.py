@@ -4,6 +4,7 @@ from argparse import Namespace
 from enum import Enum
 from typing import Any, Dict, Optional, Union
 
+from fastlight.utilities._fs import filesystem
 from fastlight.utilities.attribute_dict import AttributeDict
 from fastlight.utilities.rank_zero import rank_zero_warn
 
@@ -13,8 +14,9 @@ def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[di
 
     `use_omegaconf` is accepted for Lightning's signature; omegaconf containers are not special-cased here.
     """
+    fs = filesystem(config_yaml)  # a local file, or a URL through fsspec
     folder = os.path.dirname(os.fspath(config_yaml))
-    if folder and not os.path.isdir(folder):
+    if folder and not fs.isdir(folder):
         raise RuntimeError(f"Missing folder: {folder}.")
     if isinstance(hparams, Namespace):
         hparams = vars(hparams)
@@ -34,7 +36,7 @@ def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[di
             rank_zero_warn(f"Skipping '{key}' parameter because it is not possible to safely dump to YAML.")
         else:
             allowed[key] = value
-    with open(config_yaml, "w", newline="") as fp:
+    with fs.open(config_yaml, "w", newline="") as fp:
         yaml.dump(allowed, fp)
 
 
@@ -161,6 +163,9 @@ def _load_from_checkpoint(
     init_args, accepts_any = _init_arg_names(cls)
     cls_kwargs = dict(checkpoint[hp_key])
     args_name = checkpoint.get(name_key)
+    hparams_type = checkpoint.get(getattr(cls, "CHECKPOINT_HYPER_PARAMS_TYPE", "hparams_type"))
+    if isinstance(hparams_type, type):  # saved as an omegaconf container: rebuilt as one
+        cls_kwargs = hparams_type(cls_kwargs)
     if args_name and args_name in init_args:
         cls_kwargs = {args_name: cls_kwargs}  # __init__(self, conf) with save_hyperparameters(conf)
     if not accepts_any:

@@ -6,6 +6,8 @@ from typing import Any, Dict, Optional, Union
 
 from torch import Tensor
 
+from fastlight.utilities._fs import filesystem
+
 
 def convert_params(params: Optional[Union[Dict[str, Any], Namespace]]) -> Dict[str, Any]:
     if isinstance(params, Namespace):
@@ -55,13 +57,14 @@ def next_version(versions_root: str) -> int:
     """1 + the highest N among the version_N folders of `versions_root` (0 when there are none)."""
     import os
 
+    fs = filesystem(versions_root)  # a local folder, or a URL through fsspec
     try:
-        entries = os.listdir(versions_root)
-    except OSError:
+        entries = fs.listdir(versions_root)
+    except OSError:  # fsspec's FileNotFoundError included
         return 0
     found = []
     for entry in entries:
-        if entry.startswith("version_") and os.path.isdir(os.path.join(versions_root, entry)):
+        if entry.startswith("version_") and fs.isdir(os.path.join(versions_root, entry)):
             suffix = entry.split("_")[1]
             if suffix.isdigit():
                 found.append(int(suffix))

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional, Union
 from torch import Tensor
 
 from fastlight.core.saving import save_hparams_to_yaml
+from fastlight.utilities._fs import filesystem
 from fastlight.utilities.rank_zero import rank_zero_only, rank_zero_warn
 
 from ._utils import add_prefix, convert_params
@@ -48,15 +49,16 @@ class ExperimentWriter:
         self.metrics_keys: List[str] = []
         self.hparams: Dict[str, Any] = {}
         self.log_dir = log_dir
+        self._fs = fs = filesystem(log_dir)  # a local folder, or a URL through fsspec
         self.metrics_file_path = os.path.join(log_dir, self.NAME_METRICS_FILE)
-        if os.path.isdir(log_dir) and os.listdir(log_dir):
+        if fs.isdir(log_dir) and fs.listdir(log_dir):
             rank_zero_warn(
                 f"Experiment logs directory {log_dir} exists and is not empty."
                 " Previous log files in this directory will be deleted when the new ones are saved!"
             )
-            if os.path.isfile(self.metrics_file_path):
-                os.remove(self.metrics_file_path)
-        os.makedirs(log_dir, exist_ok=True)
+            if fs.isfile(self.metrics_file_path):
+                fs.rm(self.metrics_file_path)
+        fs.makedirs(log_dir, exist_ok=True)
 
     def log_metrics(self, metrics_dict: Dict[str, Any], step: Optional[int] = None) -> None:
         if step is None:
@@ -74,12 +76,12 @@ class ExperimentWriter:
             return
         seen = set(self.metrics_keys)
         new_keys = set().union(*self.metrics) - seen
-        file_exists = os.path.isfile(self.metrics_file_path)
+        file_exists = self._fs.isfile(self.metrics_file_path)
         if new_keys:
             self.metrics_keys = sorted(seen | new_keys)
             if file_exists:
                 self._rewrite_with_header(self.metrics_keys)
-        with open(self.metrics_file_path, "a" if file_exists else "w", newline="") as fp:
+        with self._fs.open(self.metrics_file_path, "a" if file_exists else "w", newline="") as fp:
             writer = csv.DictWriter(fp, fieldnames=self.metrics_keys)
             if not file_exists:
                 writer.writeheader()
@@ -87,9 +89,9 @@ class ExperimentWriter:
         self.metrics = []
 
     def _rewrite_with_header(self, fieldnames: List[str]) -> None:
-        with open(self.metrics_file_path, newline="") as fp:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as fp:
             rows = list(csv.DictReader(fp))
-        with open(self.metrics_file_path, "w", newline="") as fp:
+        with self._fs.open(self.metrics_file_path, "w", newline="") as fp:
             writer = csv.DictWriter(fp, fieldnames=fieldnames)
             writer.writeheader()
             writer.writerows(rows)
@@ -127,7 +129,7 @@ class CSVLogger(_VersionedFolderLogger):
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is None:
-            os.makedirs(self.root_dir, exist_ok=True)
+            filesystem(self.root_dir).makedirs(self.root_dir, exist_ok=True)
             self._experiment = ExperimentWriter(self.log_dir)
         return self._experiment
 

@@ -142,14 +142,15 @@ class TensorBoardLogger(_VersionedFolderLogger):
             input_array = getattr(model, "example_input_array", None)
         if input_array is None:
             rank_zero_warn(
-                "Could not log the computational graph to TensorBoard: set `model.example_input_array` or pass"
-                " `input_array`."
+                "Could not log computational graph to TensorBoard: The `model.example_input_array` attribute"
+                " is not set or `input_array` was not given."
             )
             return
         if not isinstance(input_array, (Tensor, tuple)):
             rank_zero_warn(
-                f"Could not log the computational graph to TensorBoard: the input has type {type(input_array).__name__};"
-                " give a tensor or a tuple of the positional arguments of `forward()`."
+                "Could not log computational graph to TensorBoard: the input has type"
+                f" {type(input_array).__name__}, which can't be traced by TensorBoard: give a tensor or a tuple of"
+                " `forward()`'s positional arguments."
             )
             return
         # Move the example input where the model is, through the module's own transfer hooks when it has them.

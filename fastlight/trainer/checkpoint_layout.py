@@ -16,6 +16,7 @@ Trainer attributes read by `dump_checkpoint` / `restore_*` (Lightning's public n
     global_step, max_epochs, state.fn, loop_progress (fastlight: a LoopProgress), scaler (fastlight: a
     torch.amp.GradScaler-compatible object or None).
 """
+import sys
 from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
@@ -28,6 +29,7 @@ from fastlight.loops.progress import (
     _ReadyCompletedTracker,
     _SchedulerProgress,
 )
+from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 # The Lightning checkpoint format version written under "pytorch-lightning_version". Lightning runs its legacy
@@ -259,9 +261,17 @@ def _loop_progress(trainer: Any) -> LoopProgress:
     return LoopProgress(fit=FitProgress.at_epoch_end(trainer.current_epoch, trainer.global_step, n))
 
 
-def _hparams_of(obj: Any) -> Optional[Dict[str, Any]]:
+def _is_omegaconf_container(value: Any) -> bool:
+    omegaconf = sys.modules.get("omegaconf")  # imported by whoever made the container
+    return omegaconf is not None and isinstance(value, omegaconf.Container)
+
+
+def _hparams_of(obj: Any) -> Optional[Any]:
+    """The hparams to store: a plain dict, or an omegaconf container kept as it is (as Lightning stores it)."""
     hparams = getattr(obj, "hparams", None)
-    return dict(hparams) if hparams else None
+    if not hparams:
+        return None
+    return hparams if _is_omegaconf_container(hparams) else dict(hparams)
 
 
 def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool = True) -> Dict[str, Any]:
@@ -298,6 +308,9 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
             if hasattr(obj, "_hparams_name"):
                 checkpoint[name_key] = obj._hparams_name
             checkpoint[hp_key] = hparams
+            if _is_omegaconf_container(hparams):  # the type to rebuild it with (Lightning's CHECKPOINT_HYPER_PARAMS_TYPE)
+                type_key = "hparams_type" if obj is model else "datamodule_hparams_type"
+                checkpoint[getattr(obj, "CHECKPOINT_HYPER_PARAMS_TYPE", type_key)] = type(hparams)
     if datamodule is not None and hasattr(datamodule, "state_dict"):
         dm_state = trainer._call_datamodule("state_dict")
         if dm_state:
@@ -383,7 +396,7 @@ def restore_training_state(trainer: Any, checkpoint: Dict[str, Any], stage: str 
     max_epochs = getattr(trainer, "max_epochs", None)
     current_epoch = progress.fit.current_epoch if progress is not None and loops is not None else trainer.current_epoch
     if max_epochs not in (None, -1) and current_epoch > max_epochs:
-        raise ValueError(
+        raise _MisconfigurationValueError(
             f"You restored a checkpoint with current_epoch={current_epoch},"
             f" but you have set Trainer(max_epochs={max_epochs})."
         )

@@ -1,7 +1,7 @@
 """Trainer flags, validated and normalized once into a typed config (errors name the flag)."""
 import datetime
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 import torch
 
@@ -207,7 +207,69 @@ def _pick_device(accelerator: Any, devices: Any) -> tuple:
     return device, acc, n
 
 
+# Trainer(barebones=True) turns these off; passing one turned on is an error: (flag, is it on?, what it costs)
+_BAREBONES_OFF = (
+    ("enable_checkpointing", lambda v: bool(v), "Checkpointing"),
+    ("logger", lambda v: v is not None and v is not False, "Logging"),
+    ("enable_progress_bar", lambda v: bool(v), "The progress bar"),
+    ("log_every_n_steps", lambda v: v is not None and v != 0, "Logging"),
+    ("enable_model_summary", lambda v: bool(v), "The model summary"),
+    ("num_sanity_val_steps", lambda v: v is not None and v != 0, "Sanity checking"),
+    ("fast_dev_run", lambda v: v is not False and v != 0, "A development run"),
+    ("detect_anomaly", lambda v: bool(v), "Anomaly detection"),
+    ("profiler", lambda v: v is not None, "Profiling"),
+)
+
+
+def _check_barebones(kw: Dict[str, Any]) -> None:
+    """Refuse a feature barebones mode disables, then say what is off."""
+    for flag, is_on, what in _BAREBONES_OFF:
+        value = kw.get(flag)
+        if is_on(value):
+            raise ConfigError(
+                f"`Trainer(barebones=True, {flag}={value!r})` was passed."
+                f" {what} is off in barebones mode, which measures the Trainer's raw speed."
+            )
+    rank_zero_info(
+        "You are running in `Trainer(barebones=True)` mode: checkpointing, the progress bar, the model summary,"
+        " logging (`logger`, `log_every_n_steps`, `LightningModule.log`), sanity checking, `fast_dev_run`,"
+        " anomaly detection and profiling are off, to show the Trainer's own overhead."
+    )
+
+
+def env_var_defaults(cls: type) -> Dict[str, Any]:
+    """The `PL_<CLASS>_<ARGUMENT>` environment variables (e.g. PL_TRAINER_MAX_STEPS=7) as keyword defaults for
+    `cls`'s arguments: Python literals ("False", "7", "[0, 1]") become values, any other text stays a string."""
+    import ast
+    import inspect
+    import os
+
+    found = {}
+    for name in inspect.signature(cls).parameters:
+        raw = os.environ.get(f"PL_{cls.__name__.upper()}_{name.upper()}")
+        if not raw:
+            continue
+        try:
+            found[name] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            found[name] = raw  # e.g. PL_TRAINER_ACCELERATOR=gpu
+    return found
+
+
+def with_env_var_defaults(init: Any) -> Any:
+    """Decorate `__init__`: arguments the caller leaves out take their PL_<CLASS>_<ARGUMENT> environment value."""
+    import functools
+
+    @functools.wraps(init)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **{**env_var_defaults(type(self)), **kwargs})
+
+    return wrapped
+
+
 def build_config(**kw: Any) -> TrainerConfig:
+    if kw["barebones"]:
+        _check_barebones(kw)
     device, acc, n_devices = _pick_device(kw["accelerator"], kw["devices"])
     # strategy names, device counts against the hardware and the launch environment are checked once, by
     # fastlight.strategies.resolve_strategy (Trainer.__init__), which knows e.g. that under torchrun each process
@@ -307,19 +369,7 @@ def build_config(**kw: Any) -> TrainerConfig:
     enable_model_summary = kw["enable_model_summary"]
     barebones = bool(kw["barebones"])
     if barebones:
-        for flag in ("enable_checkpointing", "enable_progress_bar", "enable_model_summary"):
-            if kw[flag]:
-                raise ConfigError(f"`Trainer(barebones=True)` was configured together with `{flag}=True`.")
-        if kw["logger"] not in (None, False):
-            raise ConfigError("`Trainer(barebones=True)` was configured together with a logger.")
-        if kw["detect_anomaly"]:
-            raise ConfigError("`Trainer(barebones=True)` was configured together with `detect_anomaly=True`.")
-        if log_every != 50 and kw["log_every_n_steps"] is not None:
-            raise ConfigError("`Trainer(barebones=True)` was configured together with `log_every_n_steps`.")
-        log_every = 0
-        if kw["num_sanity_val_steps"] not in (None, 0):
-            raise ConfigError("`Trainer(barebones=True)` was configured together with `num_sanity_val_steps`.")
-        nsvs = 0
+        log_every, nsvs = 0, 0
     enable_checkpointing = True if enable_checkpointing is None else enable_checkpointing
     enable_progress_bar = (not barebones) if enable_progress_bar is None else enable_progress_bar
     enable_model_summary = (not barebones) if enable_model_summary is None else enable_model_summary

@@ -272,7 +272,6 @@ class EvaluationLoop(EvaluationLoopViews):  # Lightning's loop attributes: views
                 raw = self._combined if isinstance(raw, CombinedLoader) else self._combined.iterables
         setattr(trainer, f"{self.prefix}_dataloaders", raw)
         self._max_batches = [_num_batches(self.prefix, dl, limit) for dl in self.loaders]
-        setattr(trainer, f"num_{self.prefix}_batches", list(self._max_batches))
         if fitting:
             trainer.num_sanity_val_batches = [min(trainer._cfg.num_sanity_val_steps, b) for b in self._max_batches]
         else:  # some users shuffle evaluation data by the training progress (Lightning sets it here outside a fit)

@@ -645,8 +645,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
 
     def _log_train_step(self) -> None:
         trainer = self.trainer
-        n = trainer._cfg.log_every_n_steps
-        if trainer.loggers and n and ((trainer._batches_that_stepped + 1) % n == 0 or trainer.should_stop):
+        if trainer.loggers and trainer._hub.should_update_logs:
             trainer._hub.update_train_step_metrics(trainer._train_results, True)
 
     def _after_batch(self, run_validation: bool = True) -> None:

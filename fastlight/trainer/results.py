@@ -373,6 +373,26 @@ class MetricsHub:
         self._pbar: Dict[str, Any] = {}
         self._pending: Optional[ResultCollection] = None  # collection whose batch-end snapshot is owed
 
+    @property
+    def should_update_logs(self) -> bool:
+        """Whether this step's values go to the loggers: every `log_every_n_steps`-th step of the running loop
+        (the optimizer steps in training, the batches in evaluation), and the last one when the fit stops."""
+        trainer = self.trainer
+        every = trainer._cfg.log_every_n_steps
+        if not every:
+            return False
+        if trainer.training:
+            step = trainer._batches_that_stepped + 1  # + 1: asked before the step's counters move
+        elif trainer.sanity_checking or (trainer.validating and trainer.state.fn == "fit"):
+            step = trainer.fit_loop.epoch_loop.val_loop.batch_progress.current.ready
+        elif trainer.validating or trainer.testing or trainer.predicting:
+            loop = trainer.validate_loop if trainer.validating else (
+                trainer.test_loop if trainer.testing else trainer.predict_loop)
+            step = loop.batch_progress.current.ready
+        else:
+            return True  # no loop running
+        return step % every == 0 or trainer.should_stop
+
     # -- lazy batch-end snapshot -------------------------------------------------------------------
     def _flush(self) -> None:
         pending = self._pending

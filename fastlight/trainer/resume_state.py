@@ -142,6 +142,43 @@ def rank_state(trainer: Any) -> Dict[str, Any]:
     return state
 
 
+class _PackedTensor:
+    """A tensor as raw bytes for the gather: pickling a tensor itself goes through torch.save (a second,
+    legacy-format serialization per tensor, and calls a program watching torch.save would count as saves)."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        flat = tensor.detach().contiguous().reshape(-1)
+        self.dtype, self.shape, self.device = tensor.dtype, tuple(tensor.shape), str(tensor.device)
+        self.data = flat.view(torch.uint8).cpu().numpy().tobytes() if flat.numel() else b""
+
+    def unpack(self) -> torch.Tensor:
+        if self.data:
+            raw = torch.frombuffer(bytearray(self.data), dtype=torch.uint8)
+        else:
+            raw = torch.empty(0, dtype=torch.uint8)
+        return raw.view(self.dtype).reshape(self.shape).to(self.device)
+
+
+def _pack_tensors(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return _PackedTensor(obj)
+    if isinstance(obj, dict):
+        return {k: _pack_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):  # not namedtuples: kept as they are
+        return type(obj)(_pack_tensors(v) for v in obj)
+    return obj
+
+
+def _unpack_tensors(obj: Any) -> Any:
+    if isinstance(obj, _PackedTensor):
+        return obj.unpack()
+    if isinstance(obj, dict):
+        return {k: _unpack_tensors(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)) and type(obj) in (list, tuple):
+        return type(obj)(_unpack_tensors(v) for v in obj)
+    return obj
+
+
 def dump(trainer: Any) -> Optional[Dict[str, Any]]:
     """The "fastlight_resume" entry (every rank calls this; under DDP the ranks' states are gathered, a collective at
     checkpoint time only). None for a trainer without a fit loop."""
@@ -155,7 +192,8 @@ def dump(trainer: Any) -> Optional[Dict[str, Any]]:
 
         if dist.is_available() and dist.is_initialized():
             ranks = [None] * world
-            dist.all_gather_object(ranks, mine)
+            dist.all_gather_object(ranks, _pack_tensors(mine))
+            ranks = [_unpack_tensors(state) for state in ranks]
         else:
             world = 1
     return {"format": FORMAT_VERSION, "world_size": world, "ranks": ranks}

@@ -14,7 +14,7 @@ from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
-from fastlight.trainer.config import ConfigError, _limit, build_config, resolve_loop_limits
+from fastlight.trainer.config import ConfigError, _limit, build_config, resolve_loop_limits, with_env_var_defaults
 from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.states import TrainerState
@@ -48,6 +48,7 @@ class MisconfigurationError(MisconfigurationException, ValueError):
 
 
 class Trainer:
+    @with_env_var_defaults
     def __init__(
         self,
         *,
@@ -136,7 +137,7 @@ class Trainer:
             accumulate_grad_batches=accumulate_grad_batches, gradient_clip_val=gradient_clip_val,
             gradient_clip_algorithm=gradient_clip_algorithm, deterministic=deterministic, benchmark=benchmark,
             inference_mode=inference_mode, use_distributed_sampler=use_distributed_sampler,
-            detect_anomaly=detect_anomaly, barebones=barebones,
+            detect_anomaly=detect_anomaly, barebones=barebones, profiler=profiler,
             reload_dataloaders_every_n_epochs=reload_dataloaders_every_n_epochs, default_root_dir=default_root_dir,
             fused=fused, flat_grads=flat_grads, batched_input=batched_input, cuda_graphs=cuda_graphs,
             channels_last=channels_last,
@@ -188,8 +189,6 @@ class Trainer:
 
         self.num_training_batches: float = float("inf")
         self.num_sanity_val_batches: List[float] = []
-        self.num_val_batches: List[float] = []
-        self.num_test_batches: List[float] = []
         self.num_predict_batches: List[float] = []
         self.val_check_batch: Optional[float] = None  # set when the fit's train loader is set up
         self._last_val_time = 0.0
@@ -228,6 +227,27 @@ class Trainer:
         if cfg is not None and hasattr(cfg, name):
             return getattr(cfg, name)
         raise AttributeError(f"'Trainer' object has no attribute '{name}'")
+
+    # the batch counts live on the loops (Lightning's `loop._max_batches`): one place, read and written through
+    @property
+    def num_val_batches(self) -> List[float]:
+        return self.validate_loop._max_batches
+
+    @num_val_batches.setter
+    def num_val_batches(self, value: List[float]) -> None:
+        self.validate_loop._max_batches = value
+
+    @property
+    def num_test_batches(self) -> List[float]:
+        return self.test_loop._max_batches
+
+    @num_test_batches.setter
+    def num_test_batches(self, value: List[float]) -> None:
+        self.test_loop._max_batches = value
+
+    @property
+    def _detect_anomaly(self) -> bool:  # Lightning's attribute name for the flag
+        return self._cfg.detect_anomaly
 
     @property
     def fused(self) -> bool:
@@ -503,6 +523,15 @@ class Trainer:
     def _results(self) -> Optional[ResultCollection]:
         return self._active_results
 
+    def _results_for_stage(self) -> Optional[ResultCollection]:
+        """The collection `trainer.state.stage` names, for logging outside a run (a stage set by hand, as
+        Lightning's `trainer._results` follows it); None for predict or no stage."""
+        stage = self.state.stage
+        if stage is None:
+            return None
+        return {"train": self._train_results, "sanity_check": self.validate_loop.results,
+                "validate": self.validate_loop.results, "test": self.test_loop.results}.get(stage.value)
+
     @property
     def _logger_connector(self) -> MetricsHub:
         """Lightning's logger connector: fastlight's MetricsHub."""
@@ -722,6 +751,8 @@ class Trainer:
             )
             return
         results = self._active_results
+        if results is None:
+            results = self._active_results = self._results_for_stage()
         if results is None:
             raise LoggingError(
                 "You are trying to `self.log()` but the loop's result collection is not registered"
@@ -1014,6 +1045,8 @@ class Trainer:
         self._active_results = {"fit": self._train_results, "validate": self.validate_loop.results,
                                 "test": self.test_loop.results}.get(fn)
         self._merge_model_callbacks(model)
+        for callback in self.callbacks:  # `self.log(...)` inside a callback hook logs through the module
+            callback.log, callback.log_dict = model.log, model.log_dict
         self._resolve_hooks()
         if self.profiler.profiling:  # module hooks timed too (an instance attribute: no check per call otherwise)
             self.__dict__["_call_module"] = self._call_module_profiled
