@@ -361,6 +361,36 @@ def test_custom_configure_gradient_clipping_sees_unscaled_grads_under_device_sca
     _assert_close_weights(ref, got)
 
 
+@pytest.mark.parametrize("algorithm,clip_val", [("norm", 0.05), ("value", 1e-4)])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_configure_gradient_clipping_override_sees_clipped_grads_after_super(algorithm, clip_val, optimizer,
+                                                                           tmp_path):
+    """An override that calls super().configure_gradient_clipping and then reads the grads sees them clipped, as in
+    Lightning: with the fused engine the clip is done in place then, not folded into the step."""
+
+    def module(pl, seen):
+        class Observing(build(pl)):
+            def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+                super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+                grads = [p.grad.detach().clone() for p in self.parameters() if p.grad is not None]
+                if gradient_clip_algorithm == "norm":
+                    seen.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+                else:
+                    seen.append(max(g.abs().max().item() for g in grads))
+
+        return Observing
+
+    trainer_kw = dict(max_epochs=1, gradient_clip_val=clip_val, gradient_clip_algorithm=algorithm)
+    seen_ref, seen = [], []
+    ref, _ = _fit(pl_ref, tmp_path / "pl", dict(optimizer=optimizer, lr=0.01), trainer_kw, cls=module(pl_ref, seen_ref))
+    got, trainer = _fit(fl, tmp_path / "fl", dict(optimizer=optimizer, lr=0.01), trainer_kw, cls=module(fl, seen))
+    assert trainer.precision_plugin._engine is not None  # the fused engine ran the steps
+    assert len(seen) == len(seen_ref) == 5
+    torch.testing.assert_close(seen, seen_ref, rtol=1e-4, atol=1e-9)
+    assert max(seen) == pytest.approx(clip_val, rel=1e-4)  # every step's grads were clipped before the hook read them
+    _assert_close_weights(ref, got)
+
+
 def test_16_mixed_on_cuda_picks_the_device_scaler_only_with_fused():
     from fastlight.trainer.precision import make_precision
 

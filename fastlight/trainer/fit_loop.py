@@ -418,8 +418,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if engine is not None:
             from fastlight.core.module import LightningModule
 
-            engine.unscale_for_hooks = "on_before_optimizer_step" in trainer._active_hooks or (
+            engine.clip_in_place = (
                 type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
+            engine.unscale_for_hooks = "on_before_optimizer_step" in trainer._active_hooks or engine.clip_in_place
             opt = trainer.optimizers[0] if self._direct_step else None
             if opt is not None and engine.manages(opt) and engine.needs_step_work(trainer, opt):
                 self._engine_step = engine.step
