@@ -391,6 +391,46 @@ def test_configure_gradient_clipping_override_sees_clipped_grads_after_super(alg
     _assert_close_weights(ref, got)
 
 
+def test_patched_torch_optimizer_step_is_left_unfused_and_gets_the_users_step_kwargs(tmp_path):
+    """torch.optim.SGD.step replaced on the class (a mock, a user's patch): that step runs, with the extra keyword
+    arguments given to LightningOptimizer.step, and nothing but the calls is recorded on it, as in Lightning."""
+    from unittest.mock import ANY, call, patch
+
+    def run(pl, root):
+        class Manual(pl.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.automatic_optimization = False
+                self.layer = nn.Linear(4, 2)
+
+            def training_step(self, batch, batch_idx):
+                opt = self.optimizers()
+
+                def closure():
+                    self.manual_backward(self.layer(batch[0]).sum())
+
+                opt.step(closure=closure, tag="custom")
+                opt.zero_grad()
+
+            def train_dataloader(self):
+                return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(6, 4)), batch_size=2)
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        with patch("torch.optim.SGD.step") as step:
+            trainer = pl.Trainer(**trainer_kwargs(root, max_epochs=1))
+            trainer.fit(Manual())
+        # (the calls of the mock itself: torch's Optimizer.__init__ also reads attributes of the class's step)
+        return step.call_args_list, trainer
+
+    ref_calls, _ = run(pl_ref, tmp_path / "pl")
+    calls, trainer = run(fl, tmp_path / "fl")
+    assert ref_calls == [call(closure=ANY, tag="custom")] * 3
+    assert calls == [call(closure=ANY, tag="custom")] * 3
+    assert not isinstance(trainer.optimizers[0], FusedSGD)
+
+
 def test_16_mixed_on_cuda_picks_the_device_scaler_only_with_fused():
     from fastlight.trainer.precision import make_precision
 
