@@ -8,6 +8,11 @@ from fastlight.utilities.attribute_dict import AttributeDict
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 
+# fastlight's own top-level checkpoint entries (its version; the exact-resume state, fastlight/trainer/resume_state.py):
+# the checkpoint hooks never see them, so they get the dict Lightning would pass
+FASTLIGHT_CHECKPOINT_KEYS = ("fastlight_version", "fastlight_resume")
+
+
 def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[dict, Namespace], use_omegaconf: bool = True) -> None:
     """Write `hparams` to `config_yaml`. Values yaml cannot represent are skipped with a warning, as Lightning does.
 
@@ -145,6 +150,8 @@ def _load_from_checkpoint(
     hp_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_KEY", "hyper_parameters")
     name_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_NAME", "hparams_name")
     checkpoint = load_checkpoint(checkpoint_path, map_location=map_location, weights_only=weights_only)
+    for key in FASTLIGHT_CHECKPOINT_KEYS:  # fastlight's own entries: not for on_load_checkpoint
+        checkpoint.pop(key, None)
     if hparams_file is not None:
         ext = os.fspath(hparams_file).rsplit(".", 1)[-1].lower()
         if ext == "csv":

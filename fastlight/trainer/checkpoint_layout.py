@@ -20,7 +20,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from fastlight.core.saving import load_module_weights
+from fastlight.core.saving import FASTLIGHT_CHECKPOINT_KEYS, load_module_weights
 from fastlight.loops.progress import (
     _BatchProgress,
     _OptimizationProgress,
@@ -37,6 +37,7 @@ SCALER_KEY = "MixedPrecision"  # Lightning's MixedPrecision plugin state (GradSc
 LEGACY_SCALER_KEY = "native_amp_scaling_state"
 MODULE_HPARAMS_NAME, MODULE_HPARAMS_KEY = "hparams_name", "hyper_parameters"
 DATAMODULE_HPARAMS_NAME, DATAMODULE_HPARAMS_KEY = "datamodule_hparams_name", "datamodule_hyper_parameters"
+FASTLIGHT_VERSION_KEY = FASTLIGHT_CHECKPOINT_KEYS[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -302,7 +303,8 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
         dm_state = datamodule.state_dict()
         if dm_state:
             checkpoint[type(datamodule).__qualname__] = dm_state
-    checkpoint["fastlight_version"] = _fastlight_version()
+    # fastlight's own entries go in after the hooks: on_save_checkpoint sees the dict Lightning would pass
+    extras: Dict[str, Any] = {FASTLIGHT_VERSION_KEY: _fastlight_version()}
     fit_loop = getattr(trainer, "fit_loop", None)
     if fit_loop is not None and hasattr(fit_loop, "_iter_record"):
         from fastlight.trainer import resume_state
@@ -311,9 +313,10 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
         if loader_states:  # Lightning's place for stateful loaders' states
             checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] = loader_states
         if not weights_only:
-            entry = resume_state.dump(trainer)  # every rank's RNG and loader state (a gather under DDP)
+            # every rank's RNG and loader state (a gather under DDP), taken before the hooks run
+            entry = resume_state.dump(trainer)
             if entry is not None:
-                checkpoint[resume_state.RESUME_KEY] = entry
+                extras[resume_state.RESUME_KEY] = entry
     if call_hooks:
         # the hook being run, for `self.log` (which refuses to log in it) and the profiler
         tracks_fx = "_current_fx_name" in getattr(model, "__dict__", {})  # a LightningModule
@@ -330,7 +333,14 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
         finally:
             if tracks_fx:
                 model.__dict__["_current_fx_name"] = prev_fx
-    return checkpoint
+    # a new dict: the one the hooks got (and may hold on to) stays as Lightning would have passed it
+    return {**checkpoint, **extras}
+
+
+def pop_fastlight_entries(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """Take fastlight's own top-level entries out of a checkpoint read from a file, before any hook sees it (the
+    on_load_checkpoint hooks get the keys Lightning would pass them); returns them."""
+    return {key: checkpoint.pop(key) for key in FASTLIGHT_CHECKPOINT_KEYS if key in checkpoint}
 
 
 def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], strict: Optional[bool] = None,

@@ -180,6 +180,7 @@ class Trainer:
         self.checkpoint_io: Any = checkpoint_io  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
         self._ckpt_path: Optional[str] = None
         self._loaded_checkpoint: Optional[Dict[str, Any]] = None
+        self._loaded_checkpoint_extras: Dict[str, Any] = {}  # its fastlight entries (the exact-resume state)
 
         self.num_training_batches: float = float("inf")
         self.num_sanity_val_batches: List[float] = []
@@ -1132,15 +1133,17 @@ class Trainer:
         if before_setup:
             rank_zero_info(f"Restoring states from the checkpoint path at {ckpt_path}")
             checkpoint = self._read_checkpoint(ckpt_path, weights_only)
+            self._loaded_checkpoint_extras = checkpoint_layout.pop_fastlight_entries(checkpoint)
             self._loaded_checkpoint = checkpoint
             checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(ckpt_path))
             return
         checkpoint = self._loaded_checkpoint
+        extras, self._loaded_checkpoint_extras = self._loaded_checkpoint_extras, {}
         self._loaded_checkpoint = None  # the dict is not needed once restored: free its memory
         fn = self.state.fn
         checkpoint_layout.restore_training_state(self, checkpoint, stage=fn)
         if fn == "fit":
-            self.fit_loop.on_restored(checkpoint, str(ckpt_path))
+            self.fit_loop.on_restored({**checkpoint, **extras}, str(ckpt_path))
             rank_zero_info(f"Restored all states from the checkpoint at {ckpt_path}")
         else:
             rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
@@ -1243,6 +1246,7 @@ class Trainer:
         from fastlight.trainer import checkpoint_layout
 
         checkpoint = self._read_checkpoint(filepath)
+        checkpoint_layout.pop_fastlight_entries(checkpoint)  # (the loop goes on without a resume)
         checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(filepath))
         checkpoint_layout.restore_training_state(self, checkpoint, stage=self.state.fn)
 
