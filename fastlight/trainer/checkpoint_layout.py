@@ -187,12 +187,13 @@ class ResumePoint:
 
 
 def resume_point(progress: FitProgress, num_training_batches: float, accumulate_grad_batches: int = 1,
-                 replay_tail: bool = False) -> ResumePoint:
+                 replay_tail: bool = False, iteration_based: bool = False) -> ResumePoint:
     """Interpret restored counters the way Lightning's fit loop does, and normalize them for continuing.
 
     Mutates `progress` like Lightning's reset on restart (partial events are dropped, the epoch is marked done when
     the save happened after its last batch). replay_tail (an exact resume of a save in on_train_batch_end): the
-    epoch's last batch stays in its epoch, whose end the resumed run then runs (resume_state.finish)."""
+    epoch's last batch stays in its epoch, whose end the resumed run then runs (resume_state.finish).
+    iteration_based (max_steps set): Lightning restarts even from an epoch-end save, inside that epoch."""
     e = progress.epoch.total
     b = progress.batch
     unfinished = e.ready != e.processed or e.started != e.processed  # type: ignore[attr-defined]
@@ -207,6 +208,14 @@ def resume_point(progress: FitProgress, num_training_batches: float, accumulate_
     if restarted_on_epoch_start:
         progress.epoch.reset_on_restart()
         return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
+    if epoch_end_pending and iteration_based and not b.is_last_batch and b.current.completed < num_training_batches:
+        # saved in on_train_epoch_end of an epoch that max_steps cut short: Lightning goes on inside that epoch with
+        # its next batch (no new epoch start), and ends it again
+        b.reset_on_restart()
+        progress.optim.reset_on_restart()
+        progress.scheduler.reset_on_restart()
+        return ResumePoint(progress.epoch.current.completed, b.current.completed, progress.global_step,
+                           batches_that_stepped, False, True)
     if epoch_end_pending:
         # saved in on_train_epoch_end (the default checkpoint): that epoch is complete
         progress.epoch.increment_completed()

@@ -989,7 +989,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         exact, self._exact = self._exact, None
         # normalizes the counters in place (partial events dropped): current_epoch / global_step follow
         point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches,
-                             replay_tail=exact is not None and exact["phase"] == resume_state.PHASE_TRAIN_BATCH_END)
+                             replay_tail=exact is not None and exact["phase"] == resume_state.PHASE_TRAIN_BATCH_END,
+                             iteration_based=trainer._cfg.max_steps != -1)
         if point.mid_epoch:
             self._resume = point
             self.total_batch_idx = progress.batch.total.completed - 1
