@@ -5,6 +5,7 @@ from enum import Enum
 from typing import Any, Dict, Optional, Union
 
 from fastlight.utilities.attribute_dict import AttributeDict
+from fastlight.utilities.model_helpers import is_overridden
 from fastlight.utilities.rank_zero import rank_zero_warn
 
 
@@ -181,6 +182,17 @@ def _load_from_checkpoint(
         return obj
 
     source = os.fspath(checkpoint_path) if isinstance(checkpoint_path, (str, os.PathLike)) else "the checkpoint"
+    own_strict = getattr(obj, "_strict_loading", None)
+    if own_strict is not None and strict is not None and strict != own_strict:
+        raise ValueError(
+            f"You set `.load_from_checkpoint(..., strict={strict!r})` which is in conflict with"
+            f" `{cls.__name__}.strict_loading={own_strict!r}. Please set the same value for both of them."
+        )
+    # the layers configure_model creates must exist before the weights go in (compared with the class that first
+    # defines the hook, so a module of another framework's base class works as well)
+    base = next((c for c in reversed(type(obj).__mro__) if "configure_model" in vars(c)), None)
+    if base is not None and is_overridden("configure_model", obj, parent=base):
+        obj.configure_model()
     strict = load_module_weights(obj, checkpoint, strict=strict, source=source)
     state_dict = checkpoint["state_dict"]
     if not strict:
