@@ -12,7 +12,7 @@ from typing import Any, Dict, Generator, List, Mapping, Optional, Sequence, Unio
 import torch
 from torch import Tensor, nn
 
-from fastlight.core.hooks import DataHooks
+from fastlight.core.hooks import DataHooks, transfer_hook_owner
 from fastlight.core.hparams import HyperparametersMixin
 from fastlight.utilities.model_helpers import _restricted_classmethod
 from fastlight.core.optimizer import LightningOptimizer
@@ -459,14 +459,11 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     # ------------------------------------------------------------------ export
     def _transfer_example(self, batch: Any) -> Any:
         """An export input through the transfer hooks onto this module's device, as a batch would go (the
-        datamodule's hook when only the attached datamodule overrides it)."""
+        attached datamodule's hook when it overrides it)."""
         dm = getattr(self._trainer, "datamodule", None)
 
         def call(name: str, *args: Any) -> Any:
-            if dm is not None and getattr(type(dm), name) is not getattr(DataHooks, name) and \
-                    getattr(type(self), name) is getattr(DataHooks, name):
-                return getattr(dm, name)(*args)
-            return getattr(self, name)(*args)
+            return getattr(transfer_hook_owner(self, dm, name), name)(*args)
 
         batch = call("on_before_batch_transfer", batch, 0)
         batch = call("transfer_batch_to_device", batch, self.device, 0)

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
+from fastlight.core.hooks import TRANSFER_HOOKS, transfer_hook_owner
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.loops.fetchers import _takes_dataloader_iter
@@ -180,6 +181,7 @@ class Trainer:
         self.checkpoint_io: Any = checkpoint_io  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
         self._ckpt_path: Optional[str] = None
         self._loaded_checkpoint: Optional[Dict[str, Any]] = None
+        self._transfer_owners: Dict[str, Any] = {}  # hook name -> the module or datamodule whose hook runs
         self._loaded_checkpoint_extras: Dict[str, Any] = {}  # its fastlight entries (the exact-resume state)
 
         self.num_training_batches: float = float("inf")
@@ -920,10 +922,9 @@ class Trainer:
         return batch
 
     def _call_transfer_hook(self, name: str, *args: Any) -> Any:
-        dm = self.datamodule
-        module = self._module
-        if dm is not None and self._has_hook(dm, name) and not self._has_hook(module, name):
-            return getattr(dm, name)(*args)
+        owner = self._transfer_owners.get(name)
+        if owner is not None and owner is self.datamodule:
+            return getattr(owner, name)(*args)
         return self._call_module(name, *args)
 
     # ================================================================= the run
@@ -1000,12 +1001,9 @@ class Trainer:
         dm = self.datamodule
         strategy = self.strategy
         device = strategy.root_device
-        self._default_transfer = (
-            all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
-                                                           "on_after_batch_transfer"))
-            and (dm is None or all(not self._has_hook(dm, h) for h in (
-                "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
-        )
+        # whose transfer hooks run (Lightning's rule, with its warnings), decided once per run
+        self._transfer_owners = {h: transfer_hook_owner(model, dm, h, warn=True) for h in TRANSFER_HOOKS}
+        self._default_transfer = all(not self._has_hook(owner, h) for h, owner in self._transfer_owners.items())
         self._fast_transfer = device.type == "cpu" and self._default_transfer
         self._signals.install(fn)
         try:
