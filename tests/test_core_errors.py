@@ -236,13 +236,28 @@ def test_manual_backward_in_automatic_optimization():
         _trainer().fit(M())
 
 
-def test_optimizer_step_override_that_never_runs_the_closure():
+def test_optimizer_step_override_or_optimizer_that_never_runs_the_closure_is_a_misconfiguration():
+    """Lightning raises MisconfigurationException for both: an optimizer_step hook that never calls the closure,
+    and an optimizer whose step() drops it."""
+    from fastlight.utilities.exceptions import MisconfigurationException
+
     class M(Model):
         def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
             pass  # forgot optimizer.step(closure=optimizer_closure)
 
-    with pytest.raises(RuntimeError, match="closure hasn't been executed"):
+    with pytest.raises(MisconfigurationException, match="closure hasn't been executed"):
         _trainer().fit(M())
+
+    class BrokenSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            return super().step()  # forgot to pass the closure on
+
+    class N(Model):
+        def configure_optimizers(self):
+            return BrokenSGD(self.parameters(), lr=0.1)
+
+    with pytest.raises(MisconfigurationException, match="closure hasn't been executed"):
+        _trainer().fit(N())
 
 
 def test_optimizer_step_override_with_closure_runs_training_step_inside_step():

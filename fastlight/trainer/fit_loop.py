@@ -749,7 +749,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             self._step_progress.increment_completed()  # trainer.global_step moves on
         result = closure.result
         if result is _SKIPPED:
-            raise RuntimeError(
+            raise MisconfigurationException(
                 "The closure hasn't been executed. HINT: did you call `optimizer_closure()` in your"
                 " `optimizer_step` hook? It could also happen because the `optimizer.step(optimizer_closure)`"
                 " call did not execute it internally."
