@@ -275,3 +275,28 @@ def test_optimizer_step_override_with_closure_runs_training_step_inside_step():
 
     _trainer(limit_train_batches=2).fit(M())
     assert order == ["before step", "training_step", "after step"] * 2
+
+
+def test_training_step_may_return_any_mapping_with_a_loss_like_lightning():
+    """Not only a dict: any Mapping's 'loss' is the loss; one without it is refused with Lightning's words."""
+    from collections.abc import Mapping
+
+    class Out(Mapping):
+        def __init__(self, **d):
+            self.d = d
+
+        def __iter__(self):
+            return iter(self.d)
+
+        def __len__(self):
+            return len(self.d)
+
+        def __getitem__(self, key):
+            return self.d[key]
+
+    model = Model(step=lambda loss, x: Out(loss=loss, extra=x.sum()))
+    before = model.layer.weight.detach().clone()
+    _trainer().fit(model)
+    assert model.steps_run == 4 and not torch.equal(model.layer.weight, before)
+    with pytest.raises(fl.utilities.exceptions.MisconfigurationException, match="the 'loss' key needs to be present"):
+        _trainer().fit(Model(step=lambda loss, x: Out(a=loss)))

@@ -43,6 +43,7 @@ callbacks that override them (resolved once per run), no per-step dict rebuildin
 """
 import inspect
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from copy import deepcopy
 from typing import Any, Callable, Dict, Optional
@@ -802,7 +803,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         d["_current_fx_name"] = prev
         if isinstance(output, Tensor):
             loss, extra = output, {}
-        elif isinstance(output, dict):
+        elif isinstance(output, Mapping):  # any mapping, as Lightning
             loss = output.get("loss")
             if loss is None:
                 raise TrainingStepError(
