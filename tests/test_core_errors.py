@@ -300,3 +300,34 @@ def test_training_step_may_return_any_mapping_with_a_loss_like_lightning():
     assert model.steps_run == 4 and not torch.equal(model.layer.weight, before)
     with pytest.raises(fl.utilities.exceptions.MisconfigurationException, match="the 'loss' key needs to be present"):
         _trainer().fit(Model(step=lambda loss, x: Out(a=loss)))
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_skipping_training_step_in_a_distributed_run_raises_like_lightning(world_size):
+    """training_step returning None skips the step on one process; with several processes Lightning refuses it.
+    The single-device strategy's world_size is a plain attribute there, which tests set to mock a distributed run."""
+    pl = pytest.importorskip("pytorch_lightning")
+
+    for framework in (pl, fl):
+        class Skipping(framework.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = nn.Linear(4, 1)
+
+            def training_step(self, batch, batch_idx):
+                return None
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+            def train_dataloader(self):
+                return _data()
+
+        trainer = framework.Trainer(max_steps=1, barebones=True, accelerator="cpu", devices=1)
+        trainer.strategy.world_size = world_size
+        assert trainer.world_size == world_size
+        if world_size > 1:
+            with pytest.raises(RuntimeError, match="Skipping the `training_step` .* is not supported"):
+                trainer.fit(Skipping())
+        else:
+            trainer.fit(Skipping())

@@ -812,6 +812,11 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 )
             extra = {k: v for k, v in output.items() if k != "loss"}
         elif output is None:
+            if trainer.world_size > 1:  # the other ranks would wait for this one's gradients
+                raise RuntimeError(
+                    "Skipping the `training_step` by returning None in distributed training is not supported."
+                    " Rewrite the training logic so that every rank steps (e.g. a zero loss instead of None)."
+                )
             return None, {}
         else:
             raise TrainingStepError(
