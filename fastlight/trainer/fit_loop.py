@@ -898,7 +898,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 metric = self.epoch_loop._get_monitor_value(config.monitor)
                 if metric is None:
                     if config.strict:
-                        raise KeyError(
+                        raise MisconfigurationException(
                             f"ReduceLROnPlateau conditioned on metric {config.monitor!r} which is not available."
                             f" Available metrics are: {list(trainer.callback_metrics)}."
                             " Condition can be set using `monitor` key in lr scheduler dict"

@@ -16,7 +16,12 @@ from fastlight.core.optimizer import LightningOptimizer
 from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, build_config, resolve_loop_limits
-from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
+from fastlight.trainer.optimizers import (
+    configure_schedulers,
+    parse_optimizers,
+    validate_optimization_mode,
+    validate_schedulers,
+)
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.states import TrainerState
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
@@ -1349,13 +1354,8 @@ class Trainer:
         conf = self._call_module("configure_optimizers")
         optimizers, schedulers, monitor = parse_optimizers(conf)
         configs = configure_schedulers(schedulers, monitor, model.automatic_optimization)
+        validate_optimization_mode(optimizers, model)
         validate_schedulers(configs, optimizers, model)
-        if model.automatic_optimization and len(optimizers) > 1:
-            raise MisconfigurationError(
-                "Training with multiple optimizers is only supported with manual optimization. Set"
-                " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
-                " `opt1, opt2, ... = self.optimizers()`."
-            )
         optimizers = self._select_optimizer_engine(optimizers)
         optimizers = self.strategy.setup_optimizers(optimizers)
         self.optimizers = optimizers  # and their LightningOptimizers
