@@ -104,8 +104,17 @@ def _manual_optimization_with_clipping(lib):
     _trainer(lib, gradient_clip_val=1.0).fit(_model_cls(lib, __init__=init)(), _loader())
 
 
+def _clip_value_differs_from_the_trainers(lib):
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val=0.01)
+
+    model = _model_cls(lib, configure_gradient_clipping=configure_gradient_clipping)()
+    _trainer(lib, gradient_clip_val=1e-4).fit(model, _loader())
+
+
 @pytest.mark.parametrize("case", [_bad_limit, _no_loss_key, _bad_optimizer_config, _log_outside_a_hook,
-                                  _manual_optimization_with_clipping], ids=lambda f: f.__name__.strip("_"))
+                                  _manual_optimization_with_clipping, _clip_value_differs_from_the_trainers],
+                         ids=lambda f: f.__name__.strip("_"))
 def test_configuration_errors_are_misconfiguration_exceptions_in_both(case):
     for name, (lib, misconfiguration, _) in LIBS.items():
         with warnings.catch_warnings():

@@ -966,7 +966,7 @@ class Trainer:
     def _recover_spawned_results(self, model: LightningModule, outcome: Optional[Dict[str, Any]]) -> Any:
         """In the calling process: rank 0's final weights, metrics and progress, as if it had run here."""
         self.strategy.connect(model)
-        model._trainer = self
+        model.trainer = self  # (the nested LightningModules too)
         if outcome is None:
             return None
         model.load_state_dict(outcome["state_dict"])
@@ -986,7 +986,7 @@ class Trainer:
             has_timer = self._cfg.max_time is not None or any(isinstance(cb, Timer) for cb in self.callbacks)
             resolve_loop_limits(self._cfg, has_timer)
         self.strategy.connect(model)
-        model._trainer = self
+        model.trainer = self  # (the nested LightningModules too)
         self.state.status = "running"
         self.should_stop = False
         # the loop that is running owns the results `self.log` writes to (predict has none)
