@@ -431,6 +431,28 @@ def test_patched_torch_optimizer_step_is_left_unfused_and_gets_the_users_step_kw
     assert not isinstance(trainer.optimizers[0], FusedSGD)
 
 
+def test_patched_torch_optimizer_zero_grad_is_left_unfused_and_called_like_lightning(tmp_path):
+    """torch.optim.SGD.zero_grad replaced on the class: the optimizer stays torch's, and the patched zero_grad is
+    called as often as under Lightning (here by an optimizer_zero_grad hook that clears every other batch)."""
+    from unittest.mock import patch
+
+    def run(pl, root):
+        class Model(build(pl)):
+            def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
+                if batch_idx % 2 == 0:
+                    optimizer.zero_grad()
+
+        with patch("torch.optim.SGD.zero_grad") as zero_grad:
+            trainer = pl.Trainer(**trainer_kwargs(root, max_epochs=1))
+            trainer.fit(Model())
+        return zero_grad.call_count, trainer
+
+    ref_count, _ = run(pl_ref, tmp_path / "pl")
+    count, trainer = run(fl, tmp_path / "fl")
+    assert count == ref_count == 3  # batches 0, 2, 4 of 5
+    assert not isinstance(trainer.optimizers[0], FusedSGD)
+
+
 def test_16_mixed_on_cuda_picks_the_device_scaler_only_with_fused():
     from fastlight.trainer.precision import make_precision
 
