@@ -253,3 +253,14 @@ def test_batch_transfer_hooks_run_on_lightnings_choice_of_owner_with_its_warning
     assert ref[0] == {"datamodule": ["datamodule"] * 2, "module": ["module"] * 2, "both": ["datamodule"] * 2,
                       "datamodule_wrapped": []}[who]
     assert len(ref[1]) == (1 if who in ("module", "both") else 0)
+
+
+def test_persistent_dataloader_workers_are_shut_down_when_the_fit_ends_like_lightning(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    for pl in (pl_ref, fl):
+        loaders = [DataLoader(TensorDataset(torch.randn(16, 8), torch.randint(0, 3, (16,))), batch_size=4,
+                              num_workers=1, persistent_workers=True) for _ in range(2)]
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path / pl.__name__, max_epochs=2, limit_val_batches=1))
+        trainer.fit(build(pl)(), *loaders)
+        assert [dl._iterator for dl in loaders] == [None, None], pl.__name__

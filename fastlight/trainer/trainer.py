@@ -1471,10 +1471,25 @@ class Trainer:
             self.checkpoint_io.teardown()  # e.g. AsyncCheckpointIO: wait for the files still being written
         self.fit_loop.teardown()
         self._hub.teardown()
+        # persistent DataLoader workers end with the run, as in Lightning (they would otherwise live on with the loader)
+        for loaders in (self.train_dataloader, self.val_dataloaders, getattr(self, "test_dataloaders", None),
+                        getattr(self, "predict_dataloaders", None)):
+            if loaders is not None:
+                _map_iterables(_shutdown_persistent_workers, loaders)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.local_rank == 0:  # once per machine, as in Lightning
             print(*args, **kwargs)
+
+
+def _shutdown_persistent_workers(loader: Any) -> Any:
+    cached = getattr(loader, "_iterator", None) if getattr(loader, "persistent_workers", False) else None
+    if cached is not None:
+        shutdown = getattr(cached, "_shutdown_workers", None)
+        if callable(shutdown):
+            shutdown()
+        loader._iterator = None
+    return loader
 
 
 def _check_loader_hook_not_none(owner: Any, hook: str, fn: str) -> None:
