@@ -166,3 +166,39 @@ def test_sigkill_during_training_with_checkpoint_every_step(tmp_path):
         for name in names:
             ckpt = load_checkpoint(folder / name)
             assert "state_dict" in ckpt and "loops" in ckpt
+
+
+def test_checkpoint_hooks_see_lightnings_keys_and_the_file_keeps_fastlights_resume_entry(tmp_path):
+    """on_save_checkpoint / on_load_checkpoint (module and callbacks) get the dict Lightning passes them, and keep
+    seeing it (they may hold on to it); fastlight's own entries (version, exact-resume state) are in the file only."""
+
+    def run(framework, root):
+        seen = []
+
+        class Recorder(framework.Callback):
+            def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+                seen.append(("cb_save", checkpoint))
+
+            def on_load_checkpoint(self, trainer, pl_module, checkpoint):
+                seen.append(("cb_load", checkpoint))
+
+        class Net(make_module(framework)):
+            def on_save_checkpoint(self, checkpoint):
+                seen.append(("save", checkpoint))
+
+            def on_load_checkpoint(self, checkpoint):
+                seen.append(("load", checkpoint))
+
+        ckpt = framework.callbacks.ModelCheckpoint(dirpath=root / "ckpts", save_last=True)
+        fit(framework, root / "a", [Recorder(), ckpt], max_epochs=1, model=Net())
+        last = ckpt.last_model_path
+        file_keys = set(torch.load(last, weights_only=False))
+        fit(framework, root / "b", [Recorder()], max_epochs=2, ckpt_path=last, model=Net())
+        Net.load_from_checkpoint(last)
+        return [(what, sorted(c)) for what, c in seen], file_keys
+
+    ref_seen, ref_file = run(pl, tmp_path / "pl")
+    got_seen, got_file = run(fastlight, tmp_path / "fl")
+    assert got_seen == ref_seen  # the same hooks with the same keys, also as read after the run
+    assert [w for w, _ in got_seen].count("load") == 2 and "fastlight_resume" not in ref_file
+    assert got_file == ref_file | {"fastlight_version", "fastlight_resume"}

@@ -294,6 +294,51 @@ def test_load_from_checkpoint_like_lightning(lightning_ckpts, tmp_path):
         _load_from_checkpoint(Net, tmp_path / "missing.ckpt")
 
 
+@pytest.mark.parametrize("override", [True, False])
+def test_load_from_checkpoint_calls_configure_model_before_on_load_checkpoint_like_lightning(override, tmp_path):
+    """A module that builds layers in configure_model gets them before on_load_checkpoint and the weights (only when
+    the hook is overridden); a `strict` that contradicts `strict_loading` is refused. Both frameworks alike."""
+    import fastlight
+
+    def build(framework, calls):
+        class Lazy(framework.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = None
+
+            def on_load_checkpoint(self, checkpoint):
+                calls.append("on_load_checkpoint")
+
+        if override:
+            def configure_model(self):
+                calls.append("configure_model")
+                if self.layer is None:
+                    self.layer = torch.nn.Linear(4, 2)
+
+            Lazy.configure_model = configure_model
+        return Lazy
+
+    path = tmp_path / "lazy.ckpt"
+    weights = {"layer.weight": torch.ones(2, 4), "layer.bias": torch.zeros(2)} if override else {}
+    torch.save({"state_dict": weights, "pytorch-lightning_version": LIGHTNING_FORMAT_VERSION}, path)
+    for framework in (pl, fastlight):
+        calls = []
+        cls = build(framework, calls)
+        model = cls.load_from_checkpoint(path, weights_only=False)
+        expected = ["configure_model", "on_load_checkpoint"] if override else ["on_load_checkpoint"]
+        assert calls == expected, framework.__name__
+        if override:
+            assert torch.equal(model.layer.weight, torch.ones(2, 4))
+
+        class Loose(cls):
+            def __init__(self):
+                super().__init__()
+                self.strict_loading = False
+
+        with pytest.raises(ValueError, match="in conflict with"):
+            Loose.load_from_checkpoint(path, strict=True, weights_only=False)
+
+
 def test_on_load_checkpoint_runs_before_the_weights_and_a_missing_state_dict_is_named(tmp_path):
     from fastlight.core.saving import _load_from_checkpoint
 

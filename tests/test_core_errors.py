@@ -85,7 +85,8 @@ def test_plateau_without_monitor_is_rejected_before_training():
 
 def test_plateau_monitor_never_logged_names_the_key():
     model = Model(monitor="val_acc")
-    with pytest.raises(KeyError, match="val_acc"):
+    # Lightning's type (a MisconfigurationException, no KeyError)
+    with pytest.raises(fl.utilities.exceptions.MisconfigurationException, match="val_acc"):
         _trainer().fit(model)
 
 
@@ -219,7 +220,7 @@ def test_val_check_interval_larger_than_epoch():
 
 
 def test_multiple_optimizers_need_manual_optimization():
-    with pytest.raises(ValueError, match="manual optimization"):
+    with pytest.raises(RuntimeError, match="manual optimization"):  # Lightning's type
         _trainer().fit(Model(optim=lambda opt: [opt, torch.optim.Adam(opt.param_groups[0]["params"])]))
 
 
@@ -236,13 +237,28 @@ def test_manual_backward_in_automatic_optimization():
         _trainer().fit(M())
 
 
-def test_optimizer_step_override_that_never_runs_the_closure():
+def test_optimizer_step_override_or_optimizer_that_never_runs_the_closure_is_a_misconfiguration():
+    """Lightning raises MisconfigurationException for both: an optimizer_step hook that never calls the closure,
+    and an optimizer whose step() drops it."""
+    from fastlight.utilities.exceptions import MisconfigurationException
+
     class M(Model):
         def optimizer_step(self, epoch, batch_idx, optimizer, optimizer_closure=None):
             pass  # forgot optimizer.step(closure=optimizer_closure)
 
-    with pytest.raises(RuntimeError, match="closure hasn't been executed"):
+    with pytest.raises(MisconfigurationException, match="closure hasn't been executed"):
         _trainer().fit(M())
+
+    class BrokenSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            return super().step()  # forgot to pass the closure on
+
+    class N(Model):
+        def configure_optimizers(self):
+            return BrokenSGD(self.parameters(), lr=0.1)
+
+    with pytest.raises(MisconfigurationException, match="closure hasn't been executed"):
+        _trainer().fit(N())
 
 
 def test_optimizer_step_override_with_closure_runs_training_step_inside_step():
@@ -260,3 +276,59 @@ def test_optimizer_step_override_with_closure_runs_training_step_inside_step():
 
     _trainer(limit_train_batches=2).fit(M())
     assert order == ["before step", "training_step", "after step"] * 2
+
+
+def test_training_step_may_return_any_mapping_with_a_loss_like_lightning():
+    """Not only a dict: any Mapping's 'loss' is the loss; one without it is refused with Lightning's words."""
+    from collections.abc import Mapping
+
+    class Out(Mapping):
+        def __init__(self, **d):
+            self.d = d
+
+        def __iter__(self):
+            return iter(self.d)
+
+        def __len__(self):
+            return len(self.d)
+
+        def __getitem__(self, key):
+            return self.d[key]
+
+    model = Model(step=lambda loss, x: Out(loss=loss, extra=x.sum()))
+    before = model.layer.weight.detach().clone()
+    _trainer().fit(model)
+    assert model.steps_run == 4 and not torch.equal(model.layer.weight, before)
+    with pytest.raises(fl.utilities.exceptions.MisconfigurationException, match="the 'loss' key needs to be present"):
+        _trainer().fit(Model(step=lambda loss, x: Out(a=loss)))
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_skipping_training_step_in_a_distributed_run_raises_like_lightning(world_size):
+    """training_step returning None skips the step on one process; with several processes Lightning refuses it.
+    The single-device strategy's world_size is a plain attribute there, which tests set to mock a distributed run."""
+    pl = pytest.importorskip("pytorch_lightning")
+
+    for framework in (pl, fl):
+        class Skipping(framework.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = nn.Linear(4, 1)
+
+            def training_step(self, batch, batch_idx):
+                return None
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+            def train_dataloader(self):
+                return _data()
+
+        trainer = framework.Trainer(max_steps=1, barebones=True, accelerator="cpu", devices=1)
+        trainer.strategy.world_size = world_size
+        assert trainer.world_size == world_size
+        if world_size > 1:
+            with pytest.raises(RuntimeError, match="Skipping the `training_step` .* is not supported"):
+                trainer.fit(Skipping())
+        else:
+            trainer.fit(Skipping())

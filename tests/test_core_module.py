@@ -286,3 +286,51 @@ def test_hooks_receive_the_same_optimizer_objects_as_in_lightning():
     inner = type(trainer.optimizers[0])  # fused=True (the default): fastlight's FusedSGD, a torch.optim.SGD
     assert issubclass(inner, torch.optim.SGD)
     assert seen == {"zero_grad": inner, "pre_step": inner, "step": True}
+
+
+def test_nested_lightning_modules_share_the_trainer_like_lightning():
+    import pytorch_lightning as pl_ref
+    from unittest.mock import Mock
+
+    import fastlight
+
+    for lib in (pl_ref, fastlight):
+        ensemble, inner = lib.LightningModule(), lib.LightningModule()
+        ensemble.inner = inner
+        with pytest.raises(RuntimeError, match="attached to a `Trainer"):
+            _ = ensemble.trainer
+        trainer = Mock()
+        ensemble.trainer = trainer
+        assert inner.trainer is trainer, lib.__name__
+
+
+def test_toggle_untoggle_optimizer_are_compiler_disabled_without_importing_dynamo():
+    """Marked for Dynamo as torch.compiler.disable marks them, without importing torch._dynamo with fastlight; in a
+    compiled function they run eagerly and still flip requires_grad."""
+    code = "import sys, torch, fastlight; print('torch._dynamo' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    for name in ("toggle_optimizer", "untoggle_optimizer"):
+        assert getattr(getattr(fl.LightningModule, name), "_torchdynamo_disable", False)
+
+    class Two(fl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+
+    model = Two()
+    opt_a = torch.optim.SGD(model.a.parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(model.b.parameters(), lr=0.1)
+    trainer = type("T", (), {"optimizers": [opt_a, opt_b]})()
+    model._trainer = trainer
+
+    @torch.compile(backend="eager")
+    def step(x):
+        model.toggle_optimizer(opt_a)
+        frozen = [p.requires_grad for p in model.b.parameters()]
+        y = model.a(x).sum()
+        model.untoggle_optimizer(opt_a)
+        return y, frozen
+
+    _, frozen = step(torch.ones(1, 2))
+    assert frozen == [False, False]
+    assert all(p.requires_grad for p in model.parameters())

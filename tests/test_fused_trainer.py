@@ -361,6 +361,98 @@ def test_custom_configure_gradient_clipping_sees_unscaled_grads_under_device_sca
     _assert_close_weights(ref, got)
 
 
+@pytest.mark.parametrize("algorithm,clip_val", [("norm", 0.05), ("value", 1e-4)])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_configure_gradient_clipping_override_sees_clipped_grads_after_super(algorithm, clip_val, optimizer,
+                                                                           tmp_path):
+    """An override that calls super().configure_gradient_clipping and then reads the grads sees them clipped, as in
+    Lightning: with the fused engine the clip is done in place then, not folded into the step."""
+
+    def module(pl, seen):
+        class Observing(build(pl)):
+            def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+                super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+                grads = [p.grad.detach().clone() for p in self.parameters() if p.grad is not None]
+                if gradient_clip_algorithm == "norm":
+                    seen.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+                else:
+                    seen.append(max(g.abs().max().item() for g in grads))
+
+        return Observing
+
+    trainer_kw = dict(max_epochs=1, gradient_clip_val=clip_val, gradient_clip_algorithm=algorithm)
+    seen_ref, seen = [], []
+    ref, _ = _fit(pl_ref, tmp_path / "pl", dict(optimizer=optimizer, lr=0.01), trainer_kw, cls=module(pl_ref, seen_ref))
+    got, trainer = _fit(fl, tmp_path / "fl", dict(optimizer=optimizer, lr=0.01), trainer_kw, cls=module(fl, seen))
+    assert trainer.precision_plugin._engine is not None  # the fused engine ran the steps
+    assert len(seen) == len(seen_ref) == 5
+    torch.testing.assert_close(seen, seen_ref, rtol=1e-4, atol=1e-9)
+    assert max(seen) == pytest.approx(clip_val, rel=1e-4)  # every step's grads were clipped before the hook read them
+    _assert_close_weights(ref, got)
+
+
+def test_patched_torch_optimizer_step_is_left_unfused_and_gets_the_users_step_kwargs(tmp_path):
+    """torch.optim.SGD.step replaced on the class (a mock, a user's patch): that step runs, with the extra keyword
+    arguments given to LightningOptimizer.step, and nothing but the calls is recorded on it, as in Lightning."""
+    from unittest.mock import ANY, call, patch
+
+    def run(pl, root):
+        class Manual(pl.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.automatic_optimization = False
+                self.layer = nn.Linear(4, 2)
+
+            def training_step(self, batch, batch_idx):
+                opt = self.optimizers()
+
+                def closure():
+                    self.manual_backward(self.layer(batch[0]).sum())
+
+                opt.step(closure=closure, tag="custom")
+                opt.zero_grad()
+
+            def train_dataloader(self):
+                return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(6, 4)), batch_size=2)
+
+            def configure_optimizers(self):
+                return torch.optim.SGD(self.parameters(), lr=0.1)
+
+        with patch("torch.optim.SGD.step") as step:
+            trainer = pl.Trainer(**trainer_kwargs(root, max_epochs=1))
+            trainer.fit(Manual())
+        # (the calls of the mock itself: torch's Optimizer.__init__ also reads attributes of the class's step)
+        return step.call_args_list, trainer
+
+    ref_calls, _ = run(pl_ref, tmp_path / "pl")
+    calls, trainer = run(fl, tmp_path / "fl")
+    assert ref_calls == [call(closure=ANY, tag="custom")] * 3
+    assert calls == [call(closure=ANY, tag="custom")] * 3
+    assert not isinstance(trainer.optimizers[0], FusedSGD)
+
+
+def test_patched_torch_optimizer_zero_grad_is_left_unfused_and_called_like_lightning(tmp_path):
+    """torch.optim.SGD.zero_grad replaced on the class: the optimizer stays torch's, and the patched zero_grad is
+    called as often as under Lightning (here by an optimizer_zero_grad hook that clears every other batch)."""
+    from unittest.mock import patch
+
+    def run(pl, root):
+        class Model(build(pl)):
+            def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
+                if batch_idx % 2 == 0:
+                    optimizer.zero_grad()
+
+        with patch("torch.optim.SGD.zero_grad") as zero_grad:
+            trainer = pl.Trainer(**trainer_kwargs(root, max_epochs=1))
+            trainer.fit(Model())
+        return zero_grad.call_count, trainer
+
+    ref_count, _ = run(pl_ref, tmp_path / "pl")
+    count, trainer = run(fl, tmp_path / "fl")
+    assert count == ref_count == 3  # batches 0, 2, 4 of 5
+    assert not isinstance(trainer.optimizers[0], FusedSGD)
+
+
 def test_16_mixed_on_cuda_picks_the_device_scaler_only_with_fused():
     from fastlight.trainer.precision import make_precision
 

@@ -104,8 +104,17 @@ def _manual_optimization_with_clipping(lib):
     _trainer(lib, gradient_clip_val=1.0).fit(_model_cls(lib, __init__=init)(), _loader())
 
 
+def _clip_value_differs_from_the_trainers(lib):
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        self.clip_gradients(optimizer, gradient_clip_val=0.01)
+
+    model = _model_cls(lib, configure_gradient_clipping=configure_gradient_clipping)()
+    _trainer(lib, gradient_clip_val=1e-4).fit(model, _loader())
+
+
 @pytest.mark.parametrize("case", [_bad_limit, _no_loss_key, _bad_optimizer_config, _log_outside_a_hook,
-                                  _manual_optimization_with_clipping], ids=lambda f: f.__name__.strip("_"))
+                                  _manual_optimization_with_clipping, _clip_value_differs_from_the_trainers],
+                         ids=lambda f: f.__name__.strip("_"))
 def test_configuration_errors_are_misconfiguration_exceptions_in_both(case):
     for name, (lib, misconfiguration, _) in LIBS.items():
         with warnings.catch_warnings():
@@ -245,3 +254,94 @@ def test_invalid_flag_messages_carry_lightnings_wording(kw, phrase):
     for lib, misconfiguration, _ in LIBS.values():
         with pytest.raises(misconfiguration, match=phrase):
             _trainer(lib, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ optimizers
+def _foreign_scheduler_optimizer(lib):
+    other = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    model = _model_cls(lib, configure_optimizers=lambda self: (
+        [torch.optim.SGD(self.parameters(), lr=0.1)], [torch.optim.lr_scheduler.StepLR(other, 1)]))()
+    _trainer(lib).fit(model, _loader())
+
+
+def _strict_plateau_monitor_missing(lib):
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "giraffe", "strict": True}}
+
+    _trainer(lib).fit(_model_cls(lib, configure_optimizers=configure_optimizers)(), _loader())
+
+
+def _two_optimizers_automatic(lib):
+    model = _model_cls(lib, configure_optimizers=lambda self: (
+        torch.optim.SGD(self.parameters(), lr=0.1), torch.optim.SGD(self.parameters(), lr=0.1)))()
+    _trainer(lib).fit(model, _loader())
+
+
+def _optimizer_idx_in_training_step(lib):
+    def training_step(self, batch, batch_idx, optimizer_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    _trainer(lib).fit(_model_cls(lib, training_step=training_step)(), _loader())
+
+
+@pytest.mark.parametrize(("case", "error", "phrase"), [
+    (_foreign_scheduler_optimizer, "misconfiguration", "attached with an optimizer that wasn't returned"),
+    (_strict_plateau_monitor_missing, "misconfiguration",
+     r"ReduceLROnPlateau conditioned on metric .* which is not available\. Available metrics are:"),
+    (_two_optimizers_automatic, RuntimeError, "multiple optimizers is only supported with manual optimization"),
+    (_optimizer_idx_in_training_step, RuntimeError, "Remove the `optimizer_idx` argument from `training_step`"),
+], ids=lambda v: v.__name__.strip("_") if callable(v) and not isinstance(v, type) else None)
+def test_optimizer_configuration_errors_carry_lightnings_type_and_wording(case, error, phrase):
+    for lib, misconfiguration, _ in LIBS.values():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(misconfiguration if error == "misconfiguration" else error, match=phrase):
+                case(lib)
+
+
+def test_manual_optimization_schedulers_like_lightning():
+    """Manual optimization: a scheduler dict's loop-stepping keys are dropped with Lightning's RuntimeWarning (its
+    interval stays, for LearningRateMonitor), and a scheduler outside torch's API is accepted (the user steps it)."""
+
+    class Custom:
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+
+        def state_dict(self):
+            return {}
+
+        def load_state_dict(self, state):
+            pass
+
+    def init(self):
+        type(self).__mro__[1].__init__(self)  # the library's LightningModule
+        self.layer = torch.nn.Linear(4, 1)
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        opt = self.optimizers()
+        opt.zero_grad()
+        self.manual_backward(self.layer(batch[0]).pow(2).mean())
+        opt.step()
+
+    def plateau_dict(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+        return [opt], [{"scheduler": sched, "monitor": "train_loss", "interval": "step"}]
+
+    def custom(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.1)
+        return [opt], [Custom(opt)]
+
+    for lib, _, _ in LIBS.values():
+        model = _model_cls(lib, __init__=init, training_step=training_step, configure_optimizers=plateau_dict)()
+        trainer = _trainer(lib)
+        with pytest.warns(RuntimeWarning, match=r"\['monitor'\], but the keys will be ignored"):
+            trainer.fit(model, _loader())
+        assert trainer.lr_scheduler_configs[0].interval == "step"
+        model = _model_cls(lib, __init__=init, training_step=training_step, configure_optimizers=custom)()
+        trainer = _trainer(lib)
+        trainer.fit(model, _loader())
+        assert isinstance(trainer.lr_scheduler_configs[0].scheduler, Custom)

@@ -183,6 +183,32 @@ def test_mid_epoch_resume_counts_like_lightning(tmp_path, name):
     assert t_fl._batches_that_stepped == t_pl.fit_loop.epoch_loop._batches_that_stepped
 
 
+def test_max_steps_resume_from_an_epoch_end_save_goes_on_inside_that_epoch_like_lightning(tmp_path):
+    """max_steps cut the first fit's epoch short and the default checkpoint was written in its on_train_epoch_end:
+    resuming with a larger max_steps, Lightning goes on inside that epoch (no on_train_epoch_start, the next
+    batch_idx, the epoch ends again), and so does fastlight."""
+
+    def run(framework):
+        root = tmp_path / framework.__name__
+        ck = framework.callbacks.ModelCheckpoint(dirpath=root / "ck")
+        fit(framework, root / "a", -1, [ck], max_steps=1)
+        calls = []
+
+        class Recorder(framework.Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                calls.append(("epoch_start", trainer.current_epoch))
+
+            def on_train_epoch_end(self, trainer, pl_module):
+                calls.append(("epoch_end", trainer.current_epoch, trainer.global_step))
+
+        trainer, model = fit(framework, root / "b", -1, [Recorder()], ckpt_path=ck.best_model_path, max_steps=6)
+        return calls, [s[:3] for s in model.seen], (trainer.current_epoch, trainer.global_step)
+
+    ours, theirs = run(fastlight), run(pl)
+    assert ours == theirs
+    assert theirs[0] == [("epoch_end", 0, 4), ("epoch_start", 1), ("epoch_end", 1, 6)]
+
+
 def test_fastlight_mid_epoch_checkpoint_resumes_in_lightning(tmp_path):
     _step_checkpoints(fastlight, tmp_path / "fl", epochs=3)
     path = str(tmp_path / "fl" / "steps" / "epoch=1-step=6.ckpt")

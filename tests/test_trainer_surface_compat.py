@@ -199,3 +199,71 @@ def test_lightning_optimizer_pickles_as_its_wrapped_class():
     assert isinstance(copy, fl.core.optimizer.LightningOptimizer)
     assert copy.param_groups[0]["lr"] == 0.25 and copy.param_groups[0]["momentum"] == 0.5
     assert copy._trainer == "the trainer" and copy.optimizer is not wrapped.optimizer
+
+
+@pytest.mark.parametrize("who", ["datamodule", "module", "both", "datamodule_wrapped"])
+def test_batch_transfer_hooks_run_on_lightnings_choice_of_owner_with_its_warnings(who, tmp_path):
+    """The datamodule's on_before_batch_transfer runs when the datamodule overrides it (also when the module does,
+    with a warning); otherwise the module's (a warning when the module overrides it and a datamodule is attached).
+    A datamodule hook only wrapped on the instance (functools.update_wrapper) overrides nothing."""
+    import warnings
+
+    def run(pl):
+        calls = []
+
+        class Module(build(pl)):
+            pass
+
+        class DataModule(pl.LightningDataModule):
+            def __init__(self, module):
+                super().__init__()
+                self.module = module
+
+            def train_dataloader(self):
+                return self.module.train_dataloader()
+
+        def record(owner):
+            def on_before_batch_transfer(self, batch, dataloader_idx):
+                calls.append(owner)
+                return batch
+
+            return on_before_batch_transfer
+
+        if who in ("module", "both"):
+            Module.on_before_batch_transfer = record("module")
+        if who in ("datamodule", "both"):
+            DataModule.on_before_batch_transfer = record("datamodule")
+        model = Module()
+        dm = DataModule(model)
+        if who == "datamodule_wrapped":
+            original = dm.on_before_batch_transfer
+            wrapper = partial(lambda batch, idx: (calls.append("wrapper"), original(batch, idx))[1])
+            update_wrapper(wrapper, original)
+            dm.on_before_batch_transfer = wrapper
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path / pl.__name__, max_epochs=1, limit_train_batches=2,
+                                              limit_val_batches=0))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.fit(model, datamodule=dm)
+        said = sorted({str(w.message) for w in caught if "have overridden `on_before_batch_transfer`" in str(w.message)})
+        return calls, said
+
+    from pytorch_lightning.trainer.connectors import data_connector
+
+    data_connector.warning_cache.clear()  # Lightning warns once per process: an earlier test may have used it up
+    ref, got = run(pl_ref), run(fl)
+    assert got == ref
+    assert ref[0] == {"datamodule": ["datamodule"] * 2, "module": ["module"] * 2, "both": ["datamodule"] * 2,
+                      "datamodule_wrapped": []}[who]
+    assert len(ref[1]) == (1 if who in ("module", "both") else 0)
+
+
+def test_persistent_dataloader_workers_are_shut_down_when_the_fit_ends_like_lightning(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    for pl in (pl_ref, fl):
+        loaders = [DataLoader(TensorDataset(torch.randn(16, 8), torch.randint(0, 3, (16,))), batch_size=4,
+                              num_workers=1, persistent_workers=True) for _ in range(2)]
+        trainer = pl.Trainer(**trainer_kwargs(tmp_path / pl.__name__, max_epochs=2, limit_val_batches=1))
+        trainer.fit(build(pl)(), *loaders)
+        assert [dl._iterator for dl in loaders] == [None, None], pl.__name__

@@ -4,22 +4,43 @@ The default hook bodies are Lightning's defaults. The trainer calls a no-op hook
 class overrides it (resolved once per run).
 """
 import contextlib
+import functools
 import importlib.util
 import numbers
 import os
-from typing import Any, Dict, Generator, List, Mapping, Optional, Sequence, Union
+import sys
+from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from fastlight.core.hooks import DataHooks
+from fastlight.core.hooks import DataHooks, transfer_hook_owner
 from fastlight.core.hparams import HyperparametersMixin
+from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.model_helpers import _restricted_classmethod
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.metric_objects import is_metric_collection, is_metric_object
 from fastlight.utilities.rank_zero import rank_zero_deprecation, rank_zero_warn
 
+
+
+def _compiler_disabled(fn: Callable) -> Callable:
+    """`torch.compiler.disable(fn)` without importing torch._dynamo (seconds) when fastlight is imported: marked for
+    Dynamo (which then does not trace into it), and disabled for real at the call once Dynamo is loaded (nothing can
+    be compiling before). toggle/untoggle_optimizer flip requires_grad, which Dynamo cannot trace."""
+    disabled: List[Callable] = []
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        if not disabled:
+            disabled.append(torch.compiler.disable(fn))
+        return disabled[0](*args, **kwargs)
+
+    wrapper._torchdynamo_disable = True  # type: ignore[attr-defined]
+    return wrapper
 
 class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     # properties torch.jit.script must not compile (they reach the trainer or hold Python objects)
@@ -82,6 +103,9 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
 
     @trainer.setter
     def trainer(self, trainer) -> None:
+        for child in self.children():  # LightningModules nested in this one (an ensemble) share its trainer
+            if isinstance(child, LightningModule):
+                child.trainer = trainer
         self._trainer = trainer
 
     @property
@@ -366,7 +390,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         if gradient_clip_val is None:
             gradient_clip_val = cfg_val or 0.0
         elif cfg_val is not None and cfg_val != gradient_clip_val:
-            raise ValueError(
+            raise _MisconfigurationValueError(
                 f"You have set `Trainer(gradient_clip_val={cfg_val!r})` and have passed"
                 f" `clip_gradients(gradient_clip_val={gradient_clip_val!r})`. Please use only one of them."
             )
@@ -375,9 +399,9 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         else:
             gradient_clip_algorithm = gradient_clip_algorithm.lower()
             if cfg_algo is not None and cfg_algo != gradient_clip_algorithm:
-                raise ValueError(
+                raise _MisconfigurationValueError(
                     f"You have set `Trainer(gradient_clip_algorithm={cfg_algo!r})` and have passed"
-                    f" `clip_gradients(gradient_clip_algorithm={gradient_clip_algorithm!r}). Please use only one of them."
+                    f" `clip_gradients(gradient_clip_algorithm={gradient_clip_algorithm!r})`. Please use only one of them."
                 )
         if not isinstance(gradient_clip_val, (int, float)):
             raise TypeError(f"`gradient_clip_val` should be an int or a float. Got {gradient_clip_val}.")
@@ -422,6 +446,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         self._verify_is_manual_optimization("manual_backward")
         self.trainer.strategy.backward(loss, None, *args, **kwargs)  # DDP arms its gradient all-reduce there
 
+    @_compiler_disabled
     def toggle_optimizer(self, optimizer: Any) -> None:
         """Freeze every parameter that `optimizer` does not own (requires_grad=False), remembering the state."""
         state: Dict[Tensor, bool] = {}
@@ -438,6 +463,7 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
                 p.requires_grad = state[p]
         self._param_requires_grad_state = state
 
+    @_compiler_disabled
     def untoggle_optimizer(self, optimizer: Any) -> None:
         inner = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
         for opt in self.trainer.optimizers:
@@ -461,14 +487,11 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
     # ------------------------------------------------------------------ export
     def _transfer_example(self, batch: Any) -> Any:
         """An export input through the transfer hooks onto this module's device, as a batch would go (the
-        datamodule's hook when only the attached datamodule overrides it)."""
+        attached datamodule's hook when it overrides it)."""
         dm = getattr(self._trainer, "datamodule", None)
 
         def call(name: str, *args: Any) -> Any:
-            if dm is not None and getattr(type(dm), name) is not getattr(DataHooks, name) and \
-                    getattr(type(self), name) is getattr(DataHooks, name):
-                return getattr(dm, name)(*args)
-            return getattr(self, name)(*args)
+            return getattr(transfer_hook_owner(self, dm, name), name)(*args)
 
         batch = call("on_before_batch_transfer", batch, 0)
         batch = call("transfer_batch_to_device", batch, self.device, 0)

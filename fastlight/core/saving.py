@@ -6,7 +6,13 @@ from typing import Any, Dict, Optional, Union
 
 from fastlight.utilities._fs import filesystem
 from fastlight.utilities.attribute_dict import AttributeDict
+from fastlight.utilities.model_helpers import is_overridden
 from fastlight.utilities.rank_zero import rank_zero_warn
+
+
+# fastlight's own top-level checkpoint entries (its version; the exact-resume state, fastlight/trainer/resume_state.py):
+# the checkpoint hooks never see them, so they get the dict Lightning would pass
+FASTLIGHT_CHECKPOINT_KEYS = ("fastlight_version", "fastlight_resume")
 
 
 def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[dict, Namespace], use_omegaconf: bool = True) -> None:
@@ -147,6 +153,8 @@ def _load_from_checkpoint(
     hp_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_KEY", "hyper_parameters")
     name_key = getattr(cls, "CHECKPOINT_HYPER_PARAMS_NAME", "hparams_name")
     checkpoint = load_checkpoint(checkpoint_path, map_location=map_location, weights_only=weights_only)
+    for key in FASTLIGHT_CHECKPOINT_KEYS:  # fastlight's own entries: not for on_load_checkpoint
+        checkpoint.pop(key, None)
     if hparams_file is not None:
         ext = os.fspath(hparams_file).rsplit(".", 1)[-1].lower()
         if ext == "csv":
@@ -179,6 +187,17 @@ def _load_from_checkpoint(
         return obj
 
     source = os.fspath(checkpoint_path) if isinstance(checkpoint_path, (str, os.PathLike)) else "the checkpoint"
+    own_strict = getattr(obj, "_strict_loading", None)
+    if own_strict is not None and strict is not None and strict != own_strict:
+        raise ValueError(
+            f"You set `.load_from_checkpoint(..., strict={strict!r})` which is in conflict with"
+            f" `{cls.__name__}.strict_loading={own_strict!r}. Please set the same value for both of them."
+        )
+    # the layers configure_model creates must exist before the weights go in (compared with the class that first
+    # defines the hook, so a module of another framework's base class works as well)
+    base = next((c for c in reversed(type(obj).__mro__) if "configure_model" in vars(c)), None)
+    if base is not None and is_overridden("configure_model", obj, parent=base):
+        obj.configure_model()
     strict = load_module_weights(obj, checkpoint, strict=strict, source=source)
     state_dict = checkpoint["state_dict"]
     if not strict:

@@ -441,6 +441,10 @@ def _why_not_fusable(optimizer) -> Optional[str]:
         if isinstance(optimizer, tuple(FUSABLE)):
             return f"{cls.__name__} subclasses a torch optimizer and may override step()"
         return f"{cls.__name__} has no fused version (supported: Adam, AdamW, SGD)"
+    for name in ("step", "zero_grad"):
+        if not getattr(getattr(cls, name), "__module__", "").startswith("torch."):
+            # torch's method was replaced on the class (a mock, a user's patch): that one is what the user wants run
+            return f"{cls.__name__}.{name} is not torch's own (patched)"
     reason = _unsupported_reason(optimizer)
     return None if reason is None else f"{cls.__name__} left unfused: {reason}"
 

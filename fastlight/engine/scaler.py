@@ -16,7 +16,7 @@ skipped on found_inf (see `step`). The same object serves precision 32-true / bf
 """
 import enum
 import inspect
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -385,22 +385,26 @@ class DeviceGradScaler:
         )
 
 
-_AMP_KWARGS_CACHE: Dict[type, bool] = {}
+_AMP_KWARGS_CACHE: Dict[type, Tuple[Any, bool]] = {}  # class -> (its step function, whether it takes them)
 
 
 def _step_takes_amp_kwargs(optimizer) -> bool:
     """True for optimizers whose step(..., grad_scale=, found_inf=) takes the multiplier directly (fastlight's
-    fused optimizers). Decided once per class from the signature (decorators keep it via __wrapped__)."""
+    fused optimizers). Decided once per class and step function from the signature (decorators keep it via
+    __wrapped__). A step that is no function (a mock patched onto the class) is not inspected: inspecting it
+    would show up in the mock's recorded calls."""
     cls = type(optimizer)
+    fn = getattr(cls, "step", None)
     known = _AMP_KWARGS_CACHE.get(cls)
-    if known is None:
-        try:
-            params = inspect.signature(optimizer.step).parameters
-            known = "grad_scale" in params and "found_inf" in params
-        except (TypeError, ValueError):
-            known = False
-        _AMP_KWARGS_CACHE[cls] = known
-    return known
+    if known is not None and known[0] is fn:
+        return known[1]
+    raw = inspect.unwrap(fn) if inspect.isfunction(fn) else fn
+    if not inspect.isfunction(raw):
+        return False
+    params = inspect.signature(raw).parameters
+    takes = "grad_scale" in params and "found_inf" in params
+    _AMP_KWARGS_CACHE[cls] = (fn, takes)
+    return takes
 
 
 def _by_dtype(tensors: Sequence[torch.Tensor]) -> List[List[torch.Tensor]]:

@@ -290,6 +290,9 @@ class Strategy:
 class SingleDeviceStrategy(Strategy):
     """One process, one device: no launcher, no wrapper, collectives are identities."""
 
+    # a plain attribute, as in Lightning (it shadows Strategy's read-only property; tests set it to mock a run)
+    world_size: int = 1
+
     strategy_name = "single_device"
 
     def __init__(self, device: Union[str, torch.device] = "cpu") -> None:

@@ -21,7 +21,7 @@ from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from fastlight.core.saving import load_module_weights
+from fastlight.core.saving import FASTLIGHT_CHECKPOINT_KEYS, load_module_weights
 from fastlight.loops.progress import (
     _BatchProgress,
     _OptimizationProgress,
@@ -39,6 +39,7 @@ SCALER_KEY = "MixedPrecision"  # Lightning's MixedPrecision plugin state (GradSc
 LEGACY_SCALER_KEY = "native_amp_scaling_state"
 MODULE_HPARAMS_NAME, MODULE_HPARAMS_KEY = "hparams_name", "hyper_parameters"
 DATAMODULE_HPARAMS_NAME, DATAMODULE_HPARAMS_KEY = "datamodule_hparams_name", "datamodule_hyper_parameters"
+FASTLIGHT_VERSION_KEY = FASTLIGHT_CHECKPOINT_KEYS[0]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -188,12 +189,13 @@ class ResumePoint:
 
 
 def resume_point(progress: FitProgress, num_training_batches: float, accumulate_grad_batches: int = 1,
-                 replay_tail: bool = False) -> ResumePoint:
+                 replay_tail: bool = False, iteration_based: bool = False) -> ResumePoint:
     """Interpret restored counters the way Lightning's fit loop does, and normalize them for continuing.
 
     Mutates `progress` like Lightning's reset on restart (partial events are dropped, the epoch is marked done when
     the save happened after its last batch). replay_tail (an exact resume of a save in on_train_batch_end): the
-    epoch's last batch stays in its epoch, whose end the resumed run then runs (resume_state.finish)."""
+    epoch's last batch stays in its epoch, whose end the resumed run then runs (resume_state.finish).
+    iteration_based (max_steps set): Lightning restarts even from an epoch-end save, inside that epoch."""
     e = progress.epoch.total
     b = progress.batch
     unfinished = e.ready != e.processed or e.started != e.processed  # type: ignore[attr-defined]
@@ -208,6 +210,14 @@ def resume_point(progress: FitProgress, num_training_batches: float, accumulate_
     if restarted_on_epoch_start:
         progress.epoch.reset_on_restart()
         return ResumePoint(progress.epoch.current.completed, 0, progress.global_step, batches_that_stepped, True, False)
+    if epoch_end_pending and iteration_based and not b.is_last_batch and b.current.completed < num_training_batches:
+        # saved in on_train_epoch_end of an epoch that max_steps cut short: Lightning goes on inside that epoch with
+        # its next batch (no new epoch start), and ends it again
+        b.reset_on_restart()
+        progress.optim.reset_on_restart()
+        progress.scheduler.reset_on_restart()
+        return ResumePoint(progress.epoch.current.completed, b.current.completed, progress.global_step,
+                           batches_that_stepped, False, True)
     if epoch_end_pending:
         # saved in on_train_epoch_end (the default checkpoint): that epoch is complete
         progress.epoch.increment_completed()
@@ -315,7 +325,8 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
         dm_state = trainer._call_datamodule("state_dict")
         if dm_state:
             checkpoint[type(datamodule).__qualname__] = dm_state
-    checkpoint["fastlight_version"] = _fastlight_version()
+    # fastlight's own entries go in after the hooks: on_save_checkpoint sees the dict Lightning would pass
+    extras: Dict[str, Any] = {FASTLIGHT_VERSION_KEY: _fastlight_version()}
     fit_loop = getattr(trainer, "fit_loop", None)
     if fit_loop is not None and hasattr(fit_loop, "_iter_record"):
         from fastlight.trainer import resume_state
@@ -324,9 +335,10 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
         if loader_states:  # Lightning's place for stateful loaders' states
             checkpoint["loops"]["fit_loop"]["state_dict"]["combined_loader"] = loader_states
         if not weights_only:
-            entry = resume_state.dump(trainer)  # every rank's RNG and loader state (a gather under DDP)
+            # every rank's RNG and loader state (a gather under DDP), taken before the hooks run
+            entry = resume_state.dump(trainer)
             if entry is not None:
-                checkpoint[resume_state.RESUME_KEY] = entry
+                extras[resume_state.RESUME_KEY] = entry
     if call_hooks:
         # the hook being run, for `self.log` (which refuses to log in it) and the profiler
         tracks_fx = "_current_fx_name" in getattr(model, "__dict__", {})  # a LightningModule
@@ -343,7 +355,14 @@ def dump_checkpoint(trainer: Any, weights_only: bool = False, call_hooks: bool =
         finally:
             if tracks_fx:
                 model.__dict__["_current_fx_name"] = prev_fx
-    return checkpoint
+    # a new dict: the one the hooks got (and may hold on to) stays as Lightning would have passed it
+    return {**checkpoint, **extras}
+
+
+def pop_fastlight_entries(checkpoint: Dict[str, Any]) -> Dict[str, Any]:
+    """Take fastlight's own top-level entries out of a checkpoint read from a file, before any hook sees it (the
+    on_load_checkpoint hooks get the keys Lightning would pass them); returns them."""
+    return {key: checkpoint.pop(key) for key in FASTLIGHT_CHECKPOINT_KEYS if key in checkpoint}
 
 
 def restore_modules_and_callbacks(trainer: Any, checkpoint: Dict[str, Any], strict: Optional[bool] = None,

@@ -36,6 +36,7 @@ class CheckpointConnector:
         trainer._loaded_checkpoint = None
         if checkpoint_path:
             trainer._loaded_checkpoint = trainer._read_checkpoint(checkpoint_path, weights_only)
+            checkpoint_layout.pop_fastlight_entries(trainer._loaded_checkpoint)  # the hooks see Lightning's keys
 
     def resume_end(self) -> None:
         """Drop the checkpoint read by `resume_start` (its memory is freed)."""

@@ -43,6 +43,7 @@ callbacks that override them (resolved once per run), no per-step dict rebuildin
 """
 import inspect
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from copy import deepcopy
 from typing import Any, Callable, Dict, List, Optional
@@ -441,8 +442,9 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if engine is not None:
             from fastlight.core.module import LightningModule
 
-            engine.unscale_for_hooks = "on_before_optimizer_step" in trainer._active_hooks or (
+            engine.clip_in_place = (
                 type(module).configure_gradient_clipping is not LightningModule.configure_gradient_clipping)
+            engine.unscale_for_hooks = "on_before_optimizer_step" in trainer._active_hooks or engine.clip_in_place
             opt = trainer.optimizers[0] if self._direct_step else None
             if opt is not None and engine.manages(opt) and engine.needs_step_work(trainer, opt):
                 self._engine_step = engine.step
@@ -770,7 +772,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             self._step_progress.increment_completed()  # trainer.global_step moves on
         result = closure.result
         if result is _SKIPPED:
-            raise RuntimeError(
+            raise MisconfigurationException(
                 "The closure hasn't been executed. HINT: did you call `optimizer_closure()` in your"
                 " `optimizer_step` hook? It could also happen because the `optimizer.step(optimizer_closure)`"
                 " call did not execute it internally."
@@ -823,7 +825,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         d["_current_fx_name"] = prev
         if isinstance(output, Tensor):
             loss, extra = output, {}
-        elif isinstance(output, dict):
+        elif isinstance(output, Mapping):  # any mapping, as Lightning
             loss = output.get("loss")
             if loss is None:
                 raise TrainingStepError(
@@ -832,6 +834,11 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 )
             extra = {k: v for k, v in output.items() if k != "loss"}
         elif output is None:
+            if trainer.world_size > 1:  # the other ranks would wait for this one's gradients
+                raise RuntimeError(
+                    "Skipping the `training_step` by returning None in distributed training is not supported."
+                    " Rewrite the training logic so that every rank steps (e.g. a zero loss instead of None)."
+                )
             return None, {}
         else:
             raise TrainingStepError(
@@ -913,7 +920,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 metric = self.epoch_loop._get_monitor_value(config.monitor)
                 if metric is None:
                     if config.strict:
-                        raise KeyError(
+                        raise MisconfigurationException(
                             f"ReduceLROnPlateau conditioned on metric {config.monitor!r} which is not available."
                             f" Available metrics are: {list(trainer.callback_metrics)}."
                             " Condition can be set using `monitor` key in lr scheduler dict"
@@ -1010,7 +1017,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         exact, self._exact = self._exact, None
         # normalizes the counters in place (partial events dropped): current_epoch / global_step follow
         point = resume_point(progress, trainer.num_training_batches, trainer._cfg.accumulate_grad_batches,
-                             replay_tail=exact is not None and exact["phase"] == resume_state.PHASE_TRAIN_BATCH_END)
+                             replay_tail=exact is not None and exact["phase"] == resume_state.PHASE_TRAIN_BATCH_END,
+                             iteration_based=trainer._cfg.max_steps != -1)
         if point.mid_epoch:
             self._resume = point
             self.total_batch_idx = progress.batch.total.completed - 1

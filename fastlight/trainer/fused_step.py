@@ -4,7 +4,8 @@ One object per fit, owned by the precision plugin (`precision._engine`). For the
 step after backward is:
 
     [unscale_ only if a hook that reads grads is overridden and the loss is scaled]
-    on_before_optimizer_step, configure_gradient_clipping -> clip_gradients (recorded here, nothing clipped yet)
+    on_before_optimizer_step, configure_gradient_clipping -> clip_gradients (recorded here, nothing clipped yet;
+        in place instead when configure_gradient_clipping is overridden: user code may read the grads after it)
     prepare_step: ONE read-only pass over the grads (non-finite flag + squared norm) -> multiplier, found_inf
     the fused step applies inv_scale * clip_coef in registers and skips everything on found_inf (no host sync)
     scaler.update() on the device
@@ -31,6 +32,9 @@ class FusedStepEngine:
         self._clip: Dict[int, tuple] = {}  # id(optimizer) -> (clip_val, algorithm) recorded by clip_gradients
         self._had_backward = False  # automatic optimization with flat grads: a backward ran in this window
         self.unscale_for_hooks = False  # set per run: a hook that reads grads is overridden
+        # set per run: configure_gradient_clipping is overridden, so user code may read the grads right after
+        # clip_gradients: clip them in place then (as Lightning does) instead of folding the clip into the step
+        self.clip_in_place = False
 
     # ---- which optimizers -----------------------------------------------------------------------------
     def manages(self, optimizer: Any) -> bool:

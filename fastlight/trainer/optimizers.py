@@ -1,4 +1,5 @@
 """Parsing `configure_optimizers` (every return form Lightning accepts) into optimizers and scheduler configs."""
+import inspect
 from dataclasses import fields
 from typing import Any, List, Optional, Tuple
 
@@ -112,6 +113,34 @@ def _check_optim_dict(d: dict) -> None:
         raise OptimizerConfigError(f"Found unsupported keys in the optimizer configuration: {sorted(extra)}")
 
 
+_MANUAL_IGNORED_KEYS = ("reduce_on_plateau", "monitor", "strict")
+
+
+class OptimizationModeError(MisconfigurationException, RuntimeError):
+    """Several optimizers (or a `training_step(..., optimizer_idx)`) with automatic optimization."""
+
+
+def validate_optimization_mode(optimizers: List[Any], module: Any) -> None:
+    """Lightning 2.x steps several optimizers only in manual optimization, and no training_step takes
+    `optimizer_idx` any more."""
+    try:
+        takes_idx = "optimizer_idx" in inspect.signature(module.training_step).parameters
+    except (TypeError, ValueError):
+        takes_idx = False
+    if takes_idx:
+        raise OptimizationModeError(
+            "Training with multiple optimizers is only supported with manual optimization. Remove the `optimizer_idx`"
+            " argument from `training_step`, set `self.automatic_optimization = False` and access your optimizers"
+            " in `training_step` with `opt1, opt2, ... = self.optimizers()`."
+        )
+    if module.automatic_optimization and len(optimizers) > 1:
+        raise OptimizationModeError(
+            "Training with multiple optimizers is only supported with manual optimization. Set"
+            " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
+            " `opt1, opt2, ... = self.optimizers()`."
+        )
+
+
 def configure_schedulers(schedulers: List[Any], monitor: Optional[str], automatic: bool) -> List[LRSchedulerConfig]:
     supported = {f.name for f in fields(LRSchedulerConfig)}
     configs = []
@@ -130,12 +159,16 @@ def configure_schedulers(schedulers: List[Any], monitor: Optional[str], automati
                     'The lr scheduler dict must have the key "scheduler" with its item being an lr scheduler'
                 )
             if not automatic:
-                if set(sched) - {"scheduler"}:
+                # the user steps the scheduler: what decides when or how the loop steps it is dropped (said once);
+                # interval/frequency/name stay (LearningRateMonitor reads them)
+                ignored = [k for k in sched if k in _MANUAL_IGNORED_KEYS]
+                if ignored:
                     rank_zero_warn(
-                        "The lr scheduler dict keys other than 'scheduler' are ignored with manual optimization:"
-                        f" {sorted(set(sched) - {'scheduler'})}"
+                        f"The lr scheduler dict contains the key(s) {ignored}, but the keys will be ignored."
+                        " You need to call `lr_scheduler.step()` manually in manual optimization.",
+                        category=RuntimeWarning,
                     )
-                configs.append(LRSchedulerConfig(sched["scheduler"]))
+                configs.append(LRSchedulerConfig(**{k: v for k, v in sched.items() if k not in _MANUAL_IGNORED_KEYS}))
                 continue
             if "interval" in sched and sched["interval"] not in ("step", "epoch"):
                 raise OptimizerConfigError(
@@ -179,7 +212,8 @@ def validate_schedulers(configs: List[LRSchedulerConfig], optimizers: List[Any],
     custom_step = type(module).lr_scheduler_step is not LightningModule.lr_scheduler_step
     for config in configs:
         sched = config.scheduler
-        if not isinstance(sched, (_LRScheduler, ReduceLROnPlateau)) and not custom_step:
+        # (manual optimization: the user steps it, any object will do)
+        if not isinstance(sched, (_LRScheduler, ReduceLROnPlateau)) and not custom_step and module.automatic_optimization:
             raise OptimizerConfigError(
                 f"The provided lr scheduler `{type(sched).__name__}` doesn't follow PyTorch's LRScheduler API."
                 " You should override the `LightningModule.lr_scheduler_step` hook with your own logic if you are"
@@ -188,5 +222,6 @@ def validate_schedulers(configs: List[LRSchedulerConfig], optimizers: List[Any],
         opt = getattr(sched, "optimizer", None)
         if opt is not None and not any(opt is o for o in optimizers):
             raise OptimizerConfigError(
-                f"`{type(sched).__name__}` was given an optimizer that `configure_optimizers` did not return."
+                f"Some schedulers are attached with an optimizer that wasn't returned from `configure_optimizers`"
+                f" (`{type(sched).__name__}`)."
             )

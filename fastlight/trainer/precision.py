@@ -124,7 +124,8 @@ class Precision:
             from fastlight.core.optimizer import LightningOptimizer
 
             inner = optimizer.optimizer if isinstance(optimizer, LightningOptimizer) else optimizer
-            if engine.manages(inner):  # folded into the step (one stats pass), nothing clipped in place now
+            if engine.manages(inner) and not engine.clip_in_place:
+                # folded into the step (one stats pass), nothing clipped in place now
                 engine.record_clip(inner, clip_val, algorithm)
                 return
         params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -32,11 +32,12 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from fastlight.core.saving import FASTLIGHT_CHECKPOINT_KEYS
 from fastlight.trainer import input_path
 from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from fastlight.utilities.seed import _collect_rng_states, _set_rng_states
 
-RESUME_KEY = "fastlight_resume"
+RESUME_KEY = FASTLIGHT_CHECKPOINT_KEYS[1]  # "fastlight_resume"
 FORMAT_VERSION = 1
 
 # where in the fit loop a checkpoint was written (decides what the resumed run still has to do for that batch)

@@ -10,12 +10,18 @@ from torch import Tensor
 
 from fastlight.callbacks.callback import Callback
 from fastlight.core.datamodule import LightningDataModule
+from fastlight.core.hooks import TRANSFER_HOOKS, transfer_hook_owner
 from fastlight.core.module import LightningModule
 from fastlight.core.optimizer import LightningOptimizer
 from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, _limit, build_config, resolve_loop_limits, with_env_var_defaults
-from fastlight.trainer.optimizers import configure_schedulers, parse_optimizers, validate_schedulers
+from fastlight.trainer.optimizers import (
+    configure_schedulers,
+    parse_optimizers,
+    validate_optimization_mode,
+    validate_schedulers,
+)
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.states import TrainerState
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
@@ -186,6 +192,8 @@ class Trainer:
         self.checkpoint_io: Any = checkpoint_io  # None: fastlight.utilities.checkpoint_io.TorchCheckpointIO
         self._ckpt_path: Optional[str] = None
         self._loaded_checkpoint: Optional[Dict[str, Any]] = None
+        self._transfer_owners: Dict[str, Any] = {}  # hook name -> the module or datamodule whose hook runs
+        self._loaded_checkpoint_extras: Dict[str, Any] = {}  # its fastlight entries (the exact-resume state)
 
         self.num_training_batches: float = float("inf")
         self.num_sanity_val_batches: List[float] = []
@@ -972,10 +980,9 @@ class Trainer:
         return batch
 
     def _call_transfer_hook(self, name: str, *args: Any) -> Any:
-        dm = self.datamodule
-        module = self._module
-        if dm is not None and self._has_hook(dm, name) and not self._has_hook(module, name):
-            return getattr(dm, name)(*args)
+        owner = self._transfer_owners.get(name)
+        if owner is not None and owner is self.datamodule:
+            return getattr(owner, name)(*args)
         return self._call_module(name, *args)
 
     # ================================================================= the run
@@ -1012,7 +1019,7 @@ class Trainer:
     def _recover_spawned_results(self, model: LightningModule, outcome: Optional[Dict[str, Any]]) -> Any:
         """In the calling process: rank 0's final weights, metrics and progress, as if it had run here."""
         self.strategy.connect(model)
-        model._trainer = self
+        model.trainer = self  # (the nested LightningModules too)
         if outcome is None:
             return None
         model.load_state_dict(outcome["state_dict"])
@@ -1034,7 +1041,7 @@ class Trainer:
         if hasattr(model, "hparams"):  # what a checkpoint cannot pickle is dropped, with a warning (as Lightning)
             clean_namespace(model.hparams)
         self.strategy.connect(model)
-        model._trainer = self
+        model.trainer = self  # (the nested LightningModules too)
         self.state.status = "running"
         self.should_stop = False
         # the loop that is running owns the results `self.log` writes to (predict has none)
@@ -1056,12 +1063,9 @@ class Trainer:
         dm = self.datamodule
         strategy = self.strategy
         device = strategy.root_device
-        self._default_transfer = (
-            all(not self._has_hook(model, h) for h in ("on_before_batch_transfer", "transfer_batch_to_device",
-                                                           "on_after_batch_transfer"))
-            and (dm is None or all(not self._has_hook(dm, h) for h in (
-                "on_before_batch_transfer", "transfer_batch_to_device", "on_after_batch_transfer")))
-        )
+        # whose transfer hooks run (Lightning's rule, with its warnings), decided once per run
+        self._transfer_owners = {h: transfer_hook_owner(model, dm, h, warn=True) for h in TRANSFER_HOOKS}
+        self._default_transfer = all(not self._has_hook(owner, h) for h, owner in self._transfer_owners.items())
         self._fast_transfer = device.type == "cpu" and self._default_transfer
         self._signals.install(fn)
         try:
@@ -1188,15 +1192,17 @@ class Trainer:
         if before_setup:
             rank_zero_info(f"Restoring states from the checkpoint path at {ckpt_path}")
             checkpoint = self._read_checkpoint(ckpt_path, weights_only)
+            self._loaded_checkpoint_extras = checkpoint_layout.pop_fastlight_entries(checkpoint)
             self._loaded_checkpoint = checkpoint
             checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(ckpt_path))
             return
         checkpoint = self._loaded_checkpoint
+        extras, self._loaded_checkpoint_extras = self._loaded_checkpoint_extras, {}
         self._loaded_checkpoint = None  # the dict is not needed once restored: free its memory
         fn = self.state.fn
         checkpoint_layout.restore_training_state(self, checkpoint, stage=fn)
         if fn == "fit":
-            self.fit_loop.on_restored(checkpoint, str(ckpt_path))
+            self.fit_loop.on_restored({**checkpoint, **extras}, str(ckpt_path))
             rank_zero_info(f"Restored all states from the checkpoint at {ckpt_path}")
         else:
             rank_zero_info(f"Loaded model weights from the checkpoint at {ckpt_path}")
@@ -1299,6 +1305,7 @@ class Trainer:
         from fastlight.trainer import checkpoint_layout
 
         checkpoint = self._read_checkpoint(filepath, weights_only)
+        checkpoint_layout.pop_fastlight_entries(checkpoint)  # (the loop goes on without a resume)
         checkpoint_layout.restore_modules_and_callbacks(self, checkpoint, source=str(filepath))
         checkpoint_layout.restore_training_state(self, checkpoint, stage=self.state.fn)
 
@@ -1403,13 +1410,8 @@ class Trainer:
         conf = self._call_module("configure_optimizers")
         optimizers, schedulers, monitor = parse_optimizers(conf)
         configs = configure_schedulers(schedulers, monitor, model.automatic_optimization)
+        validate_optimization_mode(optimizers, model)
         validate_schedulers(configs, optimizers, model)
-        if model.automatic_optimization and len(optimizers) > 1:
-            raise MisconfigurationError(
-                "Training with multiple optimizers is only supported with manual optimization. Set"
-                " `self.automatic_optimization = False`, then access your optimizers in `training_step` with"
-                " `opt1, opt2, ... = self.optimizers()`."
-            )
         optimizers = self._select_optimizer_engine(optimizers)
         optimizers = self.strategy.setup_optimizers(optimizers)
         self.optimizers = optimizers  # and their LightningOptimizers
@@ -1525,10 +1527,25 @@ class Trainer:
             self.checkpoint_io.teardown()  # e.g. AsyncCheckpointIO: wait for the files still being written
         self.fit_loop.teardown()
         self._hub.teardown()
+        # persistent DataLoader workers end with the run, as in Lightning (they would otherwise live on with the loader)
+        for loaders in (self.train_dataloader, self.val_dataloaders, getattr(self, "test_dataloaders", None),
+                        getattr(self, "predict_dataloaders", None)):
+            if loaders is not None:
+                _map_iterables(_shutdown_persistent_workers, loaders)
 
     def print(self, *args: Any, **kwargs: Any) -> None:
         if self.local_rank == 0:  # once per machine, as in Lightning
             print(*args, **kwargs)
+
+
+def _shutdown_persistent_workers(loader: Any) -> Any:
+    cached = getattr(loader, "_iterator", None) if getattr(loader, "persistent_workers", False) else None
+    if cached is not None:
+        shutdown = getattr(cached, "_shutdown_workers", None)
+        if callable(shutdown):
+            shutdown()
+        loader._iterator = None
+    return loader
 
 
 def _check_loader_hook_not_none(owner: Any, hook: str, fn: str) -> None:
