@@ -28,6 +28,7 @@ from fastlight.core.datamodule import LightningDataModule
 from fastlight.core.module import LightningModule
 from fastlight.trainer import Trainer
 from fastlight.utilities.exceptions import MisconfigurationException
+from fastlight.utilities._fs import filesystem
 from fastlight.utilities.rank_zero import rank_zero_warn
 from fastlight.utilities.seed import seed_everything
 
@@ -278,26 +279,6 @@ def _keep_none() -> Dict[str, bool]:
     return {"skip_unset": False} if renamed else {"skip_none": False}
 
 
-def _filesystem_for(path: str) -> Any:
-    """fsspec's filesystem for a URL-like path when fsspec is installed, else a tiny local stand-in."""
-    if "://" in str(path):
-        try:
-            import fsspec
-        except ImportError as e:
-            raise ModuleNotFoundError(f"Saving the config to {path} needs fsspec: pip install fsspec") from e
-        fs, _ = fsspec.core.url_to_fs(str(path))
-        return fs
-
-    class _Local:
-        isfile = staticmethod(os.path.isfile)
-
-        @staticmethod
-        def makedirs(p: str, exist_ok: bool = True) -> None:
-            os.makedirs(p, exist_ok=exist_ok)
-
-    return _Local()
-
-
 class SaveConfigCallback(Callback):
     """Writes the CLI's parsed config to `<trainer.log_dir>/<config_filename>` when the run starts (`setup`), once.
 
@@ -341,7 +322,7 @@ class SaveConfigCallback(Callback):
             if log_dir is None:
                 raise RuntimeError("SaveConfigCallback: the trainer has no log_dir to save the config to")
             config_path = os.path.join(log_dir, self.config_filename)
-            fs = _filesystem_for(log_dir)
+            fs = filesystem(log_dir)
             if not self.overwrite:
                 exists = fs.isfile(config_path) if trainer.is_global_zero else False
                 if trainer.strategy.broadcast(exists):  # every rank fails together, not only rank 0

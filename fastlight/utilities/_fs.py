@@ -72,8 +72,9 @@ class RemoteFS:
 
 
 def filesystem(path: _PATH) -> Union[LocalFS, RemoteFS]:
-    """LocalFS for a local path, else fsspec's file system for the URL (a clear error without fsspec)."""
-    return LocalFS() if is_local_path(path) else RemoteFS(remote_filesystem(path))
+    """LocalFS for a plain path, else fsspec's file system for the URL (a clear error without fsspec). A file://
+    URL is local but goes through fsspec: `os` does not take URLs."""
+    return LocalFS() if _URL.match(str(path)) is None else RemoteFS(remote_filesystem(path))
 
 
 def remote_filesystem(path: _PATH) -> Any:
