@@ -63,6 +63,7 @@ from fastlight.trainer.precision import MixedPrecision, Precision
 from fastlight.utilities.combined_loader import _MODES, CombinedLoader, _CombinedBatches
 from fastlight.utilities.combined_loader import sized_len as _sized_len
 from fastlight.utilities.exceptions import MisconfigurationException
+from fastlight.utilities.data import warn_if_zero_length
 from fastlight.utilities.rank_zero import rank_zero_debug, rank_zero_info, rank_zero_warn
 from fastlight.utilities.warnings import PossibleUserWarning
 
@@ -88,17 +89,11 @@ def _takes_batch_idx(fn: Callable) -> bool:
     return "batch_idx" in args or spec.varargs is not None or len(args) >= 2
 
 
-def _warn_if_empty(name: str, length: float) -> None:
-    """Lightning's warning for a loader without batches (it reduces the length over the ranks first; the local one
-    stands for it here: a DistributedSampler gives every rank the same length)."""
-    if length == 0:
-        rank_zero_warn(f"Total length of `{name}` across ranks is zero. Please make sure this was your intention.")
-
-
 def _loader_len(loader: Any) -> float:
-    """The loader's length (inf when it has none), warned about when it is zero."""
+    """The loader's length (inf when it has none), warned about when it is zero (Lightning sums the lengths over the
+    ranks first, a collective; the local length stands for it: a DistributedSampler gives every rank the same)."""
     length = _sized_len(loader)
-    _warn_if_empty(type(loader).__name__, length)
+    warn_if_zero_length(type(loader).__name__, length)
     return length
 
 
@@ -272,7 +267,7 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
             _check_iterable(loader)
             trainer.train_dataloader = loader
             num = parse_num_batches("train", _loader_len(loader), cfg.limit_train_batches)
-        _warn_if_empty("CombinedLoader", num)  # the train loaders together (Lightning's name for them)
+        warn_if_zero_length("CombinedLoader", num)  # the train loaders together (Lightning's name for them)
         self.loader = loader
         trainer.num_training_batches = self._loader_batches = num
         self._iterator = self._new_iterator()  # epoch 0's iterator: created here, as Lightning does (RNG order)

@@ -83,6 +83,12 @@ def has_len(dataloader: object) -> bool:
     return length is not None
 
 
+def warn_if_zero_length(name: str, total: Any) -> None:
+    """Lightning's warning for loaders without a batch (`total`: their length, summed over the ranks where known)."""
+    if total == 0:
+        rank_zero_warn(f"Total length of `{name}` across ranks is zero. Please make sure this was your intention.")
+
+
 def has_len_all_ranks(dataloader: object, strategy: Any,
                       allow_zero_length_dataloader_with_multiple_devices: bool = False) -> bool:
     """Whether the loader has a length, checking the lengths over all ranks (a collective: call it on every rank):
@@ -94,8 +100,7 @@ def has_len_all_ranks(dataloader: object, strategy: Any,
         return False
     total = strategy.reduce(torch.tensor(local, device=strategy.root_device), reduce_op="sum")
     name = type(dataloader).__name__
-    if total == 0:
-        rank_zero_warn(f"Total length of `{name}` across ranks is zero. Please make sure this was your intention.")
+    warn_if_zero_length(name, total)
     if total > 0 and local == 0:
         if not allow_zero_length_dataloader_with_multiple_devices:
             raise RuntimeError(
