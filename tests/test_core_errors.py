@@ -53,7 +53,6 @@ def _trainer(**kw):
 @pytest.mark.parametrize("bad", [
     lambda opt: "sgd",
     lambda opt: {"lr_scheduler": None},
-    lambda opt: ({"optimizer": opt, "frequency": 2},),
     lambda opt: 42,
 ])
 def test_unsupported_configure_optimizers_return_fails_before_training(bad):
@@ -61,6 +60,40 @@ def test_unsupported_configure_optimizers_return_fails_before_training(bad):
     with pytest.raises(ValueError, match="configure_optimizers|optimizer"):
         _trainer().fit(model)
     assert model.steps_run == 0
+
+
+@pytest.mark.parametrize("conf", [
+    lambda opt: {"optimizer": opt, "foo": 1},
+    lambda opt: [{"optimizer": opt, "frequency": 2}],
+], ids=["dict", "list-of-dicts-with-frequency"])
+def test_unsupported_optimizer_dict_keys_warn_and_train_as_in_lightning(conf):
+    """Lightning warns (RuntimeWarning) about keys it does not know in an optimizer dict and trains on: code that
+    trained there trains here."""
+    pl = pytest.importorskip("pytorch_lightning")
+    weights = []
+    for framework in (pl, fl):
+        torch.manual_seed(0)
+
+        class M(framework.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.layer = nn.Linear(4, 1)
+
+            def training_step(self, batch, batch_idx):
+                x, y = batch
+                return nn.functional.mse_loss(self.layer(x), y)
+
+            def configure_optimizers(self):
+                return conf(torch.optim.SGD(self.parameters(), lr=0.1))
+
+            def train_dataloader(self):
+                return _data()
+
+        model = M()
+        with pytest.warns(RuntimeWarning, match=r"Found unsupported keys in the optimizer configuration: \{.+\}"):
+            framework.Trainer(max_epochs=1, barebones=True, accelerator="cpu", devices=1).fit(model)
+        weights.append(model.layer.weight.detach().clone())
+    assert torch.equal(weights[0], weights[1])
 
 
 def test_scheduler_dict_without_scheduler_key_is_named():

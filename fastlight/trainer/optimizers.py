@@ -104,13 +104,11 @@ def _check_optim_dict(d: dict) -> None:
     if not _is_optimizer(d["optimizer"]):
         raise OptimizerConfigError(f"`configure_optimizers` dict 'optimizer' is not an optimizer: {d['optimizer']!r}")
     extra = set(d) - {"optimizer", "lr_scheduler", "monitor"}
-    if "frequency" in extra:
-        raise OptimizerConfigError(
-            "The `frequency` key of optimizer dicts (optimizer frequencies) was removed in Lightning 2.0;"
-            " use manual optimization to alternate optimizers."
-        )
-    if extra:
-        raise OptimizerConfigError(f"Found unsupported keys in the optimizer configuration: {sorted(extra)}")
+    if extra:  # Lightning warns and ignores them (code that trained under Lightning keeps training)
+        hint = (" The `frequency` key (optimizer frequencies) was removed in Lightning 2.0 and is ignored: use manual"
+                " optimization to alternate optimizers." if "frequency" in extra else "")
+        rank_zero_warn(f"Found unsupported keys in the optimizer configuration: {extra}.{hint}",
+                       category=RuntimeWarning)
 
 
 _MANUAL_IGNORED_KEYS = ("reduce_on_plateau", "monitor", "strict")
