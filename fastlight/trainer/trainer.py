@@ -878,7 +878,7 @@ class Trainer:
             raise MisconfigurationError("You cannot pass both `trainer.predict(dataloaders=..., datamodule=...)`")
         model_provided = model is not None
         model = self._resolve_model(model, "predict")
-        self.predict_loop.return_predictions = True if return_predictions is None else return_predictions
+        self.predict_loop.return_predictions = return_predictions  # None: decided where the ranks run (_run)
         model = unwrap_compiled(model)
         self._attach(model, datamodule, "predict", predict=dataloaders)
         return self._launch(model, "predict", self._select_ckpt_path("predict", ckpt_path, model_provided),
@@ -997,8 +997,45 @@ class Trainer:
 
         if not isinstance(launcher, MultiProcessingLauncher):
             return launcher.launch(self._run, model, fn, *run_args)
-        outcome = launcher.launch(self._run_spawned_rank, model, fn, *run_args)
+        try:
+            outcome = launcher.launch(self._run_spawned_rank, model, fn, *run_args)
+        except BaseException as exc:
+            self._on_spawned_exception(model, exc)
+            raise
         return self._recover_spawned_results(model, outcome)
+
+    def _on_spawned_exception(self, model: LightningModule, exc: BaseException) -> None:
+        """A spawned rank failed (its copies of the callbacks and module ran their on_exception there): this
+        process's callbacks, datamodule, strategy and loggers hear of it too, as under Lightning, whose calling
+        process handles the exception the launcher re-raises like any other (its module copy is not called)."""
+        self.state.status = "interrupted"
+        for callback in self.callbacks:
+            callback.on_exception(self, model, exc)
+        if self.datamodule is not None:
+            self.datamodule.on_exception(exc)
+        self.strategy.on_exception(exc)
+        for logger in self.loggers:
+            try:
+                logger.finalize("failed")
+            except Exception:
+                pass
+
+    def _resolve_return_predictions(self) -> None:
+        """`predict(return_predictions=None)` returns them where the predicting process is this one; spawned
+        processes cannot hand them back (each holds its share of the data), so there the default is False and True
+        is refused, in the rank that runs (as Lightning does)."""
+        from fastlight.strategies import MultiProcessingLauncher
+
+        spawned = isinstance(self.strategy.launcher, MultiProcessingLauncher)
+        loop = self.predict_loop
+        if loop.return_predictions is None:
+            loop.return_predictions = not spawned
+        elif loop.return_predictions and spawned:
+            raise MisconfigurationException(
+                "`return_predictions` should be set to `False` when using the strategies that spawn processes:"
+                " each process predicts its own share of the data."
+                " Collect them with a `BasePredictionWriter` callback, or use `strategy='ddp'`."
+            )
 
     def _run_spawned_rank(self, model: LightningModule, fn: str, *run_args: Any) -> Optional[Dict[str, Any]]:
         """In a spawned rank: run, then (rank 0) what the calling process needs (Lightning's _WorkerOutput)."""
@@ -1033,6 +1070,8 @@ class Trainer:
 
     def _run(self, model: LightningModule, fn: str, ckpt_path: Optional[str],
              weights_only: Optional[bool] = None) -> Any:
+        if fn == "predict":
+            self._resolve_return_predictions()
         if fn == "fit":  # Lightning's defaults for unset epoch limits, decided when a fit starts
             from fastlight.callbacks.timer import Timer
 
