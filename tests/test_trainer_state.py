@@ -369,3 +369,29 @@ def test_training_step_with_dataloader_iter_fetches_its_batches(fetches_per_step
         seen[name] = (model.record, trainer.global_step, trainer.fit_loop.epoch_loop.batch_progress.state_dict(),
                       [p.detach().tolist() for p in model.parameters()])
     assert seen["fl"] == seen["pl"]
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_automatic_optimization_run_and_make_closure_step_as_lightning(accumulate, tmp_path):
+    """`trainer.fit_loop.epoch_loop.automatic_optimization.run(optimizer, batch_idx, kwargs)` (tests and tools
+    step a batch by hand after a fit) and `_make_closure(kwargs, optimizer, batch_idx)`: same outputs, weights,
+    gradients and step counts as Lightning's."""
+    seen = []
+    for pl in (pl_ref, fl):
+        torch.manual_seed(0)
+        model = _module_cls(pl)()
+        trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=1, limit_val_batches=0, logger=False,
+                             enable_checkpointing=False, accumulate_grad_batches=accumulate, **QUIET)
+        trainer.fit(model)
+        trainer.state.stage = RunningStage.TRAINING
+        batch = (torch.arange(8.0).reshape(2, 4),)
+        automatic = trainer.fit_loop.epoch_loop.automatic_optimization
+        out = automatic.run(trainer.optimizers[0], 0, {"batch": batch, "batch_idx": 0})
+        closure_loss = automatic._make_closure({"batch": batch, "batch_idx": 1}, trainer.optimizers[0], 1)()
+        seen.append((sorted(out), out["loss"].clone(), closure_loss.clone(), model.layer.weight.detach().clone(),
+                     model.layer.weight.grad.clone(), trainer.global_step))
+    (keys_pl, loss_pl, closure_pl, w_pl, g_pl, step_pl), (keys_fl, loss_fl, closure_fl, w_fl, g_fl, step_fl) = seen
+    assert keys_pl == keys_fl == ["loss"]
+    assert torch.equal(loss_pl, loss_fl) and torch.equal(closure_pl, closure_fl)
+    assert torch.equal(w_pl, w_fl) and torch.equal(g_pl, g_fl)
+    assert step_pl == step_fl

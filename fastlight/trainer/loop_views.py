@@ -64,6 +64,29 @@ class _AutomaticOptimizationView(_RestartingOfFitLoop):
         """The `_OptimizationProgress` of the fit (optimizer.step and optimizer.zero_grad counters)."""
         return self._fit_loop.trainer.loop_progress.fit.optim
 
+    def run(self, optimizer: Any, batch_idx: int, kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """One automatic-optimization step on `kwargs["batch"]`, as the fit runs it (hooks, backward, optimizer
+        step, counters); its output: {"loss": detached loss, ...extra keys}, or {} when training_step returned None.
+        `optimizer` is the trainer's (Lightning steps one optimizer automatically)."""
+        loop = self._fit_loop
+        loop._prepare_step_functions(loop.trainer.lightning_module)
+        return loop._automatic_step(self._batch_args(kwargs), batch_idx)
+
+    def _make_closure(self, kwargs: Dict[str, Any], optimizer: Any, batch_idx: int) -> Any:
+        """The closure `optimizer.step(closure)` calls: training_step, zero_grad (on the first batch of an
+        accumulation window), backward; calling it returns the detached loss (None when the step was skipped)."""
+        from fastlight.trainer.fit_loop import _Closure
+
+        loop = self._fit_loop
+        loop._prepare_step_functions(loop.trainer.lightning_module)
+        zero_grad = batch_idx % loop.trainer.accumulate_grad_batches == 0
+        return _Closure(loop, self._batch_args(kwargs), batch_idx, zero_grad, optimizer)
+
+    def _batch_args(self, kwargs: Dict[str, Any]) -> tuple:
+        if self._fit_loop._pass_batch_idx:
+            return kwargs["batch"], kwargs["batch_idx"]
+        return (kwargs["batch"],)
+
 
 class _ManualOptimizationView(_RestartingOfFitLoop):
     def __init__(self, fit_loop: Any) -> None:
