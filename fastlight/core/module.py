@@ -9,6 +9,7 @@ import importlib.util
 import numbers
 import os
 import sys
+import weakref
 from typing import Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Union
 
 import torch
@@ -19,7 +20,6 @@ from fastlight.core.hparams import HyperparametersMixin
 from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.model_helpers import _restricted_classmethod
 from fastlight.core.optimizer import LightningOptimizer
-from fastlight.utilities.exceptions import _MisconfigurationValueError
 from fastlight.utilities.metric_objects import is_metric_collection, is_metric_object
 from fastlight.utilities.rank_zero import rank_zero_deprecation, rank_zero_warn
 
@@ -66,6 +66,10 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         self._dtype = torch.get_default_dtype()
         self._param_requires_grad_state: Dict[Tensor, bool] = {}
         self._strict_loading: Optional[bool] = None
+        # set by Lightning Fabric's `setup` when this module runs in a Fabric program (it checks for `_fabric`): then
+        # log/log_dict, optimizers, backward, clip_gradients and `self.trainer` go through that Fabric
+        self._fabric: Any = None
+        self._fabric_optimizers: List[Any] = []
 
     @_restricted_classmethod  # a classmethod that refuses to run on an instance (the result would be dropped)
     def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, hparams_file: Any = None,
@@ -92,11 +96,14 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         # pickling or deep-copying a module (SWA's and WeightAveraging's averaged copies) leaves its Trainer behind
         state = dict(self.__dict__)
         state["_trainer"] = None
+        state["_fabric"] = None  # (a weak proxy, which cannot be pickled)
         return state
 
     # ------------------------------------------------------------------ properties
     @property
     def trainer(self):
+        if self._trainer is None and self._fabric is not None:
+            return _TrainerFabricShim(self._fabric)
         if self._trainer is None and not LightningModule._jit_is_scripting:
             raise RuntimeError(f"{self.__class__.__qualname__} is not attached to a `Trainer`.")
         return self._trainer
@@ -168,15 +175,38 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
 
     @property
     def logger(self):
+        if self._trainer is None and self._fabric is not None:
+            return self._fabric.logger
         return self._trainer.logger if self._trainer is not None else None
 
     @property
     def loggers(self) -> list:
+        if self._trainer is None and self._fabric is not None:
+            return self._fabric.loggers
         return self._trainer.loggers if self._trainer is not None else []
 
     @property
     def fabric(self):
-        return None
+        """The Lightning Fabric this module runs under (None under a Trainer), held weakly."""
+        return self._fabric
+
+    @fabric.setter
+    def fabric(self, fabric: Any) -> None:
+        for child in self.children():  # LightningModules nested in this one share it, as they share a trainer
+            if isinstance(child, LightningModule):
+                child.fabric = fabric
+        if fabric is not None and not isinstance(fabric, weakref.ProxyTypes):
+            fabric = weakref.proxy(fabric)
+        self._fabric = fabric
+
+    def _log_through_fabric(self, metrics: Mapping[str, Any], logger: Optional[bool]) -> None:
+        """`self.log` / `log_dict` in a Fabric program: straight to Fabric's loggers (`logger=False`: nowhere)."""
+        if logger is False:
+            return
+        for name, value in metrics.items():
+            if isinstance(value, Mapping):
+                raise ValueError(f"`self.log({name}, {value})` was called, but nested dictionaries cannot be logged")
+        self._fabric.log_dict(metrics=dict(metrics))
 
     # ------------------------------------------------------------------ logging
     def log(
@@ -214,6 +244,9 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
                 f"`self.log({name}, {value})` was called, but `{type(value).__name__}` values cannot be logged"
             )
         if trainer is None:
+            if self._fabric is not None:
+                self._log_through_fabric({name: value}, logger)
+                return
             rank_zero_warn(
                 "You are trying to `self.log()` but the `self.trainer` reference is not registered on the model yet."
             )
@@ -250,6 +283,13 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         batch_size: Optional[int] = None,
         rank_zero_only: bool = False,
     ) -> None:
+        if self._trainer is None and self._fabric is not None:  # one call: one logger row, as in Lightning
+            for k, v in dictionary.items():
+                if isinstance(v, Tensor) and v.numel() != 1:
+                    raise ValueError(f"`self.log_dict` was called with `{k}`, a tensor with {v.numel()} elements:"
+                                     " each value must have a single element.")
+            self._log_through_fabric(dictionary, logger)
+            return
         if is_metric_collection(dictionary):
             # a torchmetrics MetricCollection: its metrics under their own names (as Lightning does); with compute
             # groups, the metrics as they are (no state copies: items() is asked once)
@@ -361,6 +401,9 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
 
     # ------------------------------------------------------------------ optimization hooks (with defaults)
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        if self._fabric is not None:
+            self._fabric.backward(loss, *args, **kwargs)
+            return
         loss.backward(*args, **kwargs)
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Optional[Any] = None) -> None:
@@ -384,6 +427,11 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
         gradient_clip_algorithm: Optional[str] = None,
     ) -> None:
         """Clip the gradients of `optimizer`'s parameters (by norm or value) through the precision plugin."""
+        if self._fabric is not None:
+            by_value = (gradient_clip_algorithm or "norm").lower() == "value"
+            self._fabric.clip_gradients(self, optimizer, clip_val=gradient_clip_val if by_value else None,
+                                        max_norm=None if by_value else gradient_clip_val)
+            return
         trainer = self.trainer
         cfg_val = trainer.gradient_clip_val
         cfg_algo = trainer.gradient_clip_algorithm
@@ -419,8 +467,11 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
 
     # ------------------------------------------------------------------ manual optimization
     def optimizers(self, use_pl_optimizer: bool = True) -> Union[Any, List[Any]]:
-        trainer = self.trainer
-        opts = trainer._lightning_optimizers if use_pl_optimizer else trainer.optimizers
+        if self._fabric is not None:  # the optimizers Fabric's setup wrapped for this module
+            opts = self._fabric_optimizers
+        else:
+            trainer = self.trainer
+            opts = trainer._lightning_optimizers if use_pl_optimizer else trainer.optimizers
         if isinstance(opts, list) and len(opts) == 1:
             return opts[0]
         return opts
@@ -443,6 +494,9 @@ class LightningModule(DataHooks, HyperparametersMixin, nn.Module):
 
     def manual_backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Backward through the precision plugin (loss scaling under 16-mixed), with the backward hooks."""
+        if self._fabric is not None:
+            self._fabric.backward(loss, *args, **kwargs)
+            return
         self._verify_is_manual_optimization("manual_backward")
         self.trainer.strategy.backward(loss, None, *args, **kwargs)  # DDP arms its gradient all-reduce there
 
@@ -593,3 +647,20 @@ def _onnx_export_uses_dynamo_by_default() -> bool:
 
     default = inspect.signature(torch.onnx.export).parameters.get("dynamo")
     return bool(default is not None and default.default is True)
+
+
+class _TrainerFabricShim:
+    """`self.trainer` of a module in a Fabric program: attribute reads go to the Fabric (global_rank, world_size,
+    device ...); what a Fabric lacks is named in the error."""
+
+    def __init__(self, fabric: Any) -> None:
+        self._fabric = fabric
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return getattr(self._fabric, name)
+        except AttributeError:
+            raise AttributeError(
+                f"Your LightningModule reads `self.trainer.{name}`, which a Fabric does not have: it runs under"
+                " Fabric (`fabric.setup(model)`), not a Trainer."
+            ) from None
