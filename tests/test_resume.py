@@ -379,3 +379,67 @@ def test_default_callbacks_and_checkpoint_folder_like_lightning(tmp_path, capsys
     assert names[1] == names[3] == (os.path.join("lightning_logs", "version_0", "checkpoints"), ["epoch=0-step=4.ckpt"])
     out = capsys.readouterr()
     assert "Total params" in out.err + caplog.text and "Epoch 0: 100%" in out.out
+
+
+class _ValFailing(fastlight.LightningModule):
+    """Dropout in training (the RNG matters); two validation loaders; validation can fail at (loader 1, batch 1)."""
+
+    def __init__(self, fail=False):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+        self.fail = fail
+        self.val_seen = []
+
+    def training_step(self, batch, batch_idx):
+        return self.net(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self.val_seen.append((self.global_step, dataloader_idx, batch_idx))
+        if self.fail and dataloader_idx == 1 and batch_idx == 1:
+            raise ValueError("validation failed on purpose")
+        self.log("v", self.net(batch[0]).sum())
+
+    def on_validation_epoch_end(self):
+        self.val_metrics = getattr(self, "val_metrics", [])
+        self.val_metrics.append((self.global_step, {k: v.item() for k, v in self.trainer.callback_metrics.items()}))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.arange(16.0).reshape(8, 2) / 16), batch_size=2)
+
+    def val_dataloader(self):
+        data = TensorDataset(torch.arange(8.0).reshape(4, 2) / 8)
+        return [DataLoader(data, batch_size=1), DataLoader(data, batch_size=1)]
+
+
+@pytest.mark.parametrize("val_check_interval", [0.5, 1.0])
+def test_a_validation_interrupted_by_an_exception_runs_again_in_full_on_resume(tmp_path, val_check_interval):
+    """OnExceptionCheckpoint saves inside the failing validation; the resumed fit redoes that validation over every
+    batch of every loader (its metrics are the uninterrupted run's), then trains on bit-identically. Lightning
+    resumes such a validation with a shortened count of the first loader's batches (its last batches and the
+    other loaders are skipped), which fastlight does not copy."""
+    kw = dict(max_epochs=2, val_check_interval=val_check_interval, num_sanity_val_steps=0, logger=False,
+              enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    fastlight.seed_everything(0)
+    reference = _ValFailing()
+    fastlight.Trainer(default_root_dir=tmp_path / "ref", enable_checkpointing=False, **kw).fit(reference)
+
+    fastlight.seed_everything(0)
+    failing = _ValFailing(fail=True)
+    trainer = fastlight.Trainer(default_root_dir=tmp_path / "run", callbacks=[
+        fastlight.callbacks.OnExceptionCheckpoint(tmp_path / "run")], **kw)
+    with pytest.raises(ValueError, match="on purpose"):
+        trainer.fit(failing)
+    failed_at = failing.val_seen[-1][0]
+
+    resumed = _ValFailing()
+    fastlight.Trainer(default_root_dir=tmp_path / "run", enable_checkpointing=False, **kw).fit(
+        resumed, ckpt_path=tmp_path / "run" / "on_exception.ckpt")
+    redone = [s for s in resumed.val_seen if s[0] == failed_at]
+    assert redone == [(failed_at, dl, i) for dl in (0, 1) for i in range(4)]
+    assert dict(reference.val_metrics)[failed_at] == resumed.val_metrics[0][1]
+    assert resumed.val_metrics == [m for m in reference.val_metrics if m[0] >= failed_at]
+    for (k, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k

@@ -474,6 +474,8 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
                 self._iter_record["at_first_next"] = resume_state.snapshot(self._train_loaders())
             if resume is not None and resume.batch_idx and not self._stateful_loaded:
                 self._fast_forward(iterator, resume.batch_idx)
+            if resume is not None and resume.batch_idx and self._validation_was_interrupted():
+                self._run_validation()  # the one an exception interrupted there, again in full
         if self._step_fetches:
             fetcher = self._data_fetcher
             start = self.epoch_batch_idx + 1  # batches skipped by a mid-epoch resume count as fetched
@@ -645,23 +647,15 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if trainer.loggers and trainer._hub.should_update_logs:
             trainer._hub.update_train_step_metrics(trainer._train_results, True)
 
-    def _after_batch(self, run_validation: bool = True) -> None:
+    def _after_batch(self, run_validation: bool = True, force_validation: bool = False) -> None:
+        """After a training batch: the time limit, validation when due (`force_validation`: again, a resumed run
+        redoing the validation an exception interrupted at this point), the schedulers, the step count."""
         trainer = self.trainer
         cfg = trainer._cfg
         if cfg.max_time is not None and self._time_is_up():
             trainer.should_stop = True  # Lightning's Timer callback, checked at each batch end
-        if run_validation and self._should_check_val():
-            hub = trainer._hub
-            first_loop_iter = hub.first_loop_iter
-            if not self._accumulating:
-                trainer._call_module("on_validation_model_zero_grad")
-            self.epoch_loop.val_loop.run()  # trainer.validate_loop's run, reached as Lightning's users patch it
-            self._count_validation_run()
-            trainer.training = True
-            trainer.validating = False
-            trainer.state.stage = "train"
-            trainer._active_results = trainer._train_results
-            hub.first_loop_iter = first_loop_iter
+        if force_validation or (run_validation and self._should_check_val()):
+            self._run_validation()
         if trainer.lr_scheduler_configs:
             self._update_lr_schedulers("step", plateau=True)
         if not (self._automatic and self._accumulating):
@@ -669,6 +663,20 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         if trainer.should_stop:
             for logger in trainer.loggers:
                 logger.save()
+
+    def _run_validation(self) -> None:
+        trainer = self.trainer
+        hub = trainer._hub
+        first_loop_iter = hub.first_loop_iter
+        if not self._accumulating:
+            trainer._call_module("on_validation_model_zero_grad")
+        self.epoch_loop.val_loop.run()  # trainer.validate_loop's run, reached as Lightning's users patch it
+        self._count_validation_run()
+        trainer.training = True
+        trainer.validating = False
+        trainer.state.stage = "train"
+        trainer._active_results = trainer._train_results
+        hub.first_loop_iter = first_loop_iter
 
     def _time_is_up(self) -> bool:
         trainer = self.trainer
@@ -1000,6 +1008,12 @@ class FitLoop(FitLoopViews):  # Lightning's fit_loop attributes: views over this
         epoch = trainer.loop_progress.fit.epoch.current
         unfinished = epoch.ready != epoch.processed or epoch.started != epoch.processed
         self._restarting = unfinished or trainer._cfg.max_steps != -1
+
+    def _validation_was_interrupted(self) -> bool:
+        """The restored counters stop inside a validation batch (an exception there, saved by OnExceptionCheckpoint):
+        that validation did not finish, and the resumed run does it again."""
+        current = self.trainer.loop_progress.fit.val_batch.current
+        return current.ready != current.completed
 
     def _apply_resume(self) -> None:
         """Continue where the restored counters say (Lightning 2.6's restart rules, `resume_point`)."""

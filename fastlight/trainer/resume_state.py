@@ -285,7 +285,14 @@ def finish(loop: Any, state: Dict[str, Any]) -> None:
     if phase == PHASE_TRAIN_BATCH_END:
         loop._after_batch()
     elif phase == PHASE_VALIDATION:
-        loop._after_batch(run_validation=False)
+        if loop._validation_was_interrupted():
+            # run the whole validation again: its epoch metrics are then the uninterrupted run's (the values its
+            # finished batches had logged are not in the checkpoint); the RNGs go back to the save's afterwards, so
+            # the new loader iterator's seed draw does not shift the training that follows
+            loop._after_batch(force_validation=True)
+            _set_rng_states(state["rng"])
+        else:  # saved when it had finished (on_validation_end: ModelCheckpoint's default)
+            loop._after_batch(run_validation=False)
 
 
 def _put_back_gradients(loop: Any, grads: Optional[Dict[str, torch.Tensor]]) -> None:
