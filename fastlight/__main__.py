@@ -20,11 +20,11 @@ Runs a PyTorch Lightning script unmodified on fastlight: `pytorch_lightning`, `l
 
 def _run(argv: List[str]) -> None:
     import fastlight
-    from fastlight.strategies import launchers
+    from fastlight.strategies.launchers import subprocess_script
 
     fastlight.alias()
     # strategy="ddp" re-runs this process's command for each extra local rank: through fastlight as well
-    launchers._RERUN_PREFIX = [sys.executable, "-m", "fastlight", "run"]
+    subprocess_script._RERUN_PREFIX = [sys.executable, "-m", "fastlight", "run"]
     if argv[0] == "-m":
         if len(argv) < 2:
             raise SystemExit("python -m fastlight run -m: give the module to run\n\n" + _USAGE)

@@ -424,3 +424,100 @@ def test_checkpoint_written_by_rank_zero_only_and_loadable(tmp_path, monkeypatch
     from fastlight.utilities import rank_zero_only
 
     rank_zero_only.rank = 0
+
+
+# --------------------------------------------------------------------------------------------- launcher interface
+def _interrupted_fit_with_mocked_launcher(pl_mod, launcher_cls, tmp_path):
+    """Lightning's path: a KeyboardInterrupt in fit with a script launcher set on the strategy."""
+    from unittest.mock import Mock
+
+    class Interrupt(pl_mod.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            raise KeyboardInterrupt
+
+    class Model(pl_mod.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def train_dataloader(self):
+            return DataLoader(torch.randn(8, 4), batch_size=4)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    trainer = pl_mod.Trainer(callbacks=[Interrupt()], barebones=True, default_root_dir=tmp_path, max_epochs=1)
+    calls = []
+    launcher = Mock(spec=launcher_cls)
+
+    def launch(function, *args, trainer, **kwargs):
+        calls.append(trainer)
+        return function(*args, **kwargs)
+
+    launcher.launch = launch
+    trainer.strategy._launcher = launcher
+    with pytest.raises(SystemExit) as exc_info:
+        trainer.fit(Model())
+    return exc_info.value.args, calls == [trainer], launcher.kill.call_args_list, trainer.state.status
+
+
+def test_keyboard_interrupt_with_a_script_launcher_kills_its_processes_and_exits_1_as_lightning(tmp_path):
+    pl = pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.strategies.launchers.subprocess_script import _SubprocessScriptLauncher as PLLauncher
+
+    from fastlight.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
+
+    import fastlight
+
+    ours = _interrupted_fit_with_mocked_launcher(fastlight, _SubprocessScriptLauncher, tmp_path / "fl")
+    theirs = _interrupted_fit_with_mocked_launcher(pl, PLLauncher, tmp_path / "pl")
+    assert ours[:3] == theirs[:3]
+    assert ours[0] == (1,) and ours[1] and [c.args for c in ours[2]] == [(9,)]  # SIGKILL, through trainer=
+    assert ours[3] == theirs[3].value == "interrupted"
+
+
+def test_a_custom_launcher_subclassing_lightnings_base_is_called_with_the_trainer(tmp_path):
+    from fastlight import LightningModule, Trainer
+    from fastlight.strategies.launchers import _Launcher
+
+    class CountingLauncher(_Launcher):
+        is_interactive_compatible = True
+
+        def __init__(self):
+            self.trainers = []
+
+        def launch(self, function, *args, trainer=None, **kwargs):
+            self.trainers.append(trainer)
+            return function(*args, **kwargs)
+
+        def kill(self, signum):
+            pass
+
+    class Model(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            return self.layer(batch).sum()
+
+        def validation_step(self, batch, batch_idx):
+            self.log("v", self.layer(batch).sum())
+
+        def train_dataloader(self):
+            return DataLoader(torch.randn(8, 4), batch_size=4)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    with pytest.raises(TypeError, match="abstract"):
+        type("Incomplete", (_Launcher,), {})()
+    trainer = Trainer(barebones=True, default_root_dir=tmp_path, max_epochs=1)
+    launcher = CountingLauncher()
+    trainer.strategy._launcher = launcher
+    trainer.fit(Model())
+    trainer.validate(Model(), dataloaders=DataLoader(torch.randn(4, 4), batch_size=4), verbose=False)
+    assert launcher.trainers == [trainer, trainer] and trainer.global_step == 2

@@ -45,6 +45,8 @@ class Strategy:
         # the optimizers the loop steps and their LightningOptimizer wrappers (`trainer.optimizers` sets both)
         self.optimizers: list = []
         self._lightning_optimizers: list = []
+        # how the run's processes start (strategies.launchers); None: the run function is called here, directly
+        self._launcher: Optional[Any] = None
 
     # the module -----------------------------------------------------------------------------------------------
     def connect(self, model: nn.Module) -> None:
@@ -97,8 +99,8 @@ class Strategy:
 
     @property
     def launcher(self) -> Optional[Any]:
-        """None: call the run function directly. Otherwise call `launcher.launch(run_fn, *args, **kwargs)`."""
-        return None
+        """None: call the run function directly. Otherwise call `launcher.launch(run_fn, *args, trainer=trainer)`."""
+        return self._launcher
 
     @property
     def distributed_sampler_kwargs(self) -> Optional[Dict[str, int]]:

@@ -2,6 +2,7 @@
 (the whole fit loop, in execution order) and evaluation.py (validate / test / predict)."""
 import math
 import os
+import signal
 from operator import attrgetter
 from typing import Any, Dict, Iterable, List, Optional, Union
 
@@ -996,9 +997,9 @@ class Trainer:
         from fastlight.strategies import MultiProcessingLauncher
 
         if not isinstance(launcher, MultiProcessingLauncher):
-            return launcher.launch(self._run, model, fn, *run_args)
+            return launcher.launch(self._run, model, fn, *run_args, trainer=self)
         try:
-            outcome = launcher.launch(self._run_spawned_rank, model, fn, *run_args)
+            outcome = launcher.launch(self._run_spawned_rank, model, fn, *run_args, trainer=self)
         except BaseException as exc:
             self._on_spawned_exception(model, exc)
             raise
@@ -1175,7 +1176,7 @@ class Trainer:
                 rank_zero_info("\nDetected KeyboardInterrupt, attempting graceful shutdown ...")
                 self._signals.ignore_sigint()  # a user may press Ctrl-C many times
                 if kills and not together:
-                    launcher.kill()  # the other ranks would wait for this one in their next collective
+                    launcher.kill(signal.SIGKILL)  # the other ranks would wait for this one in their next collective
             self._call_callbacks("on_exception", exc)
             self._call_module("on_exception", exc) if hasattr(model, "on_exception") else None
             if dm is not None:
@@ -1193,7 +1194,7 @@ class Trainer:
             if interrupted:
                 if kills and together:
                     launcher.wait(timeout=60)  # they shut down as this rank did
-                    launcher.kill()
+                    launcher.kill(signal.SIGKILL)
                 raise SystemExit(1) from None  # Lightning's exit: one line above, no traceback
             raise
         finally:
