@@ -17,13 +17,17 @@ class _StderrHandler(_logging.StreamHandler):
         pass
 
 
-# Lightning prints its info messages (model summary, "`Trainer.fit` stopped: ...") through its own logger at INFO;
-# fastlight's logger does the same unless the application configured logging itself.
-_logger = _logging.getLogger(__name__)
-_logger.setLevel(_logging.INFO)
+# Lightning prints its info messages (model summary, "`Trainer.fit` stopped: ...") through the `lightning.pytorch`
+# logger at INFO, on stderr unless the application configured logging itself. fastlight's messages go to the same
+# loggers (utilities/rank_zero.py), so `logging.getLogger("lightning.pytorch").setLevel(...)` works as documented for
+# Lightning. The handler sits on the parent, `lightning`: should the real `lightning.pytorch` be imported as well
+# (`from lightning.fabric import ...` does), it adds its own handler below it and no line is printed twice.
+_logging.getLogger("lightning.pytorch").setLevel(_logging.INFO)
 if not _logging.getLogger().hasHandlers():
-    _logger.addHandler(_StderrHandler())
-    _logger.propagate = False
+    _parent = _logging.getLogger("lightning")
+    if not any(isinstance(h, _StderrHandler) for h in _parent.handlers):
+        _parent.addHandler(_StderrHandler())
+    _parent.propagate = False
 
 from fastlight import callbacks, core, profilers, utilities  # noqa: E402
 from fastlight.callbacks import Callback  # noqa: E402

@@ -318,7 +318,7 @@ def test_model_summary_table_matches_lightning(max_depth, example):
 def test_model_summary_callback_logs_on_rank_zero(tmp_path, caplog):
     net = _Net(False)
     cb = ModelSummary(max_depth=1)
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         cb.on_fit_start(FakeTrainer(tmp_path), net)
     assert "encoder" in caplog.text and "Total params" in caplog.text
     quiet = ModelSummary(max_depth=0)

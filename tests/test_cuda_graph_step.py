@@ -75,7 +75,7 @@ def _fit(tmp_path, graphs, model, **kw):
 ])
 def test_captured_fit_matches_eager(optimizer, kw, tmp_path, caplog):
     ref_model, ref = _fit(tmp_path, False, Net(optimizer), **kw)
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         model, trainer = _fit(tmp_path, True, Net(optimizer), **kw)
     graph = trainer.fit_loop._graph
     assert graph is not None and not graph.failed and graph.graph is not None, [r.getMessage() for r in caplog.records]
@@ -111,7 +111,7 @@ def test_dropout_masks_change_between_replays(tmp_path):
 
 def test_host_sync_in_training_step_falls_back_naming_the_line(tmp_path, caplog):
     ref_model, _ = _fit(tmp_path, False, Net(sync=True))
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         model, trainer = _fit(tmp_path, True, Net(sync=True))
     msgs = [r.getMessage() for r in caplog.records if "cuda_graphs" in r.getMessage()]
     assert len(msgs) == 1 and "capture failed" in msgs[0] and "test_cuda_graph_step.py" in msgs[0], msgs
@@ -121,7 +121,7 @@ def test_host_sync_in_training_step_falls_back_naming_the_line(tmp_path, caplog)
 
 
 def test_fused_false_is_refused_on_cuda(tmp_path, caplog):
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         _, trainer = _fit(tmp_path, True, Net(), fused=False)
     assert trainer.fit_loop._graph is None
     assert any("fused engine" in r.getMessage() for r in caplog.records)

@@ -179,7 +179,7 @@ def test_cuda_graphs_flag_rejects_other_values(value):
 @pytest.mark.parametrize("value", [True, "auto"])
 def test_cpu_run_says_why_once_and_trains_eagerly_with_the_same_results(value, tmp_path, caplog):
     ref = _fit(tmp_path, False)
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         got = _fit(tmp_path, value)
     lines = _info(caplog)
     assert len(lines) == 1 and "CUDA device" in lines[0] and "Running eagerly" in lines[0]
@@ -245,7 +245,7 @@ REFUSALS = {
 def test_refused_up_front_with_one_line(case, tmp_path, caplog, fake):
     made = fake()
     make, kw, expected = REFUSALS[case]
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         _, trainer = _fit(tmp_path, True, model=make(), **kw)
     lines = _info(caplog)
     assert len(lines) == 1, lines
@@ -278,7 +278,7 @@ def test_captured_run_equals_the_eager_run(optimizer, scheduler, kw, tmp_path, c
     tensor, self.log values and outputs from the static outputs), the last partial batch (44 = 5 x 8 + 4) eager."""
     made = fake()
     ref = _fit(tmp_path, False, model=Net(optimizer, scheduler), **kw)
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         got = _fit(tmp_path, True, model=Net(optimizer, scheduler), **kw)
     _assert_same_run(got, ref)
     backend = made[0]
@@ -295,7 +295,7 @@ def test_capture_error_falls_back_naming_the_line(tmp_path, caplog, fake):
     ref = _fit(tmp_path, False, model=Net())
     model = Net()
     model.backend_box = made  # it raises while the stand-in backend captures, as a host sync does under capture
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         got = _fit(tmp_path, True, model=model)
     _assert_same_run(got, ref)
     lines = _info(caplog)
@@ -308,7 +308,7 @@ def test_capture_error_falls_back_naming_the_line(tmp_path, caplog, fake):
 def test_verification_mismatch_falls_back(tmp_path, caplog, fake):
     fake(perturb=True)
     ref = _fit(tmp_path, False, model=Net())
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         got = _fit(tmp_path, True, model=Net())
     _assert_same_run(got, ref)
     lines = _info(caplog)
@@ -339,7 +339,7 @@ def test_changing_batch_shapes_end_capture(tmp_path, caplog, fake):
         return model, trainer
 
     ref = fit(False)
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         got = fit(True)
     _assert_same_run(got, ref)
     assert any("batch shapes change" in m for m in _info(caplog))
@@ -354,7 +354,7 @@ def test_changed_momentum_ends_capture(tmp_path, caplog, fake):
                 trainer.optimizers[0].param_groups[0]["momentum"] = 0.5
 
     ref = _fit(tmp_path, False, model=Net("sgd"), callbacks=[Bump()])
-    with caplog.at_level(logging.INFO, logger="fastlight"):
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch"):
         got = _fit(tmp_path, True, model=Net("sgd"), callbacks=[Bump()])
     _assert_same_run(got, ref)
     assert any("'momentum' changed" in m for m in _info(caplog))

@@ -463,7 +463,7 @@ def test_cuda_accelerator_setup_logs_lightnings_device_lines(monkeypatch):
             lines.append(record.getMessage())
 
     handler = Handler()
-    logging.getLogger("fastlight").addHandler(handler)
+    logging.getLogger("lightning.pytorch").addHandler(handler)
     previous = torch.get_float32_matmul_precision()
     try:
         torch.set_float32_matmul_precision("highest")
@@ -477,7 +477,7 @@ def test_cuda_accelerator_setup_logs_lightnings_device_lines(monkeypatch):
         assert lines == ["LOCAL_RANK: 1 - CUDA_VISIBLE_DEVICES: [0,1]"]
     finally:
         torch.set_float32_matmul_precision(previous)
-        logging.getLogger("fastlight").removeHandler(handler)
+        logging.getLogger("lightning.pytorch").removeHandler(handler)
 
 
 def test_load_from_checkpoint_on_an_instance_is_refused_like_lightning(tmp_path):

@@ -61,7 +61,7 @@ class _Lines(logging.Handler):
 def info_lines():
     """The messages both libraries log at INFO (their loggers may not propagate to caplog's root handler)."""
     handler = _Lines()
-    names = ("pytorch_lightning", "lightning_fabric", "fastlight")
+    names = ("pytorch_lightning", "lightning_fabric", "lightning.pytorch")  # fastlight logs on Lightning's names
     for name in names:
         logging.getLogger(name).addHandler(handler)
     try:
@@ -240,6 +240,82 @@ def test_fit_stopped_line_is_logged_by_both():
             warnings.simplefilter("ignore")
             _trainer(lib, max_epochs=2).fit(_model_cls(lib)(), _loader())
         assert "`Trainer.fit` stopped: `max_epochs=2` reached." in lines, lines
+
+
+def test_console_lines_go_to_lightnings_logger_names_so_its_documented_configuration_works():
+    """Lightning documents configuring its console output through the logging tree at its package's name: the level at
+    the top, handlers per module. fastlight logs each line on `lightning.pytorch.<module>`, as Lightning 2.x does (the
+    pytorch_lightning package uses `pytorch_lightning.<module>`), so that configuration keeps working."""
+    for name, (lib, _, _) in LIBS.items():
+        root = "pytorch_lightning" if name == "lightning" else "lightning.pytorch"
+        summary, rank_zero = _Lines(), _Lines()
+        logging.getLogger(root + ".callbacks.model_summary").addHandler(summary)
+        logging.getLogger(root + ".utilities.rank_zero").addHandler(rank_zero)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # the plain summary named (Lightning draws its default one with rich when rich is installed)
+                _trainer(lib, enable_model_summary=True, callbacks=[lib.callbacks.ModelSummary()]).fit(
+                    _model_cls(lib)(), _loader())
+                assert len(summary.lines) == 1 and "Total params" in summary.lines[0], (name, summary.lines)
+                assert "`Trainer.fit` stopped: `max_epochs=1` reached." in rank_zero.lines, (name, rank_zero.lines)
+                summary.lines.clear()
+                rank_zero.lines.clear()
+                logging.getLogger(root).setLevel(logging.ERROR)  # Lightning's documented way to silence it
+                _trainer(lib, enable_model_summary=True, callbacks=[lib.callbacks.ModelSummary()]).fit(
+                    _model_cls(lib)(), _loader())
+            assert summary.lines == rank_zero.lines == [], name
+        finally:
+            logging.getLogger(root).setLevel(logging.INFO)
+            logging.getLogger(root + ".callbacks.model_summary").removeHandler(summary)
+            logging.getLogger(root + ".utilities.rank_zero").removeHandler(rank_zero)
+
+
+_FIT_SCRIPT = """
+import logging, sys, warnings
+warnings.simplefilter("ignore")
+import torch
+from torch.utils.data import DataLoader
+import {lib} as pl
+if sys.argv[1] == "quiet":
+    logging.getLogger("{root}").setLevel(logging.ERROR)
+
+class Model(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+           enable_model_summary=False).fit(Model(), DataLoader(torch.randn(8, 4), batch_size=4))
+"""
+
+
+def test_console_lines_are_printed_once_on_stderr_and_silenced_like_lightnings(tmp_path):
+    """In a plain script (no logging configured), the info lines reach stderr once; setting the package logger's level
+    silences them. Both as under pytorch_lightning."""
+    import subprocess
+    import sys
+
+    stderr = {}
+    for lib, root in (("pytorch_lightning", "pytorch_lightning"), ("fastlight", "lightning.pytorch")):
+        script = tmp_path / f"{lib}_fit.py"
+        script.write_text(_FIT_SCRIPT.format(lib=lib, root=root))
+        for mode in ("default", "quiet"):
+            run = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=300,
+                                 cwd=tmp_path)
+            assert run.returncode == 0, run.stderr
+            stderr[lib, mode] = run.stderr
+    line = "`Trainer.fit` stopped: `max_epochs=1` reached."
+    for lib in ("pytorch_lightning", "fastlight"):
+        assert stderr[lib, "default"].count(line) == 1, (lib, stderr[lib, "default"])
+        assert stderr[lib, "default"].count("GPU available:") == 1, (lib, stderr[lib, "default"])
+        assert line not in stderr[lib, "quiet"] and "GPU available" not in stderr[lib, "quiet"], stderr[lib, "quiet"]
 
 
 @pytest.mark.parametrize(("kw", "phrase"), [

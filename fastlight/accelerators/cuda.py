@@ -1,5 +1,4 @@
 """CUDAAccelerator and find_usable_cuda_devices (`lightning.pytorch.accelerators`)."""
-import logging
 import os
 from typing import Any, Dict, List, Optional, Union
 
@@ -8,9 +7,10 @@ import torch
 from fastlight.utilities.exceptions import MisconfigurationException
 
 from .accelerator import Accelerator, _device_ids
+from fastlight.utilities.rank_zero import module_logger
 
 
-_log = logging.getLogger(__name__)
+_log = module_logger(__name__)
 
 
 def num_cuda_devices() -> int:

@@ -7,7 +7,6 @@ failure and takes `margin` off the result. The model, optimizer and loop are res
 afterwards; the attribute keeps the size found. In validate / test / predict each trial runs that stage's loop
 over `steps_per_trial` batches (`_scale_in_evaluation`).
 """
-import logging
 import os
 import uuid
 from copy import deepcopy
@@ -15,9 +14,9 @@ from typing import Any, Dict, Optional, Tuple
 
 from fastlight.utilities.memory import garbage_collection_cuda, is_oom_error
 from fastlight.utilities.parsing import lightning_getattr, lightning_setattr
-from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.rank_zero import module_logger, rank_zero_info, rank_zero_warn
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 _EVAL_PREFIX = {"validate": "val", "test": "test", "predict": "predict"}

@@ -12,7 +12,6 @@ The run, inside the fit that is starting (`on_fit_start`):
 The schedule drives `trainer.optimizers[0]`: with fused=True that is the fused optimizer the loop steps, which reads
 its param groups' lr at every step.
 """
-import logging
 import os
 import uuid
 from typing import Any, Dict, List, Optional
@@ -23,10 +22,10 @@ from torch.optim.lr_scheduler import LRScheduler
 from fastlight.callbacks.callback import Callback
 from fastlight.utilities.exceptions import MisconfigurationException
 from fastlight.utilities.parsing import lightning_hasattr, lightning_setattr
-from fastlight.utilities.rank_zero import rank_zero_warn
+from fastlight.utilities.rank_zero import module_logger, rank_zero_warn
 from fastlight.utilities.types import LRSchedulerConfig
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 _LR_ATTR_NAMES = ("lr", "learning_rate")
 

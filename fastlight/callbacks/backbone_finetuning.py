@@ -1,14 +1,14 @@
 """BackboneFinetuning: the module's `backbone` is frozen, unfrozen at a given epoch into its own param group with a
 small LR, and that LR then grows by `lambda_func` each epoch (Lightning 2.6's callback)."""
-import logging
 from typing import Any, Callable, Dict, Optional
 
 import torch
 from torch.nn import Module
 
 from .finetuning import BaseFinetuning
+from fastlight.utilities.rank_zero import module_logger
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 def multiplicative(epoch: int) -> float:

@@ -2,7 +2,6 @@
 
 Sets `trainer.should_stop`; the loop keeps going until min_epochs/min_steps are reached, as Lightning's does.
 """
-import logging
 from enum import Enum
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -10,12 +9,12 @@ import torch
 from torch import Tensor
 
 from fastlight.utilities.exceptions import _MisconfigurationValueError
-from fastlight.utilities.rank_zero import rank_prefixed_message, rank_zero_warn
+from fastlight.utilities.rank_zero import module_logger, rank_prefixed_message, rank_zero_warn
 
 from . import _trainer_access as access
 from .callback import Callback
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 class EarlyStoppingReason(Enum):

@@ -4,7 +4,6 @@ Semantics follow Lightning 2.6 (file names, when saves happen, what state is kep
 `trainer.save_checkpoint`, which writes atomically, and in top-k rotation the file leaving the top-k is deleted only
 after the new one is in place.
 """
-import logging
 import os
 import re
 import shutil
@@ -21,12 +20,12 @@ from torch import Tensor
 from fastlight.utilities.checkpoint_io import atomic_symlink
 from fastlight.utilities._fs import is_local_path
 from fastlight.utilities.exceptions import _MisconfigurationValueError
-from fastlight.utilities.rank_zero import rank_zero_info, rank_zero_warn
+from fastlight.utilities.rank_zero import module_logger, rank_zero_info, rank_zero_warn
 
 from . import _trainer_access as access
 from .checkpoint import Checkpoint
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 _PATH = Union[str, os.PathLike]
 
 

@@ -1,5 +1,4 @@
 """ModelSummary: print a table of the model's layers at fit start (Lightning's layout, without the FLOPs column)."""
-import logging
 from typing import Any
 
 from torch import nn
@@ -14,8 +13,9 @@ from fastlight.utilities.model_summary.model_summary import (  # noqa: F401 (re-
 )
 
 from .callback import Callback
+from fastlight.utilities.rank_zero import module_logger
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 
 class ModelSummary(Callback):

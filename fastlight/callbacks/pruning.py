@@ -5,7 +5,6 @@ torch's pruning re-parametrizes a module: `<name>_orig` (the same Parameter obje
 step writes the setup-time values back into `<name>_orig` in place (fused optimizers keep pointing at its storage).
 """
 import inspect
-import logging
 from copy import deepcopy
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -13,11 +12,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from torch import Tensor, nn
 
 from fastlight.core import LightningModule
-from fastlight.utilities.rank_zero import rank_zero_only
+from fastlight.utilities.rank_zero import module_logger, rank_zero_only
 
 from .callback import Callback
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 _PARAM_LIST = Sequence[Tuple[nn.Module, str]]
 _MODULE_CONTAINERS = (LightningModule, nn.Sequential, nn.ModuleList, nn.ModuleDict)

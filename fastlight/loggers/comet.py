@@ -11,12 +11,12 @@ from typing import Any, Dict, Mapping, Optional, Union
 
 from torch import Tensor
 
-from fastlight.utilities.rank_zero import rank_zero_only
+from fastlight.utilities.rank_zero import module_logger, rank_zero_only
 
 from ._utils import convert_params, import_client
 from .logger import Logger, rank_zero_experiment
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 FRAMEWORK_NAME = "pytorch-lightning"  # how Comet labels what the integration logged (its UI groups by it)
 

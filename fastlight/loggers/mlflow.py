@@ -12,12 +12,12 @@ import time
 from argparse import Namespace
 from typing import Any, Dict, List, Mapping, Optional, Union
 
-from fastlight.utilities.rank_zero import rank_zero_only, rank_zero_warn
+from fastlight.utilities.rank_zero import module_logger, rank_zero_only, rank_zero_warn
 
 from ._utils import add_prefix, checkpoint_metadata, checkpoints_to_log, convert_params, flatten_dict, import_client
 from .logger import Logger, rank_zero_experiment
 
-log = logging.getLogger(__name__)
+log = module_logger(__name__)
 
 LOCAL_FILE_URI_PREFIX = "file:"
 _PARAM_VALUE_LIMIT = 250  # characters kept of a parameter value (Lightning's limit; old MLflow servers reject more)

@@ -9,7 +9,7 @@ import re
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TextIO
 
-log = logging.getLogger("fastlight.profilers")
+log = logging.getLogger("lightning.pytorch.profilers.profiler")  # Lightning's name (utilities.rank_zero)
 
 
 class Profiler:

@@ -1,7 +1,6 @@
 """DDPStrategy: one process per device, gradients averaged by torch DistributedDataParallel."""
 import contextlib
 import datetime
-import logging
 import os
 from datetime import timedelta
 from typing import Any, Dict, Iterator, List, Optional, TypeVar
@@ -14,8 +13,9 @@ from torch.nn.parallel import DistributedDataParallel
 from .environments import ClusterEnvironment, TorchrunEnvironment
 from .launchers import MultiProcessingLauncher, SubprocessScriptLauncher
 from .strategy import ParallelStrategy
+from fastlight.utilities.rank_zero import module_logger
 
-log = logging.getLogger("fastlight")
+log = module_logger(__name__)
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = timedelta(minutes=30)  # torch's and Lightning's default for collectives

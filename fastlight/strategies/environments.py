@@ -11,14 +11,14 @@ and port of the rank-0 process, and this process's global rank, local rank, node
 - `SLURMEnvironment`: processes started by `srun`: SLURM_PROCID, SLURM_LOCALID, SLURM_NODEID,
   SLURM_NTASKS, the master address being the first host of SLURM_NODELIST.
 """
-import logging
 import os
 import signal
 import re
 import socket
 from typing import Optional
+from fastlight.utilities.rank_zero import module_logger
 
-log = logging.getLogger("fastlight")
+log = module_logger(__name__)
 
 _TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 

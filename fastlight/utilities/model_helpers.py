@@ -1,12 +1,12 @@
 """`is_overridden`: whether a user's LightningModule / LightningDataModule / Callback replaces one of the library's
 methods (`lightning.pytorch.utilities.model_helpers`)."""
-import logging
 import sys
 from functools import partial
 from typing import Any, Dict, Optional
 from unittest.mock import Mock
 
 from torch import nn
+from fastlight.utilities.rank_zero import module_logger
 
 # (module that defines the class, class name): the default parents, looked up among the loaded modules (an instance
 # of one of them exists only if its module was imported, so nothing is imported here)
@@ -17,7 +17,7 @@ _DEFAULT_PARENTS = (
 )
 
 
-_log = logging.getLogger(__name__)
+_log = module_logger(__name__)
 
 
 def _default_parent(instance: object) -> Optional[type]:

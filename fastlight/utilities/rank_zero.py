@@ -14,7 +14,19 @@ from typing import Any, Callable, Optional, TypeVar
 
 from .. import _warn
 
-log = logging.getLogger("fastlight")
+# Console messages go to the loggers Lightning's do, so the configuration Lightning documents keeps working
+# (`logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)`, a handler on `lightning.pytorch.core`): a message
+# of fastlight.X is logged on `lightning.pytorch.X`, the rank-zero helpers' on `lightning.pytorch.utilities.rank_zero`.
+LIGHTNING_LOGGER = "lightning.pytorch"
+
+
+def module_logger(module_name: str) -> logging.Logger:
+    """The logger for messages of fastlight module `module_name` (its `__name__`): Lightning's name for it."""
+    suffix = module_name[len("fastlight"):] if module_name.split(".")[0] == "fastlight" else "." + module_name
+    return logging.getLogger(LIGHTNING_LOGGER + suffix)
+
+
+log = module_logger(__name__)
 T = TypeVar("T")
 
 
