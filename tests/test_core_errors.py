@@ -1,4 +1,6 @@
 """Bad input gets a clear error naming the problem, before training starts where that is possible."""
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -94,6 +96,120 @@ def test_unsupported_optimizer_dict_keys_warn_and_train_as_in_lightning(conf):
             framework.Trainer(max_epochs=1, barebones=True, accelerator="cpu", devices=1).fit(model)
         weights.append(model.layer.weight.detach().clone())
     assert torch.equal(weights[0], weights[1])
+
+
+def _parsed_like_lightning(framework, configure, automatic=True, **module_attrs):
+    """`core.optimizer._init_optimizers_and_lr_schedulers` of `framework` on a module whose configure_optimizers is
+    `configure(params)`: (optimizer classes, scheduler configs as plain tuples), or the exception (type, message)."""
+    optimizer_mod = __import__(f"{framework.__name__}.core.optimizer", fromlist=["_"])
+
+    class M(framework.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(4, 1)
+            self.automatic_optimization = automatic
+
+        def configure_optimizers(self):
+            return configure(self.parameters())
+
+    model = M()
+    for name, value in module_attrs.items():
+        setattr(model, name, value)
+    model.trainer = framework.Trainer(barebones=True, accelerator="cpu", devices=1)
+    try:
+        optimizers, configs = optimizer_mod._init_optimizers_and_lr_schedulers(model)
+    except Exception as error:
+        return type(error), str(error)
+    return ([type(o).__name__ for o in optimizers],
+            [(type(c.scheduler).__name__, c.interval, c.frequency, c.reduce_on_plateau, c.monitor, c.strict, c.name)
+             for c in configs])
+
+
+class _StepOnly:
+    """A scheduler with the optimizer attached and a step, but nothing a checkpoint could save."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def step(self):
+        pass
+
+
+class _CustomStepSignature(_StepOnly):
+    def step(self, metric):  # not torch's step(): needs lr_scheduler_step
+        pass
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state_dict):
+        pass
+
+
+def _sgd(params):
+    return torch.optim.SGD(params, lr=0.1)
+
+
+def _two(params):
+    params = list(params)
+    return torch.optim.SGD(params, lr=0.1), torch.optim.Adam(params, lr=0.1)
+
+
+def _with(scheduler_entry, **extra):
+    def configure(params):
+        opt = _sgd(params)
+        return {"optimizer": opt, "lr_scheduler": scheduler_entry(opt), **extra}
+    return configure
+
+
+@pytest.mark.parametrize("case", [
+    dict(configure=_sgd),
+    dict(configure=_two, automatic=False),
+    dict(configure=lambda p: [_sgd(p)]),
+    dict(configure=lambda p: (lambda o: ([o], [torch.optim.lr_scheduler.StepLR(o, 2)]))(_sgd(p))),
+    dict(configure=_with(lambda o: {"scheduler": torch.optim.lr_scheduler.StepLR(o, 2), "interval": "step",
+                                    "name": "s"})),
+    dict(configure=_with(lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o), monitor="val")),
+    dict(configure=_with(lambda o: {"scheduler": torch.optim.lr_scheduler.StepLR(o, 2), "monitor": "m"}),
+         automatic=False),
+    dict(configure=_with(lambda o: {"scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(o)})),
+    dict(configure=_with(_StepOnly)),
+    dict(configure=_with(_CustomStepSignature)),
+    dict(configure=_with(_CustomStepSignature), lr_scheduler_step=lambda *args: None),  # set on the instance
+    dict(configure=_two),
+], ids=["optimizer", "tuple-manual", "list", "two-lists", "scheduler-dict", "plateau-monitor", "manual-ignored-keys",
+        "plateau-without-monitor", "scheduler-without-state-dict", "custom-step-signature",
+        "custom-step-signature-instance-override", "two-optimizers-automatic"])
+def test_init_optimizers_and_lr_schedulers_parses_and_refuses_as_lightning(case):
+    """Lightning's `core.optimizer._init_optimizers_and_lr_schedulers` (what a fit runs on `configure_optimizers`,
+    and what some libraries call themselves) gives the same optimizers and scheduler configs, or the same error."""
+    pl = pytest.importorskip("pytorch_lightning")
+    case = dict(case)
+    configure, automatic = case.pop("configure"), case.pop("automatic", True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = _parsed_like_lightning(pl, configure, automatic, **case)
+        ours = _parsed_like_lightning(fl, configure, automatic, **case)
+    if isinstance(theirs[0], type):  # an error: the same message; the type is Lightning's (or a subclass of its name)
+        assert isinstance(ours[0], type) and ours[1] == theirs[1], (ours, theirs)
+        assert theirs[0].__name__ in {base.__name__ for base in ours[0].__mro__}, (ours, theirs)
+    else:
+        assert ours == theirs
+
+
+def test_lightning_scheduler_helpers_warn_as_lightning():
+    """`_configure_optimizers` warns about unknown optimizer-dict keys and `_configure_schedulers_automatic_opt` about
+    a OneCycleLR stepped per epoch, with Lightning's category and text."""
+    from fastlight.core.optimizer import _configure_optimizers, _configure_schedulers_automatic_opt
+
+    opt = torch.optim.Adam(nn.Linear(2, 1).parameters())
+    with pytest.warns(RuntimeWarning, match=r"Found unsupported keys in the optimizer configuration: \{.+\}"):
+        optimizers, schedulers, monitor = _configure_optimizers({"optimizer": opt, "foo": 1})
+    assert optimizers == [opt] and schedulers == [] and monitor is None
+    one_cycle = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.01, total_steps=3)
+    with pytest.warns(RuntimeWarning, match="Are you sure you didn't mean 'interval': 'step'?"):
+        (config,) = _configure_schedulers_automatic_opt([{"scheduler": one_cycle}], None)
+    assert config.scheduler is one_cycle and config.interval == "epoch"
 
 
 def test_scheduler_dict_without_scheduler_key_is_named():

@@ -126,7 +126,7 @@ def test_configuration_errors_are_misconfiguration_exceptions_in_both(case):
 def test_fastlight_error_classes_keep_their_builtin_bases():
     from fastlight.trainer.config import ConfigError
     from fastlight.trainer.fit_loop import TrainingStepError
-    from fastlight.trainer.optimizers import OptimizerConfigError
+    from fastlight.core.optimizer_config import OptimizerConfigError
     from fastlight.trainer.results import LoggingError
     from fastlight.trainer.trainer import MisconfigurationError
 

@@ -5,7 +5,7 @@ What it does not define itself (param_groups, state, defaults, ...) is read live
 Lightning's does.
 """
 from contextlib import contextmanager
-from typing import Any, Callable, Generator, Optional
+from typing import Any, Callable, Generator, List, Optional, Tuple
 
 import torch
 
@@ -75,3 +75,32 @@ class LightningOptimizer:
     def load_state_dict(self, state_dict: dict) -> None:
         self._optimizer.load_state_dict(state_dict)
 
+
+# Lightning's names for turning what `configure_optimizers` returns into optimizers and scheduler configs
+# (`lightning.pytorch.core.optimizer`): the steps the Trainer runs at the start of a fit (core/optimizer_config.py).
+def _init_optimizers_and_lr_schedulers(model: Any) -> Tuple[List[Any], List[Any]]:
+    """`model.configure_optimizers()`, parsed and validated: (optimizers, `LRSchedulerConfig`s)."""
+    from .optimizer_config import init_optimizers_and_schedulers
+
+    return init_optimizers_and_schedulers(model)
+
+
+def _configure_optimizers(optim_conf: Any) -> Tuple[List[Any], List[Any], Optional[str]]:
+    """What `configure_optimizers` returned -> (optimizers, the scheduler entries as given, monitor)."""
+    from .optimizer_config import parse_optimizers
+
+    return parse_optimizers(optim_conf)
+
+
+def _configure_schedulers_automatic_opt(schedulers: List[Any], monitor: Optional[str]) -> List[Any]:
+    """Scheduler entries -> `LRSchedulerConfig`s, for automatic optimization (the loop steps them)."""
+    from .optimizer_config import configure_schedulers
+
+    return configure_schedulers(schedulers, monitor, automatic=True)
+
+
+def _configure_schedulers_manual_opt(schedulers: List[Any]) -> List[Any]:
+    """Scheduler entries -> `LRSchedulerConfig`s, for manual optimization (the user steps them)."""
+    from .optimizer_config import configure_schedulers
+
+    return configure_schedulers(schedulers, None, automatic=False)

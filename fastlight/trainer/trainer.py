@@ -17,12 +17,7 @@ from fastlight.core.optimizer import LightningOptimizer
 from fastlight.loops.fetchers import _takes_dataloader_iter
 from fastlight.trainer.compiled import module_channels_last, unwrap_compiled
 from fastlight.trainer.config import ConfigError, _limit, build_config, resolve_loop_limits, with_env_var_defaults
-from fastlight.trainer.optimizers import (
-    configure_schedulers,
-    parse_optimizers,
-    validate_optimization_mode,
-    validate_schedulers,
-)
+from fastlight.core.optimizer_config import init_optimizers_and_schedulers
 from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.states import TrainerState
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
@@ -1447,11 +1442,7 @@ class Trainer:
             self.optimizers, self.lr_scheduler_configs = [], []
 
     def _setup_optimizers(self, model: LightningModule) -> None:
-        conf = self._call_module("configure_optimizers")
-        optimizers, schedulers, monitor = parse_optimizers(conf)
-        configs = configure_schedulers(schedulers, monitor, model.automatic_optimization)
-        validate_optimization_mode(optimizers, model)
-        validate_schedulers(configs, optimizers, model)
+        optimizers, configs = init_optimizers_and_schedulers(model)
         optimizers = self._select_optimizer_engine(optimizers)
         optimizers = self.strategy.setup_optimizers(optimizers)
         self.optimizers = optimizers  # and their LightningOptimizers

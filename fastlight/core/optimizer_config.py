@@ -205,11 +205,17 @@ def configure_schedulers(schedulers: List[Any], monitor: Optional[str], automati
 
 
 def validate_schedulers(configs: List[LRSchedulerConfig], optimizers: List[Any], module: Any) -> None:
-    from fastlight.core.module import LightningModule
+    from fastlight.utilities.model_helpers import is_overridden
 
-    custom_step = type(module).lr_scheduler_step is not LightningModule.lr_scheduler_step
+    custom_step = is_overridden("lr_scheduler_step", module)  # on the class, or set on the instance
     for config in configs:
         sched = config.scheduler
+        # checkpoints save and restore every scheduler: refuse one that cannot be, before training, as Lightning does
+        if not (callable(getattr(sched, "state_dict", None)) and callable(getattr(sched, "load_state_dict", None))):
+            raise TypeError(
+                f"The provided lr scheduler `{type(sched).__name__}` is invalid."
+                " It should have `state_dict` and `load_state_dict` methods defined."
+            )
         # (manual optimization: the user steps it, any object will do)
         if not isinstance(sched, (_LRScheduler, ReduceLROnPlateau)) and not custom_step and module.automatic_optimization:
             raise OptimizerConfigError(
@@ -223,3 +229,18 @@ def validate_schedulers(configs: List[LRSchedulerConfig], optimizers: List[Any],
                 f"Some schedulers are attached with an optimizer that wasn't returned from `configure_optimizers`"
                 f" (`{type(sched).__name__}`)."
             )
+
+
+def init_optimizers_and_schedulers(module: Any) -> Tuple[List[Any], List[LRSchedulerConfig]]:
+    """Call the module's `configure_optimizers` (through its trainer when that runs it, as in a fit) and parse and
+    validate what it returns: (optimizers, scheduler configs). What the Trainer does at the start of a fit."""
+    trainer = getattr(module, "_trainer", None)
+    if trainer is not None and getattr(trainer, "lightning_module", None) is module:
+        conf = trainer._call_module("configure_optimizers")
+    else:
+        conf = module.configure_optimizers()
+    optimizers, schedulers, monitor = parse_optimizers(conf)
+    configs = configure_schedulers(schedulers, monitor, module.automatic_optimization)
+    validate_optimization_mode(optimizers, module)
+    validate_schedulers(configs, optimizers, module)
+    return optimizers, configs
