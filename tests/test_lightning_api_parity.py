@@ -282,6 +282,68 @@ def test_seed_helpers():
     assert draws(0) == draws(0) and draws(0) != draws(1)
 
 
+def test_worker_seeding_draws_what_lightnings_workers_draw():
+    """pl_worker_init_function seeds a worker's torch, random and numpy as Lightning's does (same numbers)."""
+    np = pytest.importorskip("numpy")
+    from lightning_fabric.utilities.seed import pl_worker_init_function as theirs
+
+    from fastlight.utilities.seed import pl_worker_init_function as ours
+
+    def draws(init, worker_id, rank):
+        torch.manual_seed(0x9E3779B97F4A7C15 + worker_id)  # a 64-bit base seed, as torch's DataLoader gives workers
+        init(worker_id, rank=rank)
+        return torch.rand(2).tolist(), random.random(), np.random.rand(2).tolist()
+
+    for worker_id, rank in ((0, 0), (1, 0), (3, 2)):
+        assert draws(ours, worker_id, rank) == draws(theirs, worker_id, rank)
+    assert draws(ours, 0, 0) != draws(ours, 1, 0) != draws(ours, 1, 1)
+
+
+class _RandomPerSample(torch.utils.data.Dataset):
+    """What a random augmentation draws in a worker: torch, random and numpy."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        return torch.tensor([float(index), torch.rand(1).item(), random.random(), float(np.random.rand())])
+
+
+@pytest.mark.parametrize("workers", [True, False])
+def test_seed_everything_workers_seeds_each_dataloader_worker_as_lightning(workers, tmp_path):
+    """`seed_everything(seed, workers=True)`: the Trainer gives each loader without a worker_init_fn Lightning's worker
+    seeding (numpy then differs between workers, and the samples are Lightning's); workers=False leaves it alone."""
+    pytest.importorskip("numpy")
+    seen = {}
+    for name, lib in (("pl", pl), ("fl", fastlight)):
+        batches = []
+
+        class Model(_net_module(lib)):
+            def training_step(self, batch, batch_idx):
+                batches.append(batch.clone())
+                return self.head.weight.pow(2).sum()
+
+        lib.seed_everything(123, workers=workers)
+        loader = DataLoader(_RandomPerSample(), batch_size=2, num_workers=2, shuffle=False)
+        trainer = lib.Trainer(default_root_dir=tmp_path / name, max_epochs=1, logger=False, enable_progress_bar=False,
+                              enable_checkpointing=False, enable_model_summary=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trainer.fit(Model(), loader)
+        seen[name] = (torch.cat(batches), loader.worker_init_fn)
+    ours, theirs = seen["fl"], seen["pl"]
+    if workers:
+        assert ours[1].keywords == theirs[1].keywords == {"rank": 0}
+        assert ours[1].func.__name__ == theirs[1].func.__name__ == "pl_worker_init_function"
+        assert torch.equal(ours[0], theirs[0])
+        # the two workers' numpy draws differ (batches 0, 2 come from worker 0; 1, 3 from worker 1)
+        assert ours[0][0, 3] != ours[0][2, 3]
+    else:
+        assert ours[1] is None and theirs[1] is None
+
+
 def test_compile_helpers_round_trip():
     from fastlight.utilities.compile import from_compiled, to_uncompiled
 

@@ -22,7 +22,7 @@ from fastlight.trainer.precision import Precision, make_precision
 from fastlight.trainer.states import TrainerState
 from fastlight.trainer.results import LoggingError, MetricsHub, ResultCollection, parse_reduce_fx, resolve_log_levels
 from fastlight.utilities.combined_loader import CombinedLoader, _map_iterables
-from fastlight.utilities.data import _worker_check
+from fastlight.utilities.data import _auto_add_worker_init_fn, _worker_check
 from fastlight.utilities.metric_objects import is_metric_object
 from fastlight.utilities.parsing import clean_namespace
 from fastlight.utilities.exceptions import MisconfigurationException, _TunerExitException
@@ -951,15 +951,17 @@ class Trainer:
         return self._process_dataloader(loader, stage)
 
     def _process_dataloader(self, loader: Any, stage: str) -> Any:
-        """The strategy injects a DistributedSampler (distributed runs, use_distributed_sampler=True), into each loader
-        of a list/tuple/dict or CombinedLoader."""
+        """The strategy injects a DistributedSampler (distributed runs, use_distributed_sampler=True), and the worker
+        seeding of `seed_everything(workers=True)` is added, into each loader of a list/tuple/dict or CombinedLoader."""
         cfg = self._cfg
 
         def process(dl: Any) -> Any:
             _worker_check(dl, f"{stage}_dataloader", self.num_devices, cfg.reload_dataloaders_every_n_epochs)
-            return self.strategy.process_dataloader(
+            dl = self.strategy.process_dataloader(
                 dl, stage, use_distributed_sampler=cfg.use_distributed_sampler, overfit_batches=cfg.overfit_batches
             )
+            _auto_add_worker_init_fn(dl, self.global_rank)  # seed_everything(workers=True): seeds per worker
+            return dl
 
         if isinstance(loader, (list, tuple, dict, CombinedLoader)):
             return _map_iterables(process, loader)

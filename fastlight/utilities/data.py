@@ -1,7 +1,8 @@
 """Data helpers (`lightning.pytorch.utilities.data`): the batch size of a batch, whether a loader has a length,
-how many workers suit this machine."""
+how many workers suit this machine, the worker seeding `seed_everything(workers=True)` asks for."""
 import dataclasses
 import os
+from functools import partial
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from torch import Tensor
@@ -9,6 +10,7 @@ from torch.utils.data import IterableDataset
 
 from .exceptions import MisconfigurationException
 from .rank_zero import WarningCache, rank_zero_warn
+from .seed import pl_worker_init_function
 
 _warning_cache = WarningCache()
 _NO_BATCH_SIZE = ("We could not infer the batch_size from the batch. Either simplify its structure"
@@ -166,3 +168,15 @@ def _worker_check(dataloader: object, name: str, num_devices: int, reload_datalo
 
 
 __all__ = ["extract_batch_size", "has_iterable_dataset", "has_len", "has_len_all_ranks", "sized_len", "suggested_max_num_workers"]
+
+
+def _auto_add_worker_init_fn(dataloader: object, rank: int) -> None:
+    """After `seed_everything(..., workers=True)` (PL_SEED_WORKERS=1), give a DataLoader that has no `worker_init_fn`
+    `pl_worker_init_function` for this global rank, as Lightning does for every loader a Trainer runs: each worker of
+    each rank then seeds torch, random and numpy differently and reproducibly (without it every worker starts from a
+    copy of the same numpy state). A user's own `worker_init_fn` is kept."""
+    if not hasattr(dataloader, "worker_init_fn"):
+        return
+    if int(os.environ.get("PL_SEED_WORKERS", 0)) and dataloader.worker_init_fn is None:
+        dataloader.worker_init_fn = partial(pl_worker_init_function, rank=rank)
+

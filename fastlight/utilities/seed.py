@@ -2,7 +2,7 @@
 import os
 import random
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 
@@ -123,27 +123,39 @@ def reset_seed() -> None:
 
 
 def pl_worker_init_function(worker_id: int, rank: Optional[int] = None) -> None:
-    """A DataLoader `worker_init_fn`: seeds torch, random and numpy in each worker from the worker's base seed, its
-    id and the process's global rank, so workers (and ranks) draw different random streams reproducibly.
-
-    The streams are derived with numpy's SeedSequence when numpy is installed (else from torch's generator): they are
-    reproducible under fastlight but not the same numbers as Lightning's workers draw."""
+    """A DataLoader `worker_init_fn` (the Trainer adds it after `seed_everything(..., workers=True)`): seeds torch,
+    random and numpy in each worker from the worker's base seed, its id and the process's global rank, so workers (and
+    ranks) draw different random streams, reproducibly and the same numbers as Lightning's workers draw."""
     from .rank_zero import rank_zero_only
 
     global_rank = rank if rank is not None else rank_zero_only.rank
-    base_seed = torch.initial_seed() - worker_id  # torch gives worker i the seed base + i
+    base_seed = torch.initial_seed() - worker_id  # torch gives worker i the seed base + i: all of base's bits
+    torch_seed, random_high, random_low = _worker_seeds(base_seed, worker_id, global_rank)
+    torch.manual_seed(torch_seed)
+    random.seed((random_high << 32) | random_low)
     try:
         import numpy as np
     except ImportError:
-        gen = torch.Generator().manual_seed((base_seed * 1_000_003 + worker_id * 10_007 + global_rank) % 2**63)
-        words = torch.randint(0, 2**62, (3,), generator=gen).tolist()
-        torch.manual_seed(words[0])
-        random.seed((words[1] << 32) | words[2])
         return
-    state = np.random.SeedSequence([base_seed, worker_id, global_rank]).generate_state(4, dtype=np.uint64)
-    torch.manual_seed(int(state[0]) & (2**63 - 1))
-    random.seed((int(state[1]) << 64) | int(state[2]))
     np.random.seed(np.random.SeedSequence([base_seed, worker_id, global_rank]).generate_state(4))
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _worker_seeds(base_seed: int, worker_id: int, global_rank: int) -> List[int]:
+    """Three 64-bit seeds for one worker: its (base seed, id, rank) packed into one number, mixed by MurmurHash3's
+    64-bit finalizer (so that small seeds still set every bit), then stepped by Knuth's MMIX linear congruential
+    generator. This is the derivation Lightning's workers use, so the streams are the same."""
+    x = (base_seed << 32) | (worker_id << 16) | global_rank  # not truncated: the first shift mixes in bits 64-95
+    for multiplier in (0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53):
+        x = ((x ^ (x >> 33)) * multiplier) & _MASK64
+    x ^= x >> 33
+    seeds = []
+    for _ in range(3):
+        x = (x * 6364136223846793005 + 1) & _MASK64
+        seeds.append(x)
+    return seeds
 
 
 __all__ = ["isolate_rng", "pl_worker_init_function", "reset_seed", "seed_everything"]
