@@ -521,3 +521,25 @@ def test_a_custom_launcher_subclassing_lightnings_base_is_called_with_the_traine
     trainer.fit(Model())
     trainer.validate(Model(), dataloaders=DataLoader(torch.randn(4, 4), batch_size=4), verbose=False)
     assert launcher.trainers == [trainer, trainer] and trainer.global_step == 2
+
+
+@pytest.mark.parametrize("size, replicas, shuffle", [(10, 3, False), (10, 3, True), (7, 2, True), (5, 4, False)])
+def test_unrepeated_distributed_sampler_splits_as_lightnings(size, replicas, shuffle):
+    """`overrides.distributed.UnrepeatedDistributedSampler` (what evaluation/prediction loaders of a distributed run
+    get): every sample once over the ranks, the same split and order as Lightning's, for each epoch."""
+    pytest.importorskip("pytorch_lightning")
+    from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler as Theirs
+
+    from fastlight.overrides.distributed import UnrepeatedDistributedSampler as Ours
+
+    data = list(range(size))
+    for epoch in (0, 3):
+        seen = []
+        for rank in range(replicas):
+            ours = Ours(data, num_replicas=replicas, rank=rank, shuffle=shuffle)
+            theirs = Theirs(data, num_replicas=replicas, rank=rank, shuffle=shuffle)
+            ours.set_epoch(epoch)
+            theirs.set_epoch(epoch)
+            assert list(ours) == list(theirs) and len(ours) == len(theirs)
+            seen += list(ours)
+        assert sorted(seen) == data

@@ -36,7 +36,6 @@ NOT_MIRRORED = {
     "loggers.utilities": "private helpers of Lightning's loggers",
     "loops": "Lightning's loop objects; fastlight has one fit loop with views (trainer.fit_loop); loops.fetchers"
              " (private names only) is fastlight.loops.fetchers",
-    "overrides": "Lightning's DDP wrapper internals",
     "serve": "Lightning's serving validator (experimental)",
     "trainer.call": "Trainer internals",
     "trainer.configuration_validator": "Trainer internals",
@@ -76,6 +75,7 @@ NAMES_NOT_MIRRORED = {
     ("profilers.pytorch", "RegisterRecordFunction"): "PyTorchProfiler internals",
     ("profilers.pytorch", "ScheduleWrapper"): "PyTorchProfiler internals",
     ("strategies.deepspeed", "remove_module_hooks"): "DeepSpeed is not supported",
+    ("overrides.distributed", "prepare_for_backward"): "Lightning's DDP wrapper internals",
     ("strategies.launchers", "_XLALauncher"): "TPUs/XLA are not supported",
     ("strategies.strategy", "TBroadcast"): "a TypeVar",
     ("strategies.strategy", "TReduce"): "a TypeVar",
