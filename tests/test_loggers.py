@@ -1,6 +1,7 @@
 """Loggers write the same files as Lightning's for the same calls."""
 import csv
 import os
+import warnings
 from argparse import Namespace
 
 import pytest
@@ -136,6 +137,31 @@ def test_custom_logger_subclass_contract():
     with pytest.raises(TypeError):
         Logger()
     DummyLogger().whatever(1)
+
+
+@pytest.mark.parametrize("use_omegaconf", [True, False])
+def test_hparams_yaml_with_and_without_omegaconf_as_lightning(tmp_path, use_omegaconf):
+    """Where omegaconf is installed, Lightning writes hparams.yaml with OmegaConf (keys in the order given, configs
+    resolved, the user's config left unresolved) and reads it back as a DictConfig; `use_omegaconf=False` (or no
+    omegaconf) is the plain sorted dump and a dict. A value omegaconf cannot hold falls back to the plain dump."""
+    omegaconf = pytest.importorskip("omegaconf")
+    from pytorch_lightning.core.saving import load_hparams_from_yaml as pl_load
+    from pytorch_lightning.core.saving import save_hparams_to_yaml as pl_save
+
+    config = omegaconf.OmegaConf.create({"width": 8, "depth": "${width}"})
+    # (without omegaconf a DictConfig would be dumped as a python object neither framework can load back)
+    cases = [{"lr": 0.1, "batch_size": 32, "model": config if use_omegaconf else {"width": 8}, "layers": [4, 2]},
+             {"zeta": 1, "alpha": "cpu", "ids": {3, 1}}]  # a set: omegaconf cannot hold it, the fallback
+    for i, hparams in enumerate(cases):
+        ours, theirs = tmp_path / f"ours{i}.yaml", tmp_path / f"theirs{i}.yaml"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            save_hparams_to_yaml(ours, hparams, use_omegaconf=use_omegaconf)
+            pl_save(theirs, hparams, use_omegaconf=use_omegaconf)
+        assert _read(ours) == _read(theirs), (i, _read(ours), _read(theirs))
+        loaded, expected = load_hparams_from_yaml(ours, use_omegaconf), pl_load(theirs, use_omegaconf)
+        assert type(loaded) is type(expected) and loaded == expected
+    assert omegaconf.OmegaConf.to_container(config)["depth"] == "${width}"  # still unresolved
 
 
 def test_hparams_yaml_round_trip_and_lightning_compat(tmp_path):

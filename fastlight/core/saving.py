@@ -1,4 +1,7 @@
-"""hparams.yaml helpers with Lightning's file format (plain `yaml.dump` of a dict, keys sorted)."""
+"""hparams.yaml helpers with Lightning's file format: where omegaconf is installed, `OmegaConf.save` (keys in the order
+given, config containers resolved), else a plain `yaml.dump` of the dict (keys sorted), as Lightning writes it."""
+import copy
+import importlib.util
 import os
 from argparse import Namespace
 from enum import Enum
@@ -16,10 +19,9 @@ FASTLIGHT_CHECKPOINT_KEYS = ("fastlight_version", "fastlight_resume")
 
 
 def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[dict, Namespace], use_omegaconf: bool = True) -> None:
-    """Write `hparams` to `config_yaml`. Values yaml cannot represent are skipped with a warning, as Lightning does.
-
-    `use_omegaconf` is accepted for Lightning's signature; omegaconf containers are not special-cased here.
-    """
+    """Write `hparams` to `config_yaml` as Lightning does: with omegaconf installed and `use_omegaconf`, through
+    `OmegaConf.save` (values omegaconf cannot hold fall back to the plain dump); otherwise a `yaml.dump` of the values
+    yaml can represent, the others skipped with a warning."""
     fs = filesystem(config_yaml)  # a local file, or a URL through fsspec
     folder = os.path.dirname(os.fspath(config_yaml))
     if folder and not fs.isdir(folder):
@@ -28,6 +30,8 @@ def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[di
         hparams = vars(hparams)
     elif isinstance(hparams, AttributeDict):
         hparams = dict(hparams)
+    if use_omegaconf and _omegaconf_available() and _save_with_omegaconf(fs, config_yaml, hparams):
+        return
     if not isinstance(hparams, dict):
         raise TypeError(f"hparams must be a dictionary or Namespace, got {type(hparams).__name__}")
 
@@ -62,7 +66,44 @@ def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: 
             hparams = yaml.full_load(fp)
         except yaml.YAMLError as err:
             raise ValueError(f"{config_yaml} is not valid YAML: {err}") from err
+    if use_omegaconf and _omegaconf_available():  # Lightning returns a DictConfig then, where omegaconf can hold it
+        from omegaconf import OmegaConf
+        from omegaconf.errors import UnsupportedValueType, ValidationError
+
+        try:
+            return OmegaConf.create(hparams)
+        except (UnsupportedValueType, ValidationError):
+            pass
     return {} if hparams is None else hparams
+
+
+def _omegaconf_available() -> bool:
+    return importlib.util.find_spec("omegaconf") is not None
+
+
+def _save_with_omegaconf(fs: Any, config_yaml: Union[str, os.PathLike], hparams: Any) -> bool:
+    """`OmegaConf.save` of the hparams with every DictConfig inside resolved to plain containers (on a copy: the
+    user's configs stay unresolved). False when omegaconf cannot hold a value (the caller then dumps plainly)."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import UnsupportedValueType, ValidationError
+
+    def resolved(value: Any) -> Any:
+        if isinstance(value, DictConfig):
+            return OmegaConf.to_container(value, resolve=True)
+        if isinstance(value, dict):
+            return {k: resolved(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+            return type(value)(resolved(v) for v in value)
+        return value
+
+    hparams = resolved(copy.deepcopy(hparams))
+    try:
+        text = OmegaConf.to_yaml(hparams)  # before opening: a refused value leaves no half-written file
+    except (UnsupportedValueType, ValidationError):
+        return False
+    with fs.open(config_yaml, "w", encoding="utf-8") as fp:
+        fp.write(text)
+    return True
 
 
 def load_hparams_from_tags_csv(tags_csv: Union[str, os.PathLike]) -> Dict[str, Any]:
