@@ -9,6 +9,8 @@ from typing import Any, Callable, Generator, List, Optional, Tuple
 
 import torch
 
+from .optimizer_config import configure_schedulers, init_optimizers_and_schedulers, parse_optimizers
+
 
 def _do_nothing_closure() -> None:
     return None
@@ -80,27 +82,19 @@ class LightningOptimizer:
 # (`lightning.pytorch.core.optimizer`): the steps the Trainer runs at the start of a fit (core/optimizer_config.py).
 def _init_optimizers_and_lr_schedulers(model: Any) -> Tuple[List[Any], List[Any]]:
     """`model.configure_optimizers()`, parsed and validated: (optimizers, `LRSchedulerConfig`s)."""
-    from .optimizer_config import init_optimizers_and_schedulers
-
     return init_optimizers_and_schedulers(model)
 
 
 def _configure_optimizers(optim_conf: Any) -> Tuple[List[Any], List[Any], Optional[str]]:
     """What `configure_optimizers` returned -> (optimizers, the scheduler entries as given, monitor)."""
-    from .optimizer_config import parse_optimizers
-
     return parse_optimizers(optim_conf)
 
 
 def _configure_schedulers_automatic_opt(schedulers: List[Any], monitor: Optional[str]) -> List[Any]:
     """Scheduler entries -> `LRSchedulerConfig`s, for automatic optimization (the loop steps them)."""
-    from .optimizer_config import configure_schedulers
-
     return configure_schedulers(schedulers, monitor, automatic=True)
 
 
 def _configure_schedulers_manual_opt(schedulers: List[Any]) -> List[Any]:
     """Scheduler entries -> `LRSchedulerConfig`s, for manual optimization (the user steps them)."""
-    from .optimizer_config import configure_schedulers
-
     return configure_schedulers(schedulers, None, automatic=False)

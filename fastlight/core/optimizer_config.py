@@ -7,6 +7,7 @@ import torch
 from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau
 
 from fastlight.utilities.exceptions import MisconfigurationException
+from fastlight.utilities.model_helpers import is_overridden
 from fastlight.utilities.rank_zero import rank_zero_warn
 from fastlight.utilities.types import LRSchedulerConfig
 
@@ -205,8 +206,6 @@ def configure_schedulers(schedulers: List[Any], monitor: Optional[str], automati
 
 
 def validate_schedulers(configs: List[LRSchedulerConfig], optimizers: List[Any], module: Any) -> None:
-    from fastlight.utilities.model_helpers import is_overridden
-
     custom_step = is_overridden("lr_scheduler_step", module)  # on the class, or set on the instance
     for config in configs:
         sched = config.scheduler

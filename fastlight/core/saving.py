@@ -1,7 +1,6 @@
 """hparams.yaml helpers with Lightning's file format: where omegaconf is installed, `OmegaConf.save` (keys in the order
 given, config containers resolved), else a plain `yaml.dump` of the dict (keys sorted), as Lightning writes it."""
 import copy
-import importlib.util
 import os
 from argparse import Namespace
 from enum import Enum
@@ -9,6 +8,7 @@ from typing import Any, Dict, Optional, Union
 
 from fastlight.utilities._fs import filesystem
 from fastlight.utilities.attribute_dict import AttributeDict
+from fastlight.utilities.imports import _OMEGACONF_AVAILABLE
 from fastlight.utilities.model_helpers import is_overridden
 from fastlight.utilities.rank_zero import rank_zero_warn
 
@@ -30,7 +30,7 @@ def save_hparams_to_yaml(config_yaml: Union[str, os.PathLike], hparams: Union[di
         hparams = vars(hparams)
     elif isinstance(hparams, AttributeDict):
         hparams = dict(hparams)
-    if use_omegaconf and _omegaconf_available() and _save_with_omegaconf(fs, config_yaml, hparams):
+    if use_omegaconf and _OMEGACONF_AVAILABLE and _save_with_omegaconf(fs, config_yaml, hparams):
         return
     if not isinstance(hparams, dict):
         raise TypeError(f"hparams must be a dictionary or Namespace, got {type(hparams).__name__}")
@@ -66,7 +66,7 @@ def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: 
             hparams = yaml.full_load(fp)
         except yaml.YAMLError as err:
             raise ValueError(f"{config_yaml} is not valid YAML: {err}") from err
-    if use_omegaconf and _omegaconf_available():  # Lightning returns a DictConfig then, where omegaconf can hold it
+    if use_omegaconf and _OMEGACONF_AVAILABLE:  # Lightning returns a DictConfig then, where omegaconf can hold it
         from omegaconf import OmegaConf
         from omegaconf.errors import UnsupportedValueType, ValidationError
 
@@ -75,10 +75,6 @@ def load_hparams_from_yaml(config_yaml: Union[str, os.PathLike], use_omegaconf: 
         except (UnsupportedValueType, ValidationError):
             pass
     return {} if hparams is None else hparams
-
-
-def _omegaconf_available() -> bool:
-    return importlib.util.find_spec("omegaconf") is not None
 
 
 def _save_with_omegaconf(fs: Any, config_yaml: Union[str, os.PathLike], hparams: Any) -> bool:

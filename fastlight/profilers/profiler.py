@@ -9,7 +9,8 @@ import re
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Optional, TextIO
 
-log = logging.getLogger("lightning.pytorch.profilers.profiler")  # Lightning's name (utilities.rank_zero)
+log = logging.getLogger("lightning.pytorch.profilers.profiler")  # Lightning's name, as rank_zero.module_logger gives
+# (spelled out: the profilers layer does not import utilities)
 
 
 class Profiler:
